@@ -1,0 +1,156 @@
+//! One error type for the core. Each variant maps to a stable `code` string
+//! that the binding exposes to JavaScript; system errors keep their errno and
+//! the syscall that failed, like Node's own system errors.
+
+use nix::errno::Errno;
+use std::fmt;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Error {
+  /// A syscall failed. `address` is the socket path, when one is involved.
+  Sys {
+    errno: Errno,
+    syscall: &'static str,
+    address: Option<String>,
+  },
+  /// More descriptors than one message can carry.
+  TooManyFds { count: usize, max: usize },
+  /// A socket path longer than `sockaddr_un.sun_path` can hold.
+  AddressTooLong { len: usize, max: usize },
+  /// The path exists and is not a socket, so fdpass refuses to replace it.
+  NotASocket { path: String },
+  /// The platform has no such feature (SOCK_SEQPACKET or abstract sockets on macOS).
+  Unsupported { what: String },
+  /// The peer broke the stream framing; the connection cannot continue.
+  Protocol { reason: String },
+  /// A message larger than the configured maximum.
+  MessageTooLarge { size: usize, max: usize },
+  /// A descriptor handed over for adoption is not what the caller said it is.
+  InvalidFd { fd: i32, reason: String },
+  /// An argument the kernel would misread or silently ignore.
+  InvalidArgument { reason: String },
+}
+
+impl Error {
+  pub fn sys(errno: Errno, syscall: &'static str) -> Self {
+    Error::Sys { errno, syscall, address: None }
+  }
+
+  pub fn sys_at(errno: Errno, syscall: &'static str, address: impl Into<String>) -> Self {
+    Error::Sys { errno, syscall, address: Some(address.into()) }
+  }
+
+  /// The stable code: the errno name for system errors, `ERR_FDPASS_*` for ours.
+  pub fn code(&self) -> String {
+    match self {
+      Error::Sys { errno, .. } => errno_name(*errno),
+      Error::TooManyFds { .. } => "ERR_FDPASS_TOO_MANY_FDS".into(),
+      Error::AddressTooLong { .. } => "ERR_FDPASS_ADDRESS_TOO_LONG".into(),
+      Error::NotASocket { .. } => "ERR_FDPASS_NOT_A_SOCKET".into(),
+      Error::Unsupported { .. } => "ERR_FDPASS_UNSUPPORTED".into(),
+      Error::Protocol { .. } => "ERR_FDPASS_PROTOCOL".into(),
+      Error::MessageTooLarge { .. } => "ERR_FDPASS_MESSAGE_TOO_LARGE".into(),
+      Error::InvalidFd { .. } => "ERR_FDPASS_INVALID_FD".into(),
+      Error::InvalidArgument { .. } => "ERR_INVALID_ARG_VALUE".into(),
+    }
+  }
+
+  pub fn errno(&self) -> Option<Errno> {
+    match self {
+      Error::Sys { errno, .. } => Some(*errno),
+      _ => None,
+    }
+  }
+
+  pub fn is_would_block(&self) -> bool {
+    matches!(self, Error::Sys { errno: Errno::EAGAIN, .. })
+  }
+}
+
+/// `EPIPE` for `Errno::EPIPE`: nix's Debug form is the C name.
+pub fn errno_name(errno: Errno) -> String {
+  format!("{errno:?}")
+}
+
+/// What the caller can do about the most common system errors of this package.
+fn hint(errno: Errno, syscall: &str) -> Option<&'static str> {
+  Some(match (errno, syscall) {
+    (Errno::ENOENT, "connect") => "no socket exists at this path; is the server running?",
+    (Errno::ECONNREFUSED, _) => "nobody is listening on this socket",
+    (Errno::EADDRINUSE, _) => "another process is listening on this address",
+    (Errno::EPIPE, _) | (Errno::ECONNRESET, _) => "the peer closed the connection",
+    (Errno::EBADF, "sendmsg") => "one of the descriptors to send is not open",
+    (Errno::ETOOMANYREFS, _) => {
+      "too many descriptors are in flight; the receiver must read its messages first (the kernel bounds in-flight fds by RLIMIT_NOFILE)"
+    }
+    (Errno::EMFILE, _) => "this process has reached its open-file limit (RLIMIT_NOFILE); close descriptors or raise the limit",
+    (Errno::ENFILE, _) => "the system-wide open-file table is full",
+    (Errno::EACCES, _) => "permission denied by the socket file or its directory",
+    (Errno::EPROTOTYPE, _) => "the socket type does not match the peer's (stream, seqpacket or dgram)",
+    _ => return None,
+  })
+}
+
+impl fmt::Display for Error {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      Error::Sys { errno, syscall, address } => {
+        // Node's shape first ("connect ENOENT /tmp/a.sock"), then what to do.
+        write!(f, "{syscall} {}", errno_name(*errno))?;
+        if let Some(a) = address {
+          write!(f, " {a}")?;
+        }
+        match hint(*errno, syscall) {
+          Some(h) => write!(f, ": {h}"),
+          None => write!(f, ": {}", errno.desc()),
+        }
+      }
+      Error::TooManyFds { count, max } => write!(
+        f,
+        "cannot send {count} file descriptors in one message: the limit is {max} (SCM_MAX_FD); split them across messages"
+      ),
+      Error::AddressTooLong { len, max } => write!(
+        f,
+        "socket path is {len} bytes, but {} allows at most {max}: use a shorter path (for example under /tmp or $XDG_RUNTIME_DIR) or a relative one",
+        crate::platform::OS_NAME
+      ),
+      Error::NotASocket { path } => write!(
+        f,
+        "{path} exists and is not a socket; fdpass never removes such a path: delete it yourself or choose another"
+      ),
+      Error::Unsupported { what } => write!(f, "{what} is not supported on {}", crate::platform::OS_NAME),
+      Error::Protocol { reason } => write!(f, "fdpass stream protocol error: {reason}"),
+      Error::MessageTooLarge { size, max } => write!(
+        f,
+        "message of {size} bytes is larger than maxMessageSize ({max} bytes); raise maxMessageSize on both ends"
+      ),
+      Error::InvalidFd { fd, reason } => write!(f, "fd {fd}: {reason}"),
+      Error::InvalidArgument { reason } => f.write_str(reason),
+    }
+  }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Errno> for Error {
+  fn from(errno: Errno) -> Self {
+    Error::sys(errno, "syscall")
+  }
+}
+
+/// Attach the syscall name to a nix result.
+pub trait SyscallContext<T> {
+  fn syscall(self, name: &'static str) -> Result<T>;
+  fn syscall_at(self, name: &'static str, address: &dyn fmt::Display) -> Result<T>;
+}
+
+impl<T> SyscallContext<T> for nix::Result<T> {
+  fn syscall(self, name: &'static str) -> Result<T> {
+    self.map_err(|e| Error::sys(e, name))
+  }
+  fn syscall_at(self, name: &'static str, address: &dyn fmt::Display) -> Result<T> {
+    self.map_err(|e| Error::sys_at(e, name, address.to_string()))
+  }
+}

@@ -1,0 +1,122 @@
+//! Small operations on single descriptors: flags, duplication, kind.
+
+use crate::error::{Error, Result, SyscallContext};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::stat::{fstat, FileStat, SFlag};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+pub fn set_cloexec(fd: BorrowedFd<'_>) -> Result<()> {
+  let flags = FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD).syscall("fcntl")?);
+  if !flags.contains(FdFlag::FD_CLOEXEC) {
+    fcntl(fd, FcntlArg::F_SETFD(flags | FdFlag::FD_CLOEXEC)).syscall("fcntl")?;
+  }
+  Ok(())
+}
+
+pub fn is_cloexec(fd: BorrowedFd<'_>) -> Result<bool> {
+  let flags = FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD).syscall("fcntl")?);
+  Ok(flags.contains(FdFlag::FD_CLOEXEC))
+}
+
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<()> {
+  let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).syscall("fcntl")?);
+  if !flags.contains(OFlag::O_NONBLOCK) {
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).syscall("fcntl")?;
+  }
+  Ok(())
+}
+
+/// A close-on-exec duplicate: a queued send keeps its own reference to each
+/// descriptor, so the caller may close theirs before the kernel takes them.
+pub fn dup_cloexec(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
+  fd.try_clone_to_owned().map_err(|e| {
+    let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EBADF));
+    Error::sys(errno, "fcntl")
+  })
+}
+
+/// Borrow a descriptor number the caller vouches for, after checking that it is open.
+pub fn check_open(raw: RawFd) -> Result<()> {
+  if raw < 0 {
+    return Err(Error::InvalidFd { fd: raw, reason: "a descriptor is a non-negative integer".into() });
+  }
+  // SAFETY: F_GETFD only queries the descriptor table; a closed number yields EBADF.
+  let r = unsafe { libc::fcntl(raw, libc::F_GETFD) };
+  if r < 0 {
+    return Err(Error::InvalidFd { fd: raw, reason: "not an open file descriptor".into() });
+  }
+  Ok(())
+}
+
+/// Take ownership of a descriptor number handed over by the caller.
+///
+/// # Safety
+/// The caller must own `raw` and must not use or close it afterwards.
+pub unsafe fn adopt(raw: RawFd) -> Result<OwnedFd> {
+  check_open(raw)?;
+  // SAFETY: the number is open, and the caller hands us its ownership.
+  Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// What a descriptor refers to, as `fstat` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdKind {
+  File,
+  Directory,
+  Pipe,
+  Socket,
+  CharDevice,
+  BlockDevice,
+  Symlink,
+  Unknown,
+}
+
+impl FdKind {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      FdKind::File => "file",
+      FdKind::Directory => "directory",
+      FdKind::Pipe => "pipe",
+      FdKind::Socket => "socket",
+      FdKind::CharDevice => "character-device",
+      FdKind::BlockDevice => "block-device",
+      FdKind::Symlink => "symlink",
+      FdKind::Unknown => "unknown",
+    }
+  }
+
+  pub fn from_stat(st: &FileStat) -> Self {
+    let fmt = SFlag::from_bits_truncate(st.st_mode as _) & SFlag::S_IFMT;
+    match fmt {
+      SFlag::S_IFREG => FdKind::File,
+      SFlag::S_IFDIR => FdKind::Directory,
+      SFlag::S_IFIFO => FdKind::Pipe,
+      SFlag::S_IFSOCK => FdKind::Socket,
+      SFlag::S_IFCHR => FdKind::CharDevice,
+      SFlag::S_IFBLK => FdKind::BlockDevice,
+      SFlag::S_IFLNK => FdKind::Symlink,
+      _ => FdKind::Unknown,
+    }
+  }
+}
+
+pub fn stat(fd: BorrowedFd<'_>) -> Result<FileStat> {
+  fstat(fd).syscall("fstat")
+}
+
+pub fn kind(fd: BorrowedFd<'_>) -> Result<FdKind> {
+  Ok(FdKind::from_stat(&stat(fd)?))
+}
+
+/// Close a descriptor by number, reporting EBADF instead of ignoring it.
+pub fn close_raw(raw: RawFd) -> Result<()> {
+  check_open(raw)?;
+  // SAFETY: the caller owns `raw`; after this call nobody uses the number.
+  let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+  nix::unistd::close(owned).syscall("close")
+}
+
+#[allow(dead_code)]
+fn _assert_traits(fd: &OwnedFd) -> RawFd {
+  fd.as_fd().as_raw_fd()
+}

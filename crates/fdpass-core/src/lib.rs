@@ -1,0 +1,27 @@
+//! The syscall layer of fdpass: Unix domain sockets that carry open file
+//! descriptors (`SCM_RIGHTS`), with every trap of that mechanism handled in
+//! one place. It knows nothing about JavaScript; the napi binding sits on top.
+//!
+//! Ownership rule: a descriptor that arrives is an `OwnedFd` from the moment
+//! `recvmsg` returns, so an error on any later path closes it instead of
+//! leaking it.
+
+pub mod address;
+pub mod error;
+pub mod fd;
+pub mod frame;
+pub mod platform;
+pub mod recv;
+pub mod send;
+pub mod socket;
+
+pub use address::SocketAddress;
+pub use error::{Error, Result};
+pub use frame::{FrameDecoder, FrameHeader, FRAME_HEADER_LEN};
+pub use recv::{ControlBuffer, Received};
+pub use socket::{PeerCredentials, SocketType};
+
+/// The most descriptors one message may carry. Linux refuses more with
+/// EINVAL (`SCM_MAX_FD`); fdpass uses the same limit on macOS so that a
+/// program behaves the same on both.
+pub const MAX_FDS_PER_MESSAGE: usize = 253;

@@ -1,0 +1,200 @@
+//! Every difference between Linux and macOS lives here, and nowhere else.
+//!
+//! | concern | Linux | macOS |
+//! |---|---|---|
+//! | CLOEXEC/NONBLOCK on new sockets | `SOCK_CLOEXEC \| SOCK_NONBLOCK` atomically | `fcntl` right after `socket`/`accept` |
+//! | CLOEXEC on received fds | `MSG_CMSG_CLOEXEC` atomically | `fcntl` right after `recvmsg` |
+//! | SIGPIPE | `MSG_NOSIGNAL` on each send | `SO_NOSIGPIPE` on the socket |
+//! | `sun_path` | 108 bytes | 104 bytes, plus `sun_len` (set by nix) |
+//! | SOCK_SEQPACKET, abstract names | yes | no |
+//! | peer credentials | `SO_PEERCRED` | `getpeereid` + `LOCAL_PEERPID` |
+//! | control buffer | sized for `SCM_MAX_FD` | larger: the kernel installs every fd before it truncates |
+
+use crate::error::{Error, Result, SyscallContext};
+use crate::socket::{PeerCredentials, SocketType};
+use nix::sys::socket::{self as sock, AddressFamily, MsgFlags, SockFlag, SockaddrLike};
+#[allow(unused_imports)]
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+compile_error!("fdpass supports Linux and macOS: SCM_RIGHTS means something else, or nothing, elsewhere");
+
+#[cfg(target_os = "linux")]
+pub const OS_NAME: &str = "Linux";
+#[cfg(target_os = "macos")]
+pub const OS_NAME: &str = "macOS";
+
+/// Flags for every `sendmsg`: a vanished peer is an EPIPE error, never a SIGPIPE.
+#[cfg(target_os = "linux")]
+pub const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
+#[cfg(target_os = "macos")]
+pub const SEND_FLAGS: MsgFlags = MsgFlags::empty();
+
+/// Flags for every `recvmsg`: received descriptors are close-on-exec from birth.
+#[cfg(target_os = "linux")]
+pub const RECV_FLAGS: libc::c_int = libc::MSG_CMSG_CLOEXEC;
+#[cfg(target_os = "macos")]
+pub const RECV_FLAGS: libc::c_int = 0;
+
+/// Room for this many descriptors in the receive control buffer. Linux never
+/// delivers more than SCM_MAX_FD. macOS has no such limit below its 2 KiB
+/// control mbuf and installs every descriptor before truncating, so its
+/// buffer must hold all a message can carry or the rest are lost.
+#[cfg(target_os = "linux")]
+pub const RECV_FD_CAPACITY: usize = 253;
+#[cfg(target_os = "macos")]
+pub const RECV_FD_CAPACITY: usize = 512;
+
+/// Usable bytes of `sun_path`: one is kept for the terminating NUL.
+pub const MAX_PATH_LEN: usize = {
+  // SAFETY: sockaddr_un is plain old data; an all-zero value is valid.
+  let addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+  addr.sun_path.len() - 1
+};
+
+pub const SUPPORTS_ABSTRACT: bool = cfg!(target_os = "linux");
+
+pub fn check_supported(ty: SocketType) -> Result<()> {
+  if ty == SocketType::SeqPacket && cfg!(not(target_os = "linux")) {
+    return Err(Error::Unsupported {
+      what: "SOCK_SEQPACKET for Unix sockets (use 'stream' or 'dgram')".into(),
+    });
+  }
+  Ok(())
+}
+
+/// A new Unix socket, non-blocking and close-on-exec.
+pub fn new_socket(ty: SocketType) -> Result<OwnedFd> {
+  check_supported(ty)?;
+  #[cfg(target_os = "linux")]
+  {
+    sock::socket(
+      AddressFamily::Unix,
+      ty.into(),
+      SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+      None,
+    )
+    .syscall("socket")
+  }
+  #[cfg(target_os = "macos")]
+  {
+    let fd = sock::socket(AddressFamily::Unix, ty.into(), SockFlag::empty(), None).syscall("socket")?;
+    prepare_fd(fd.as_fd())?;
+    Ok(fd)
+  }
+}
+
+pub fn new_socketpair(ty: SocketType) -> Result<(OwnedFd, OwnedFd)> {
+  check_supported(ty)?;
+  #[cfg(target_os = "linux")]
+  {
+    sock::socketpair(
+      AddressFamily::Unix,
+      ty.into(),
+      None,
+      SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )
+    .syscall("socketpair")
+  }
+  #[cfg(target_os = "macos")]
+  {
+    let (a, b) = sock::socketpair(AddressFamily::Unix, ty.into(), None, SockFlag::empty()).syscall("socketpair")?;
+    prepare_fd(a.as_fd())?;
+    prepare_fd(b.as_fd())?;
+    Ok((a, b))
+  }
+}
+
+/// Accept one connection; `None` when the backlog is empty.
+pub fn accept(listener: BorrowedFd<'_>) -> Result<Option<OwnedFd>> {
+  loop {
+    #[cfg(target_os = "linux")]
+    let r = sock::accept4(listener, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK);
+    #[cfg(target_os = "macos")]
+    let r = sock::accept(listener.as_raw_fd()).map(|raw| {
+      // SAFETY: accept returned a new descriptor that nothing else owns.
+      unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) }
+    });
+    match r {
+      Ok(fd) => {
+        #[cfg(target_os = "macos")]
+        prepare_fd(fd.as_fd())?;
+        return Ok(Some(fd));
+      }
+      Err(nix::errno::Errno::EINTR) => continue,
+      // A connection reset while still queued is not the listener's failure.
+      Err(nix::errno::Errno::ECONNABORTED) => continue,
+      Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+      Err(e) => return Err(Error::sys(e, "accept")),
+    }
+  }
+}
+
+/// Make an inherited or adopted descriptor behave like one fdpass created.
+pub fn prepare_fd(fd: BorrowedFd<'_>) -> Result<()> {
+  crate::fd::set_cloexec(fd)?;
+  crate::fd::set_nonblocking(fd)?;
+  #[cfg(target_os = "macos")]
+  set_nosigpipe(fd)?;
+  Ok(())
+}
+
+/// nix has no SO_NOSIGPIPE option, so this one goes through libc.
+#[cfg(target_os = "macos")]
+fn set_nosigpipe(fd: BorrowedFd<'_>) -> Result<()> {
+  let on: libc::c_int = 1;
+  // SAFETY: a valid fd, a pointer to a live c_int and its exact size.
+  let r = unsafe {
+    libc::setsockopt(
+      fd.as_raw_fd(),
+      libc::SOL_SOCKET,
+      libc::SO_NOSIGPIPE,
+      (&on as *const libc::c_int).cast(),
+      std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+    )
+  };
+  nix::errno::Errno::result(r).map(drop).syscall("setsockopt")
+}
+
+/// CLOEXEC for descriptors that just arrived. Linux set it atomically with
+/// MSG_CMSG_CLOEXEC; macOS needs a call per descriptor, whose failure is
+/// reported rather than ignored (the fds still belong to the caller, who closes them).
+#[cfg(target_os = "linux")]
+#[inline]
+pub fn after_receive(_fds: &[OwnedFd]) -> Result<()> {
+  Ok(())
+}
+
+#[cfg(target_os = "macos")]
+pub fn after_receive(fds: &[OwnedFd]) -> Result<()> {
+  for fd in fds {
+    crate::fd::set_cloexec(fd.as_fd())?;
+  }
+  Ok(())
+}
+
+pub fn peer_credentials(fd: BorrowedFd<'_>) -> Result<PeerCredentials> {
+  #[cfg(target_os = "linux")]
+  {
+    let c = sock::getsockopt(&fd, sock::sockopt::PeerCredentials).syscall("getsockopt")?;
+    Ok(PeerCredentials { pid: Some(c.pid()), uid: c.uid(), gid: c.gid() })
+  }
+  #[cfg(target_os = "macos")]
+  {
+    let (uid, gid) = nix::unistd::getpeereid(fd).syscall("getpeereid")?;
+    // LOCAL_PEERPID fails for socketpair peers on some releases; the pid is then unknown.
+    let pid = sock::getsockopt(&fd, sock::sockopt::LocalPeerPid).ok();
+    Ok(PeerCredentials { pid, uid: uid.as_raw(), gid: gid.as_raw() })
+  }
+}
+
+/// Is the descriptor a listening socket?
+pub fn is_listening(fd: BorrowedFd<'_>) -> Result<bool> {
+  sock::getsockopt(&fd, sock::sockopt::AcceptConn).syscall("getsockopt")
+}
+
+/// The address family of a socket (Unix, Inet, ...), from its own name.
+pub fn socket_family(fd: BorrowedFd<'_>) -> Result<Option<AddressFamily>> {
+  let addr: sock::SockaddrStorage = sock::getsockname(fd.as_raw_fd()).syscall("getsockname")?;
+  Ok(addr.family())
+}
