@@ -27,20 +27,30 @@ impl SocketAddress {
           return Err(empty_path());
         }
         if len > platform::MAX_PATH_LEN {
-          return Err(Error::AddressTooLong { len, max: platform::MAX_PATH_LEN });
+          return Err(Error::AddressTooLong {
+            len,
+            max: platform::MAX_PATH_LEN,
+          });
         }
         if p.as_os_str().as_bytes().contains(&0) {
-          return Err(Error::Unsupported { what: "a socket path containing a NUL byte".into() });
+          return Err(Error::Unsupported {
+            what: "a socket path containing a NUL byte".into(),
+          });
         }
         UnixAddr::new(p.as_path()).map_err(|e| Error::sys_at(e, "bind", p.display().to_string()))
       }
       SocketAddress::Abstract(name) => {
         if !platform::SUPPORTS_ABSTRACT {
-          return Err(Error::Unsupported { what: "the abstract socket namespace".into() });
+          return Err(Error::Unsupported {
+            what: "the abstract socket namespace".into(),
+          });
         }
         // The leading NUL takes one byte of sun_path.
         if name.len() > platform::MAX_PATH_LEN {
-          return Err(Error::AddressTooLong { len: name.len(), max: platform::MAX_PATH_LEN });
+          return Err(Error::AddressTooLong {
+            len: name.len(),
+            max: platform::MAX_PATH_LEN,
+          });
         }
         #[cfg(target_os = "linux")]
         {
@@ -49,7 +59,9 @@ impl SocketAddress {
         #[cfg(not(target_os = "linux"))]
         unreachable!()
       }
-      SocketAddress::Unnamed => Err(Error::Unsupported { what: "sending to an unnamed socket".into() }),
+      SocketAddress::Unnamed => Err(Error::Unsupported {
+        what: "sending to an unnamed socket".into(),
+      }),
     }
   }
 
@@ -77,7 +89,9 @@ impl SocketAddress {
 }
 
 fn empty_path() -> Error {
-  Error::Unsupported { what: "an empty socket path".into() }
+  Error::Unsupported {
+    what: "an empty socket path".into(),
+  }
 }
 
 /// How addresses appear in error messages: the path, or `@name` for abstract ones.
@@ -102,7 +116,10 @@ mod tests {
     let long = SocketAddress::Path(PathBuf::from("a".repeat(platform::MAX_PATH_LEN + 1)));
     assert_eq!(
       long.to_unix_addr().unwrap_err(),
-      Error::AddressTooLong { len: platform::MAX_PATH_LEN + 1, max: platform::MAX_PATH_LEN }
+      Error::AddressTooLong {
+        len: platform::MAX_PATH_LEN + 1,
+        max: platform::MAX_PATH_LEN
+      }
     );
   }
 

@@ -35,11 +35,19 @@ pub enum Error {
 
 impl Error {
   pub fn sys(errno: Errno, syscall: &'static str) -> Self {
-    Error::Sys { errno, syscall, address: None }
+    Error::Sys {
+      errno,
+      syscall,
+      address: None,
+    }
   }
 
   pub fn sys_at(errno: Errno, syscall: &'static str, address: impl Into<String>) -> Self {
-    Error::Sys { errno, syscall, address: Some(address.into()) }
+    Error::Sys {
+      errno,
+      syscall,
+      address: Some(address.into()),
+    }
   }
 
   /// The stable code: the errno name for system errors, `ERR_FDPASS_*` for ours.
@@ -65,7 +73,13 @@ impl Error {
   }
 
   pub fn is_would_block(&self) -> bool {
-    matches!(self, Error::Sys { errno: Errno::EAGAIN, .. })
+    matches!(
+      self,
+      Error::Sys {
+        errno: Errno::EAGAIN,
+        ..
+      }
+    )
   }
 }
 

@@ -38,12 +38,18 @@ pub fn dup_cloexec(fd: BorrowedFd<'_>) -> Result<OwnedFd> {
 /// Borrow a descriptor number the caller vouches for, after checking that it is open.
 pub fn check_open(raw: RawFd) -> Result<()> {
   if raw < 0 {
-    return Err(Error::InvalidFd { fd: raw, reason: "a descriptor is a non-negative integer".into() });
+    return Err(Error::InvalidFd {
+      fd: raw,
+      reason: "a descriptor is a non-negative integer".into(),
+    });
   }
   // SAFETY: F_GETFD only queries the descriptor table; a closed number yields EBADF.
   let r = unsafe { libc::fcntl(raw, libc::F_GETFD) };
   if r < 0 {
-    return Err(Error::InvalidFd { fd: raw, reason: "not an open file descriptor".into() });
+    return Err(Error::InvalidFd {
+      fd: raw,
+      reason: "not an open file descriptor".into(),
+    });
   }
   Ok(())
 }

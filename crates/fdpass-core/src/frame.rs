@@ -50,13 +50,20 @@ impl FrameHeader {
       });
     }
     if b[1] != 0 {
-      return Err(Error::Protocol { reason: format!("reserved frame flags {:#04x} are set", b[1]) });
+      return Err(Error::Protocol {
+        reason: format!("reserved frame flags {:#04x} are set", b[1]),
+      });
     }
     let fds = u16::from_be_bytes([b[2], b[3]]);
     if fds as usize > MAX_FDS_PER_MESSAGE {
-      return Err(Error::Protocol { reason: format!("a frame declares {fds} descriptors; the limit is {MAX_FDS_PER_MESSAGE}") });
+      return Err(Error::Protocol {
+        reason: format!("a frame declares {fds} descriptors; the limit is {MAX_FDS_PER_MESSAGE}"),
+      });
     }
-    Ok(FrameHeader { fds, len: u32::from_be_bytes([b[4], b[5], b[6], b[7]]) })
+    Ok(FrameHeader {
+      fds,
+      len: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+    })
   }
 }
 
@@ -91,7 +98,13 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
   pub fn new(max_len: usize) -> Self {
-    FrameDecoder { buf: Vec::new(), pos: 0, base: 0, batches: VecDeque::new(), max_len }
+    FrameDecoder {
+      buf: Vec::new(),
+      pos: 0,
+      base: 0,
+      batches: VecDeque::new(),
+      max_len,
+    }
   }
 
   /// The buffer to receive into; call `commit` after the read.
@@ -109,7 +122,12 @@ impl FrameDecoder {
     let end = self.base + self.buf.len() as u64;
     let fds: VecDeque<OwnedFd> = fds.into_iter().collect();
     if !fds.is_empty() || truncated {
-      self.batches.push_back(FdBatch { start: end - bytes as u64, end, fds, truncated });
+      self.batches.push_back(FdBatch {
+        start: end - bytes as u64,
+        end,
+        fds,
+        truncated,
+      });
     }
   }
 
@@ -121,11 +139,18 @@ impl FrameDecoder {
 
   /// Bytes buffered but not yet decoded, and descriptors not yet matched.
   pub fn pending(&self) -> (usize, usize) {
-    (self.buf.len() - self.pos, self.batches.iter().map(|b| b.fds.len()).sum())
+    (
+      self.buf.len() - self.pos,
+      self.batches.iter().map(|b| b.fds.len()).sum(),
+    )
   }
 
   /// Decode the next complete frame, if there is one.
-  pub fn next_frame(&mut self, out: &mut Vec<u8>, out_fds: &mut Vec<OwnedFd>) -> Result<Option<DecodedFrame>> {
+  pub fn next_frame(
+    &mut self,
+    out: &mut Vec<u8>,
+    out_fds: &mut Vec<OwnedFd>,
+  ) -> Result<Option<DecodedFrame>> {
     let avail = self.buf.len() - self.pos;
     if avail < FRAME_HEADER_LEN {
       return Ok(None);
@@ -135,20 +160,33 @@ impl FrameDecoder {
     let header = FrameHeader::decode(&h)?;
     let len = header.len as usize;
     if len > self.max_len {
-      return Err(Error::MessageTooLarge { size: len, max: self.max_len });
+      return Err(Error::MessageTooLarge {
+        size: len,
+        max: self.max_len,
+      });
     }
     if avail < FRAME_HEADER_LEN + len {
       return Ok(None);
     }
     let start = self.base + self.pos as u64;
     let (got, lost) = self.take_fds(start, header.fds as usize, out_fds)?;
-    out.extend_from_slice(&self.buf[self.pos + FRAME_HEADER_LEN..self.pos + FRAME_HEADER_LEN + len]);
+    out
+      .extend_from_slice(&self.buf[self.pos + FRAME_HEADER_LEN..self.pos + FRAME_HEADER_LEN + len]);
     self.pos += FRAME_HEADER_LEN + len;
-    Ok(Some(DecodedFrame { len, fds: got, fds_lost: lost }))
+    Ok(Some(DecodedFrame {
+      len,
+      fds: got,
+      fds_lost: lost,
+    }))
   }
 
   /// Match `want` descriptors to the frame that starts at stream offset `start`.
-  fn take_fds(&mut self, start: u64, want: usize, out: &mut Vec<OwnedFd>) -> Result<(usize, usize)> {
+  fn take_fds(
+    &mut self,
+    start: u64,
+    want: usize,
+    out: &mut Vec<OwnedFd>,
+  ) -> Result<(usize, usize)> {
     // Batches that ended before this frame must have been used up by earlier frames.
     while let Some(b) = self.batches.front() {
       if b.end > start {
@@ -156,7 +194,10 @@ impl FrameDecoder {
       }
       if !b.fds.is_empty() {
         return Err(Error::Protocol {
-          reason: format!("the peer sent {} descriptors that no frame declared", b.fds.len()),
+          reason: format!(
+            "the peer sent {} descriptors that no frame declared",
+            b.fds.len()
+          ),
         });
       }
       self.batches.pop_front();
@@ -209,18 +250,28 @@ mod tests {
   use super::*;
 
   fn frame(payload: &[u8], fds: u16) -> Vec<u8> {
-    let mut v = FrameHeader { fds, len: payload.len() as u32 }.encode().to_vec();
+    let mut v = FrameHeader {
+      fds,
+      len: payload.len() as u32,
+    }
+    .encode()
+    .to_vec();
     v.extend_from_slice(payload);
     v
   }
 
   fn devnull(n: usize) -> Vec<OwnedFd> {
-    (0..n).map(|_| std::fs::File::open("/dev/null").unwrap().into()).collect()
+    (0..n)
+      .map(|_| std::fs::File::open("/dev/null").unwrap().into())
+      .collect()
   }
 
   #[test]
   fn header_round_trips() {
-    let h = FrameHeader { fds: 253, len: 0x0102_0304 };
+    let h = FrameHeader {
+      fds: 253,
+      len: 0x0102_0304,
+    };
     assert_eq!(FrameHeader::decode(&h.encode()).unwrap(), h);
     assert_eq!(h.encode(), [1, 0, 0, 253, 1, 2, 3, 4]);
   }
@@ -246,7 +297,14 @@ mod tests {
       assert_eq!(frames.len(), 3, "split at {split}");
       assert_eq!(out, b"helloworld!");
       assert_eq!(fds.len(), 3);
-      assert_eq!(frames[2], DecodedFrame { len: 6, fds: 2, fds_lost: 0 });
+      assert_eq!(
+        frames[2],
+        DecodedFrame {
+          len: 6,
+          fds: 2,
+          fds_lost: 0
+        }
+      );
       d.finish().unwrap();
     }
   }
@@ -258,8 +316,22 @@ mod tests {
     stream.extend(frame(b"b", 0));
     d.push(&stream, devnull(1), true);
     let (mut out, mut fds) = (Vec::new(), Vec::new());
-    assert_eq!(d.next_frame(&mut out, &mut fds).unwrap(), Some(DecodedFrame { len: 1, fds: 1, fds_lost: 2 }));
-    assert_eq!(d.next_frame(&mut out, &mut fds).unwrap(), Some(DecodedFrame { len: 1, fds: 0, fds_lost: 0 }));
+    assert_eq!(
+      d.next_frame(&mut out, &mut fds).unwrap(),
+      Some(DecodedFrame {
+        len: 1,
+        fds: 1,
+        fds_lost: 2
+      })
+    );
+    assert_eq!(
+      d.next_frame(&mut out, &mut fds).unwrap(),
+      Some(DecodedFrame {
+        len: 1,
+        fds: 0,
+        fds_lost: 0
+      })
+    );
   }
 
   #[test]
@@ -269,7 +341,10 @@ mod tests {
     d.push(&frame(b"b", 0), vec![], false);
     let (mut out, mut fds) = (Vec::new(), Vec::new());
     assert!(d.next_frame(&mut out, &mut fds).unwrap().is_some());
-    assert_eq!(d.next_frame(&mut out, &mut fds).unwrap_err().code(), "ERR_FDPASS_PROTOCOL");
+    assert_eq!(
+      d.next_frame(&mut out, &mut fds).unwrap_err().code(),
+      "ERR_FDPASS_PROTOCOL"
+    );
   }
 
   #[test]
@@ -277,20 +352,33 @@ mod tests {
     let mut d = FrameDecoder::new(1024);
     d.push(&frame(b"a", 1), vec![], false);
     let (mut out, mut fds) = (Vec::new(), Vec::new());
-    assert_eq!(d.next_frame(&mut out, &mut fds).unwrap_err().code(), "ERR_FDPASS_PROTOCOL");
+    assert_eq!(
+      d.next_frame(&mut out, &mut fds).unwrap_err().code(),
+      "ERR_FDPASS_PROTOCOL"
+    );
   }
 
   #[test]
   fn bad_headers_are_refused() {
     let (mut out, mut fds) = (Vec::new(), Vec::new());
-    for bad in [[2u8, 0, 0, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0, 0], [1, 0, 0, 254, 0, 0, 0, 0]] {
+    for bad in [
+      [2u8, 0, 0, 0, 0, 0, 0, 0],
+      [1, 1, 0, 0, 0, 0, 0, 0],
+      [1, 0, 0, 254, 0, 0, 0, 0],
+    ] {
       let mut d = FrameDecoder::new(1024);
       d.push(&bad, vec![], false);
-      assert_eq!(d.next_frame(&mut out, &mut fds).unwrap_err().code(), "ERR_FDPASS_PROTOCOL");
+      assert_eq!(
+        d.next_frame(&mut out, &mut fds).unwrap_err().code(),
+        "ERR_FDPASS_PROTOCOL"
+      );
     }
     let mut d = FrameDecoder::new(4);
     d.push(&frame(b"12345", 0), vec![], false);
-    assert_eq!(d.next_frame(&mut out, &mut fds).unwrap_err().code(), "ERR_FDPASS_MESSAGE_TOO_LARGE");
+    assert_eq!(
+      d.next_frame(&mut out, &mut fds).unwrap_err().code(),
+      "ERR_FDPASS_MESSAGE_TOO_LARGE"
+    );
   }
 
   #[test]

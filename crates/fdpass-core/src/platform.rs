@@ -17,7 +17,9 @@ use nix::sys::socket::{self as sock, AddressFamily, MsgFlags, SockFlag, Sockaddr
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
-compile_error!("fdpass supports Linux and macOS: SCM_RIGHTS means something else, or nothing, elsewhere");
+compile_error!(
+  "fdpass supports Linux and macOS: SCM_RIGHTS means something else, or nothing, elsewhere"
+);
 
 #[cfg(target_os = "linux")]
 pub const OS_NAME: &str = "Linux";
@@ -78,7 +80,8 @@ pub fn new_socket(ty: SocketType) -> Result<OwnedFd> {
   }
   #[cfg(target_os = "macos")]
   {
-    let fd = sock::socket(AddressFamily::Unix, ty.into(), SockFlag::empty(), None).syscall("socket")?;
+    let fd =
+      sock::socket(AddressFamily::Unix, ty.into(), SockFlag::empty(), None).syscall("socket")?;
     prepare_fd(fd.as_fd())?;
     Ok(fd)
   }
@@ -98,7 +101,8 @@ pub fn new_socketpair(ty: SocketType) -> Result<(OwnedFd, OwnedFd)> {
   }
   #[cfg(target_os = "macos")]
   {
-    let (a, b) = sock::socketpair(AddressFamily::Unix, ty.into(), None, SockFlag::empty()).syscall("socketpair")?;
+    let (a, b) = sock::socketpair(AddressFamily::Unix, ty.into(), None, SockFlag::empty())
+      .syscall("socketpair")?;
     prepare_fd(a.as_fd())?;
     prepare_fd(b.as_fd())?;
     Ok((a, b))
@@ -177,14 +181,22 @@ pub fn peer_credentials(fd: BorrowedFd<'_>) -> Result<PeerCredentials> {
   #[cfg(target_os = "linux")]
   {
     let c = sock::getsockopt(&fd, sock::sockopt::PeerCredentials).syscall("getsockopt")?;
-    Ok(PeerCredentials { pid: Some(c.pid()), uid: c.uid(), gid: c.gid() })
+    Ok(PeerCredentials {
+      pid: Some(c.pid()),
+      uid: c.uid(),
+      gid: c.gid(),
+    })
   }
   #[cfg(target_os = "macos")]
   {
     let (uid, gid) = nix::unistd::getpeereid(fd).syscall("getpeereid")?;
     // LOCAL_PEERPID fails for socketpair peers on some releases; the pid is then unknown.
     let pid = sock::getsockopt(&fd, sock::sockopt::LocalPeerPid).ok();
-    Ok(PeerCredentials { pid, uid: uid.as_raw(), gid: gid.as_raw() })
+    Ok(PeerCredentials {
+      pid,
+      uid: uid.as_raw(),
+      gid: gid.as_raw(),
+    })
   }
 }
 

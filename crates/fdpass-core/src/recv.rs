@@ -30,8 +30,12 @@ impl ControlBuffer {
   /// A buffer with room for `fds` descriptors only; tests use it to force MSG_CTRUNC.
   pub fn with_fd_capacity(fds: usize) -> Self {
     // SAFETY: CMSG_SPACE is pure arithmetic on its argument.
-    let len = unsafe { libc::CMSG_SPACE((fds * size_of::<libc::c_int>()) as libc::c_uint) } as usize;
-    ControlBuffer { storage: vec![0u64; len.div_ceil(8)], len }
+    let len =
+      unsafe { libc::CMSG_SPACE((fds * size_of::<libc::c_int>()) as libc::c_uint) } as usize;
+    ControlBuffer {
+      storage: vec![0u64; len.div_ceil(8)],
+      len,
+    }
   }
 }
 
@@ -74,7 +78,10 @@ pub fn recv_message(
   fds: &mut Vec<OwnedFd>,
   want_address: bool,
 ) -> Result<Received> {
-  let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+  let mut iov = libc::iovec {
+    iov_base: buf.as_mut_ptr().cast(),
+    iov_len: buf.len(),
+  };
   // SAFETY: sockaddr_un and msghdr are plain C structs for which all-zero is valid.
   let mut name: libc::sockaddr_un = unsafe { std::mem::zeroed() };
   // SAFETY: as above; musl's msghdr has padding fields, so it is zeroed rather than built.
@@ -107,7 +114,11 @@ pub fn recv_message(
     return Err(e);
   }
 
-  let address = if want_address { Some(decode_address(&name, mhdr.msg_namelen as usize)) } else { None };
+  let address = if want_address {
+    Some(decode_address(&name, mhdr.msg_namelen as usize))
+  } else {
+    None
+  };
   Ok(Received {
     bytes: n,
     fds: fds.len() - before,
@@ -119,6 +130,7 @@ pub fn recv_message(
 
 /// Wrap every SCM_RIGHTS descriptor in an `OwnedFd`, reading only what lies
 /// within `msg_controllen`.
+#[allow(clippy::unnecessary_cast)] // msg_controllen is u32 on macOS
 fn take_rights(mhdr: &libc::msghdr, control: &ControlBuffer, fds: &mut Vec<OwnedFd>) {
   let start = control.storage.as_ptr() as usize;
   let end = start + (mhdr.msg_controllen as usize).min(control.len);
@@ -130,7 +142,9 @@ fn take_rights(mhdr: &libc::msghdr, control: &ControlBuffer, fds: &mut Vec<Owned
     if hdr.cmsg_level == libc::SOL_SOCKET && hdr.cmsg_type == libc::SCM_RIGHTS {
       // SAFETY: CMSG_DATA is pointer arithmetic within the same header.
       let data = unsafe { libc::CMSG_DATA(cmsg) } as usize;
-      let data_end = (cmsg as usize).saturating_add(hdr.cmsg_len as usize).min(end);
+      let data_end = (cmsg as usize)
+        .saturating_add(hdr.cmsg_len as usize)
+        .min(end);
       let count = data_end.saturating_sub(data) / size_of::<libc::c_int>();
       for i in 0..count {
         let p = (data + i * size_of::<libc::c_int>()) as *const libc::c_int;

@@ -16,7 +16,10 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 /// Refuse a descriptor count the kernel would reject, before any syscall.
 pub fn check_fd_count(count: usize) -> Result<()> {
   if count > MAX_FDS_PER_MESSAGE {
-    return Err(Error::TooManyFds { count, max: MAX_FDS_PER_MESSAGE });
+    return Err(Error::TooManyFds {
+      count,
+      max: MAX_FDS_PER_MESSAGE,
+    });
   }
   Ok(())
 }
@@ -53,7 +56,11 @@ pub fn send_message(
       Err(Errno::EBADF) => return Err(name_bad_fd(socket, fds)),
       Err(e) => {
         let address = to.map(|a| crate::SocketAddress::from_unix_addr(a).to_string());
-        return Err(Error::Sys { errno: e, syscall: "sendmsg", address });
+        return Err(Error::Sys {
+          errno: e,
+          syscall: "sendmsg",
+          address,
+        });
       }
     }
   }
@@ -63,7 +70,10 @@ pub fn send_message(
 fn name_bad_fd(socket: BorrowedFd<'_>, fds: &[RawFd]) -> Error {
   for &fd in fds {
     if crate::fd::check_open(fd).is_err() {
-      return Error::InvalidFd { fd, reason: "not an open file descriptor, so it cannot be sent".into() };
+      return Error::InvalidFd {
+        fd,
+        reason: "not an open file descriptor, so it cannot be sent".into(),
+      };
     }
   }
   let _ = socket;

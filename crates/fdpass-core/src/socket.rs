@@ -86,14 +86,24 @@ pub struct BindOptions {
 
 impl Default for BindOptions {
   fn default() -> Self {
-    BindOptions { mode: Some(0o600), replace_stale: true }
+    BindOptions {
+      mode: Some(0o600),
+      replace_stale: true,
+    }
   }
 }
 
 /// A listening stream or seqpacket socket.
-pub fn listen(ty: SocketType, address: &SocketAddress, backlog: i32, options: &BindOptions) -> Result<OwnedFd> {
+pub fn listen(
+  ty: SocketType,
+  address: &SocketAddress,
+  backlog: i32,
+  options: &BindOptions,
+) -> Result<OwnedFd> {
   if ty == SocketType::Datagram {
-    return Err(Error::Unsupported { what: "listen() on a datagram socket (use bind)".into() });
+    return Err(Error::Unsupported {
+      what: "listen() on a datagram socket (use bind)".into(),
+    });
   }
   let fd = bind(ty, address, options)?;
   let backlog = Backlog::new(backlog.clamp(1, libc::SOMAXCONN)).syscall("listen")?;
@@ -199,7 +209,10 @@ pub fn inspect_for_adoption(fd: BorrowedFd<'_>) -> Result<AdoptedSocket> {
   let raw = fd.as_raw_fd();
   let kind = crate::fd::kind(fd)?;
   if kind != crate::fd::FdKind::Socket {
-    return Err(Error::InvalidFd { fd: raw, reason: format!("is a {}, not a socket", kind.as_str()) });
+    return Err(Error::InvalidFd {
+      fd: raw,
+      reason: format!("is a {}, not a socket", kind.as_str()),
+    });
   }
   match platform::socket_family(fd)? {
     Some(AddressFamily::Unix) => {}
@@ -218,6 +231,7 @@ pub fn inspect_for_adoption(fd: BorrowedFd<'_>) -> Result<AdoptedSocket> {
 
 /// Remove the socket file at `path` only if it is still the one we bound
 /// (same device and inode), so a successor's socket is never deleted.
+#[allow(clippy::unnecessary_cast)] // st_dev is i32 on macOS
 pub fn unlink_if_same(path: &Path, dev: u64, ino: u64) -> Result<bool> {
   match lstat(path) {
     Ok(st) if st.st_dev as u64 == dev && st.st_ino as u64 == ino => {
@@ -230,6 +244,7 @@ pub fn unlink_if_same(path: &Path, dev: u64, ino: u64) -> Result<bool> {
 }
 
 /// Device and inode of a socket file, to recognise it later.
+#[allow(clippy::unnecessary_cast)] // st_dev is i32 on macOS
 pub fn path_identity(path: &Path) -> Result<(u64, u64)> {
   let st = lstat(path).syscall_at("lstat", &path.display())?;
   Ok((st.st_dev as u64, st.st_ino as u64))
@@ -271,7 +286,13 @@ mod tests {
   fn a_regular_file_is_never_unlinked() {
     let path = temp_path("regular");
     std::fs::write(&path, b"precious").unwrap();
-    let err = listen(SocketType::Stream, &SocketAddress::Path(path.clone()), 8, &BindOptions::default()).unwrap_err();
+    let err = listen(
+      SocketType::Stream,
+      &SocketAddress::Path(path.clone()),
+      8,
+      &BindOptions::default(),
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "ERR_FDPASS_NOT_A_SOCKET");
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
     std::fs::remove_file(&path).unwrap();
@@ -281,9 +302,23 @@ mod tests {
   fn a_symlink_to_a_stale_socket_is_not_followed() {
     let target = temp_path("symlink-target");
     let link = temp_path("symlink");
-    drop(listen(SocketType::Stream, &SocketAddress::Path(target.clone()), 8, &BindOptions::default()).unwrap());
+    drop(
+      listen(
+        SocketType::Stream,
+        &SocketAddress::Path(target.clone()),
+        8,
+        &BindOptions::default(),
+      )
+      .unwrap(),
+    );
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let err = listen(SocketType::Stream, &SocketAddress::Path(link.clone()), 8, &BindOptions::default()).unwrap_err();
+    let err = listen(
+      SocketType::Stream,
+      &SocketAddress::Path(link.clone()),
+      8,
+      &BindOptions::default(),
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "ERR_FDPASS_NOT_A_SOCKET");
     assert!(target.exists() && link.symlink_metadata().is_ok());
     std::fs::remove_file(&link).unwrap();
@@ -294,7 +329,13 @@ mod tests {
   fn the_socket_file_gets_mode_0600_by_default() {
     use std::os::unix::fs::PermissionsExt;
     let path = temp_path("mode");
-    let _l = listen(SocketType::Stream, &SocketAddress::Path(path.clone()), 8, &BindOptions::default()).unwrap();
+    let _l = listen(
+      SocketType::Stream,
+      &SocketAddress::Path(path.clone()),
+      8,
+      &BindOptions::default(),
+    )
+    .unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     std::fs::remove_file(&path).unwrap();
@@ -304,7 +345,13 @@ mod tests {
   fn adoption_reports_type_and_listening() {
     let (a, _b) = socketpair(SocketType::SeqPacket).unwrap();
     let info = inspect_for_adoption(a.as_fd()).unwrap();
-    assert_eq!(info, AdoptedSocket { ty: SocketType::SeqPacket, listening: false });
+    assert_eq!(
+      info,
+      AdoptedSocket {
+        ty: SocketType::SeqPacket,
+        listening: false
+      }
+    );
     let file = std::fs::File::open("/dev/null").unwrap();
     let err = inspect_for_adoption(file.as_fd()).unwrap_err();
     assert_eq!(err.code(), "ERR_FDPASS_INVALID_FD");

@@ -13,7 +13,9 @@ use std::os::fd::AsRawFd;
 #[test]
 fn a_receiver_at_its_fd_limit_sees_truncation_and_keeps_what_arrived() {
   let (a, b) = socketpair(SocketType::SeqPacket).unwrap();
-  let files: Vec<_> = (0..10).map(|_| std::fs::File::open("/dev/null").unwrap()).collect();
+  let files: Vec<_> = (0..10)
+    .map(|_| std::fs::File::open("/dev/null").unwrap())
+    .collect();
   let raws: Vec<_> = files.iter().map(|f| f.as_raw_fd()).collect();
   send(&a, SocketType::SeqPacket, b"ten", &raws).unwrap();
   send(&a, SocketType::SeqPacket, b"after", &[]).unwrap();

@@ -10,7 +10,11 @@ use std::os::fd::{AsFd, AsRawFd};
 
 #[test]
 fn a_pipe_read_end_passes_and_reads_what_the_sender_wrote() {
-  for ty in [SocketType::Stream, SocketType::SeqPacket, SocketType::Datagram] {
+  for ty in [
+    SocketType::Stream,
+    SocketType::SeqPacket,
+    SocketType::Datagram,
+  ] {
     let (a, b) = socketpair(ty).unwrap();
     let (r, w) = pipe();
     assert_eq!(send(&a, ty, b"x", &[r.as_raw_fd()]).unwrap(), 1);
@@ -20,9 +24,13 @@ fn a_pipe_read_end_passes_and_reads_what_the_sender_wrote() {
     assert_eq!(data, b"x");
     assert!(!info.fds_truncated, "{ty:?}: no MSG_CTRUNC");
     assert_eq!(fds.len(), 1);
-    std::fs::File::from(w).write_all(b"through the pipe").unwrap();
+    std::fs::File::from(w)
+      .write_all(b"through the pipe")
+      .unwrap();
     let mut got = [0u8; 16];
-    std::fs::File::from(fds.remove(0)).read_exact(&mut got).unwrap();
+    std::fs::File::from(fds.remove(0))
+      .read_exact(&mut got)
+      .unwrap();
     assert_eq!(&got, b"through the pipe");
   }
 }
@@ -34,17 +42,26 @@ fn received_descriptors_are_close_on_exec() {
   fd::set_cloexec(r.as_fd()).unwrap();
   // Clear CLOEXEC on the sender's copy: the flag is per descriptor, so the
   // received one must get it from MSG_CMSG_CLOEXEC, not from the sender.
-  nix::fcntl::fcntl(r.as_fd(), nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty())).unwrap();
+  nix::fcntl::fcntl(
+    r.as_fd(),
+    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+  )
+  .unwrap();
   send(&a, SocketType::Stream, b"x", &[r.as_raw_fd()]).unwrap();
   let (_, fds, _) = recv(&b, &mut ControlBuffer::new());
   assert!(fd::is_cloexec(fds[0].as_fd()).unwrap());
-  assert!(fd::is_cloexec(a.as_fd()).unwrap(), "sockets fdpass creates are CLOEXEC too");
+  assert!(
+    fd::is_cloexec(a.as_fd()).unwrap(),
+    "sockets fdpass creates are CLOEXEC too"
+  );
 }
 
 #[test]
 fn the_maximum_of_253_passes_and_254_is_refused_before_any_syscall() {
   let (a, b) = socketpair(SocketType::SeqPacket).unwrap();
-  let files: Vec<_> = (0..MAX_FDS_PER_MESSAGE).map(|_| std::fs::File::open("/dev/null").unwrap()).collect();
+  let files: Vec<_> = (0..MAX_FDS_PER_MESSAGE)
+    .map(|_| std::fs::File::open("/dev/null").unwrap())
+    .collect();
   let raws: Vec<_> = files.iter().map(|f| f.as_raw_fd()).collect();
   send(&a, SocketType::SeqPacket, b"many", &raws).unwrap();
   let (_, fds, info) = recv(&b, &mut ControlBuffer::new());
@@ -61,7 +78,9 @@ fn the_maximum_of_253_passes_and_254_is_refused_before_any_syscall() {
 #[test]
 fn a_small_control_buffer_truncates_and_the_arrived_fds_are_owned() {
   let (a, b) = socketpair(SocketType::SeqPacket).unwrap();
-  let files: Vec<_> = (0..8).map(|_| std::fs::File::open("/dev/null").unwrap()).collect();
+  let files: Vec<_> = (0..8)
+    .map(|_| std::fs::File::open("/dev/null").unwrap())
+    .collect();
   let raws: Vec<_> = files.iter().map(|f| f.as_raw_fd()).collect();
   send(&a, SocketType::SeqPacket, b"eight", &raws).unwrap();
   let before = open_fd_count();
@@ -163,14 +182,38 @@ fn datagrams_carry_the_senders_address() {
   let dir = std::env::temp_dir();
   let pa = dir.join(format!("fdpass-dg-a-{}", std::process::id()));
   let pb = dir.join(format!("fdpass-dg-b-{}", std::process::id()));
-  let a = bind(SocketType::Datagram, &SocketAddress::Path(pa.clone()), &BindOptions::default()).unwrap();
-  let b = bind(SocketType::Datagram, &SocketAddress::Path(pb.clone()), &BindOptions::default()).unwrap();
+  let a = bind(
+    SocketType::Datagram,
+    &SocketAddress::Path(pa.clone()),
+    &BindOptions::default(),
+  )
+  .unwrap();
+  let b = bind(
+    SocketType::Datagram,
+    &SocketAddress::Path(pb.clone()),
+    &BindOptions::default(),
+  )
+  .unwrap();
   let to = SocketAddress::Path(pb.clone()).to_unix_addr().unwrap();
   let (r, _w) = pipe();
-  fdpass_core::send::send_message(a.as_fd(), SocketType::Datagram, &[std::io::IoSlice::new(b"hi")], &[r.as_raw_fd()], Some(&to)).unwrap();
+  fdpass_core::send::send_message(
+    a.as_fd(),
+    SocketType::Datagram,
+    &[std::io::IoSlice::new(b"hi")],
+    &[r.as_raw_fd()],
+    Some(&to),
+  )
+  .unwrap();
   let mut buf = vec![std::mem::MaybeUninit::uninit(); 1024];
   let mut fds = Vec::new();
-  let info = fdpass_core::recv::recv_message(b.as_fd(), &mut buf, &mut ControlBuffer::new(), &mut fds, true).unwrap();
+  let info = fdpass_core::recv::recv_message(
+    b.as_fd(),
+    &mut buf,
+    &mut ControlBuffer::new(),
+    &mut fds,
+    true,
+  )
+  .unwrap();
   assert_eq!(info.address, Some(SocketAddress::Path(pa.clone())));
   assert_eq!(fds.len(), 1);
   std::fs::remove_file(pa).unwrap();

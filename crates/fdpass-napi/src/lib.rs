@@ -1,1 +1,256 @@
+//! Node-API binding of fdpass: thin `#[napi]` shims over `fdpass-core`,
+//! plus the event-loop integration (see `reactor`). The public API is the
+//! TypeScript layer in `ts/`; these exports are its private interface.
 
+#![allow(clippy::new_without_default)]
+
+mod env_state;
+mod js;
+mod reactor;
+mod server;
+mod socket;
+
+use fdpass_core::socket::{BindOptions, SocketType};
+use js::OrThrow;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use server::NativeServer;
+use socket::{state, NativeAddress, NativeSocket, SocketCell};
+use std::os::fd::{AsFd, OwnedFd};
+
+fn socket_type(env: &Env, s: &str) -> Result<SocketType> {
+  SocketType::parse(s).ok_or_else(|| {
+    js::throw(
+      env.raw(),
+      &fdpass_core::Error::InvalidArgument {
+        reason: format!("unknown socket type '{s}': use 'stream', 'seqpacket' or 'dgram'"),
+      },
+    )
+  })
+}
+
+/// Choose the readiness mechanism for this environment: `'uv'` or `'thread'`.
+/// Returns the one in use. Called once by the TS layer at load time.
+#[napi]
+pub fn configure(env: Env, reactor: String) -> Result<String> {
+  let kind = reactor::ReactorKind::parse(&reactor).ok_or_else(|| {
+    Error::from_reason(format!("unknown reactor '{reactor}': use 'uv' or 'thread'"))
+  })?;
+  env_state::configure(env.raw(), kind).map(|k| k.as_str().to_string())
+}
+
+/// Whether this process exports libuv's poll functions (Node, Electron).
+#[napi]
+pub fn has_libuv() -> bool {
+  reactor::uv::available()
+}
+
+fn wrap_socket(
+  env: &Env,
+  fd: OwnedFd,
+  ty: SocketType,
+  framed: bool,
+  max_message: u32,
+) -> Result<NativeSocket> {
+  let st = state(env)?;
+  let cell = SocketCell::open(&st, fd, ty, framed, max_message as usize).or_throw(env.raw())?;
+  Ok(NativeSocket::from_cell(cell))
+}
+
+/// Connect to a listening socket. On a full backlog this throws EAGAIN and the caller retries.
+#[napi]
+pub fn connect(
+  env: Env,
+  socket_type_name: String,
+  address: NativeAddress,
+  framed: bool,
+  max_message: u32,
+) -> Result<NativeSocket> {
+  let ty = socket_type(&env, &socket_type_name)?;
+  let fd = fdpass_core::socket::connect(ty, &address.to_core()).or_throw(env.raw())?;
+  wrap_socket(&env, fd, ty, framed, max_message)
+}
+
+/// A connected pair of sockets.
+#[napi]
+pub fn socketpair(
+  env: Env,
+  socket_type_name: String,
+  framed: bool,
+  max_message: u32,
+) -> Result<Vec<NativeSocket>> {
+  let ty = socket_type(&env, &socket_type_name)?;
+  let (a, b) = fdpass_core::socket::socketpair(ty).or_throw(env.raw())?;
+  Ok(vec![
+    wrap_socket(&env, a, ty, framed, max_message)?,
+    wrap_socket(&env, b, ty, framed, max_message)?,
+  ])
+}
+
+/// A datagram socket, bound to `address` when given, connected to `peer` when given.
+#[napi]
+pub fn bind_datagram(
+  env: Env,
+  address: Option<NativeAddress>,
+  peer: Option<NativeAddress>,
+  mode: Option<u32>,
+  max_message: u32,
+) -> Result<NativeSocket> {
+  let ty = SocketType::Datagram;
+  let fd = match &address {
+    Some(a) => {
+      let opts = BindOptions {
+        mode: mode.or(Some(0o600)),
+        replace_stale: true,
+      };
+      fdpass_core::socket::bind(ty, &a.to_core(), &opts).or_throw(env.raw())?
+    }
+    None => fdpass_core::platform::new_socket(ty).or_throw(env.raw())?,
+  };
+  if let Some(p) = &peer {
+    let core = p.to_core();
+    let addr = core.to_unix_addr().or_throw(env.raw())?;
+    fdpass_core::socket::connect_fd(fd.as_fd(), &addr, &core).or_throw(env.raw())?;
+  }
+  wrap_socket(&env, fd, ty, false, max_message)
+}
+
+/// Listen on `address`.
+#[napi]
+#[allow(clippy::too_many_arguments)]
+pub fn listen(
+  env: Env,
+  socket_type_name: String,
+  address: NativeAddress,
+  backlog: i32,
+  mode: Option<u32>,
+  replace_stale: bool,
+  framed: bool,
+  max_message: u32,
+) -> Result<NativeServer> {
+  let ty = socket_type(&env, &socket_type_name)?;
+  let addr = address.to_core();
+  let opts = BindOptions {
+    mode,
+    replace_stale,
+  };
+  let fd = fdpass_core::socket::listen(ty, &addr, backlog, &opts).or_throw(env.raw())?;
+  let st = state(&env)?;
+  NativeServer::open(&st, fd, ty, framed, max_message as usize, Some(&addr)).or_throw(env.raw())
+}
+
+/// What an inherited descriptor is, before adopting it.
+#[napi(object)]
+pub struct SocketInfo {
+  #[napi(ts_type = "'stream' | 'seqpacket' | 'dgram'")]
+  pub r#type: String,
+  pub listening: bool,
+}
+
+/// Take ownership of an inherited Unix socket descriptor (child stdio,
+/// LISTEN_FDS, a received fd). It becomes non-blocking and close-on-exec.
+#[napi]
+pub fn adopt(
+  env: Env,
+  fd: i32,
+  framed: bool,
+  max_message: u32,
+) -> Result<Either<NativeSocket, NativeServer>> {
+  // SAFETY: the TS layer hands over a descriptor the caller owns and gives up.
+  let owned = unsafe { fdpass_core::fd::adopt(fd) }.or_throw(env.raw())?;
+  let info = fdpass_core::socket::inspect_for_adoption(owned.as_fd()).or_throw(env.raw())?;
+  if info.listening {
+    let st = state(&env)?;
+    return Ok(Either::B(
+      NativeServer::open(&st, owned, info.ty, framed, max_message as usize, None)
+        .or_throw(env.raw())?,
+    ));
+  }
+  Ok(Either::A(wrap_socket(
+    &env,
+    owned,
+    info.ty,
+    framed,
+    max_message,
+  )?))
+}
+
+/// Inspect a descriptor without taking it.
+#[napi]
+pub fn inspect_socket(env: Env, fd: i32) -> Result<SocketInfo> {
+  fdpass_core::fd::check_open(fd).or_throw(env.raw())?;
+  // SAFETY: checked open; only borrowed for the queries.
+  let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+  let kind = fdpass_core::fd::kind(b).or_throw(env.raw())?;
+  if kind != fdpass_core::fd::FdKind::Socket {
+    return Err(js::throw(
+      env.raw(),
+      &fdpass_core::Error::InvalidFd {
+        fd,
+        reason: format!("is a {}, not a socket", kind.as_str()),
+      },
+    ));
+  }
+  let ty = SocketType::of(b).or_throw(env.raw())?;
+  let listening =
+    ty != SocketType::Datagram && fdpass_core::platform::is_listening(b).or_throw(env.raw())?;
+  Ok(SocketInfo {
+    r#type: ty.as_str().into(),
+    listening,
+  })
+}
+
+/// Close a descriptor natively (works where `node:fs` refuses foreign fds).
+#[napi]
+pub fn close_fd(env: Env, fd: i32) -> Result<()> {
+  fdpass_core::fd::close_raw(fd).or_throw(env.raw())
+}
+
+/// Identity and kind of an open descriptor.
+#[napi(object)]
+pub struct FdStat {
+  #[napi(
+    ts_type = "'file' | 'directory' | 'pipe' | 'socket' | 'character-device' | 'block-device' | 'symlink' | 'unknown'"
+  )]
+  pub kind: String,
+  pub dev: f64,
+  pub ino: f64,
+  pub mode: u32,
+  pub size: f64,
+  pub cloexec: bool,
+}
+
+#[napi]
+pub fn fd_stat(env: Env, fd: i32) -> Result<FdStat> {
+  fdpass_core::fd::check_open(fd).or_throw(env.raw())?;
+  // SAFETY: checked open; only borrowed for fstat and fcntl.
+  let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+  let st = fdpass_core::fd::stat(b).or_throw(env.raw())?;
+  Ok(FdStat {
+    kind: fdpass_core::fd::FdKind::from_stat(&st).as_str().into(),
+    dev: st.st_dev as f64,
+    ino: st.st_ino as f64,
+    mode: st.st_mode as u32,
+    size: st.st_size as f64,
+    cloexec: fdpass_core::fd::is_cloexec(b).or_throw(env.raw())?,
+  })
+}
+
+/// Platform facts the TS layer reports and validates against.
+#[napi(object)]
+pub struct PlatformInfo {
+  pub max_fds_per_message: u32,
+  pub max_path_length: u32,
+  pub supports_seqpacket: bool,
+  pub supports_abstract: bool,
+}
+
+#[napi]
+pub fn platform_info() -> PlatformInfo {
+  PlatformInfo {
+    max_fds_per_message: fdpass_core::MAX_FDS_PER_MESSAGE as u32,
+    max_path_length: fdpass_core::platform::MAX_PATH_LEN as u32,
+    supports_seqpacket: fdpass_core::platform::check_supported(SocketType::SeqPacket).is_ok(),
+    supports_abstract: fdpass_core::platform::SUPPORTS_ABSTRACT,
+  }
+}

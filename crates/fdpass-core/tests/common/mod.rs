@@ -12,7 +12,12 @@ pub fn pipe() -> (OwnedFd, OwnedFd) {
   nix::unistd::pipe().unwrap()
 }
 
-pub fn send(sock: &OwnedFd, ty: SocketType, data: &[u8], fds: &[RawFd]) -> fdpass_core::Result<usize> {
+pub fn send(
+  sock: &OwnedFd,
+  ty: SocketType,
+  data: &[u8],
+  fds: &[RawFd],
+) -> fdpass_core::Result<usize> {
   send_message(sock.as_fd(), ty, &[IoSlice::new(data)], fds, None)
 }
 
@@ -21,13 +26,18 @@ pub fn recv(sock: &OwnedFd, control: &mut ControlBuffer) -> (Vec<u8>, Vec<OwnedF
   let mut fds = Vec::new();
   let r = recv_message(sock.as_fd(), &mut buf, control, &mut fds, false).unwrap();
   // SAFETY: recvmsg initialised the first r.bytes bytes.
-  let data = buf[..r.bytes].iter().map(|b| unsafe { b.assume_init() }).collect();
+  let data = buf[..r.bytes]
+    .iter()
+    .map(|b| unsafe { b.assume_init() })
+    .collect();
   (data, fds, r)
 }
 
 /// Number of open descriptors in this process.
 pub fn open_fd_count() -> usize {
-  std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+  std::fs::read_dir("/proc/self/fd")
+    .map(|d| d.count())
+    .unwrap_or(0)
 }
 
 pub fn same_file(a: &impl AsFd, b: &impl AsFd) -> bool {

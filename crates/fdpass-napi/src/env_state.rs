@@ -1,0 +1,193 @@
+//! Per-environment state: the reactor, the callback context, and every open
+//! socket, so that a worker's exit closes them (and their libuv handles)
+//! instead of aborting the process or leaking descriptors.
+
+use crate::js::{CallbackContext, RawEnv};
+use crate::reactor::{thread::ThreadReactor, uv::UvReactor, Reactor, ReactorKind};
+use napi::sys;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::rc::{Rc, Weak};
+
+/// Something that must be closed when its environment goes away.
+pub trait Resource {
+  fn close_for_teardown(&self);
+}
+
+pub struct EnvState {
+  pub env: RawEnv,
+  pub reactor: Reactor,
+  callbacks: RefCell<Option<CallbackContext>>,
+  resources: RefCell<HashMap<u64, Weak<dyn Resource>>>,
+  next_id: Cell<u64>,
+  torn_down: Cell<bool>,
+}
+
+thread_local! {
+  // One JS environment per thread (main thread, or one per worker).
+  static STATES: RefCell<Vec<Rc<EnvState>>> = const { RefCell::new(Vec::new()) };
+}
+
+pub fn get(env: RawEnv) -> napi::Result<Rc<EnvState>> {
+  STATES
+    .with(|s| s.borrow().iter().find(|st| st.env == env).cloned())
+    .ok_or_else(|| {
+      napi::Error::from_reason(
+        "fdpass is not initialised in this environment (load it through its package entry point)",
+      )
+    })
+}
+
+/// Create this environment's state with the chosen reactor. Idempotent for
+/// the same kind; asking for another kind later is an error.
+pub fn configure(env: RawEnv, kind: ReactorKind) -> napi::Result<ReactorKind> {
+  if let Ok(st) = get(env) {
+    let have = st.reactor.kind();
+    if have != kind {
+      return Err(napi::Error::from_reason(format!(
+        "fdpass already uses the '{}' reactor in this environment",
+        have.as_str()
+      )));
+    }
+    return Ok(have);
+  }
+  // SAFETY: called from a #[napi] function on the env's own thread.
+  let callbacks = unsafe { CallbackContext::new(env)? };
+  let reactor = match kind {
+    ReactorKind::Uv => {
+      let mut uv_loop = std::ptr::null_mut();
+      // SAFETY: querying the loop of a live env.
+      unsafe { sys::napi_get_uv_event_loop(env, &mut uv_loop) };
+      let r = UvReactor::new(uv_loop.cast()).ok_or_else(|| {
+        napi::Error::from_reason(
+          "this runtime does not export libuv's uv_poll functions; use FDPASS_REACTOR=thread",
+        )
+      })?;
+      Reactor::Uv(r)
+    }
+    // SAFETY: on the env's thread, inside a napi call.
+    ReactorKind::Thread => Reactor::Thread(unsafe { ThreadReactor::new(env)? }),
+  };
+  let st = Rc::new(EnvState {
+    env,
+    reactor,
+    callbacks: RefCell::new(Some(callbacks)),
+    resources: RefCell::new(HashMap::new()),
+    next_id: Cell::new(1),
+    torn_down: Cell::new(false),
+  });
+  install_cleanup_hook(env);
+  STATES.with(|s| s.borrow_mut().push(st));
+  Ok(kind)
+}
+
+impl EnvState {
+  pub fn register(&self, r: Weak<dyn Resource>) -> u64 {
+    let id = self.next_id.get();
+    self.next_id.set(id + 1);
+    self.resources.borrow_mut().insert(id, r);
+    id
+  }
+
+  pub fn unregister(&self, id: u64) {
+    self.resources.borrow_mut().remove(&id);
+  }
+
+  pub fn is_torn_down(&self) -> bool {
+    self.torn_down.get()
+  }
+
+  /// Call a JS function from an event-loop callback, in a handle scope.
+  ///
+  /// # Safety
+  /// On this env's JS thread, inside a handle scope; handles are live.
+  pub unsafe fn call(&self, func: crate::js::RawValue, args: &[crate::js::RawValue]) {
+    if let Some(cb) = self.callbacks.borrow().as_ref() {
+      // SAFETY: forwarded from the caller.
+      unsafe { cb.call(func, args) };
+    }
+  }
+
+  fn teardown(&self) {
+    self.torn_down.set(true);
+    let live: Vec<_> = self
+      .resources
+      .borrow_mut()
+      .drain()
+      .map(|(_, w)| w)
+      .collect();
+    for r in live.into_iter().filter_map(|w| w.upgrade()) {
+      r.close_for_teardown();
+    }
+    if let Reactor::Thread(t) = &self.reactor {
+      t.shutdown();
+    }
+    self.callbacks.borrow_mut().take();
+  }
+}
+
+struct HookData {
+  env: RawEnv,
+  handle: Cell<sys::napi_async_cleanup_hook_handle>,
+}
+
+fn install_cleanup_hook(env: RawEnv) {
+  let data = Box::into_raw(Box::new(HookData {
+    env,
+    handle: Cell::new(std::ptr::null_mut()),
+  }));
+  let mut handle = std::ptr::null_mut();
+  // SAFETY: data stays alive until the hook has run (freed there).
+  let status =
+    unsafe { sys::napi_add_async_cleanup_hook(env, Some(async_cleanup), data.cast(), &mut handle) };
+  if status == sys::Status::napi_ok {
+    // SAFETY: data is our live box.
+    unsafe { (*data).handle.set(handle) };
+  } else {
+    // Runtimes without async cleanup hooks get the synchronous kind.
+    // SAFETY: as above.
+    unsafe { sys::napi_add_env_cleanup_hook(env, Some(sync_cleanup), data.cast()) };
+  }
+}
+
+fn take_state(env: RawEnv) -> Option<Rc<EnvState>> {
+  STATES.with(|s| {
+    let mut v = s.borrow_mut();
+    let i = v.iter().position(|st| st.env == env)?;
+    Some(v.remove(i))
+  })
+}
+
+unsafe extern "C" fn sync_cleanup(arg: *mut c_void) {
+  // SAFETY: arg is the HookData box from install_cleanup_hook, used once.
+  let data = unsafe { Box::from_raw(arg as *mut HookData) };
+  if let Some(st) = take_state(data.env) {
+    st.teardown();
+  }
+}
+
+/// Close every socket; libuv handles close asynchronously, so the hook is
+/// removed only when their close callbacks have run (a worker aborts if a
+/// handle outlives its loop).
+unsafe extern "C" fn async_cleanup(handle: sys::napi_async_cleanup_hook_handle, arg: *mut c_void) {
+  // SAFETY: arg is the HookData box from install_cleanup_hook, used once.
+  let data = unsafe { Box::from_raw(arg as *mut HookData) };
+  let _ = data.handle.get();
+  let Some(st) = take_state(data.env) else {
+    // SAFETY: removing our own hook once.
+    unsafe { sys::napi_remove_async_cleanup_hook(handle) };
+    return;
+  };
+  st.teardown();
+  match &st.reactor {
+    Reactor::Uv(uv) if uv.pending_closes() > 0 => uv.when_closed(Box::new(move || {
+      // SAFETY: removing our own hook once, after the last handle closed.
+      unsafe { sys::napi_remove_async_cleanup_hook(handle) };
+    })),
+    // SAFETY: removing our own hook once.
+    _ => unsafe {
+      sys::napi_remove_async_cleanup_hook(handle);
+    },
+  }
+}

@@ -1,0 +1,305 @@
+//! Raw Node-API helpers for the places napi-rs's safe layer does not reach:
+//! calling into JavaScript from an event-loop callback (where no napi call
+//! frame exists) and building values in bulk on the hot path.
+
+use fdpass_core::{Error as CoreError, SocketAddress};
+use napi::sys;
+use std::ffi::c_void;
+use std::ptr;
+
+pub type RawEnv = sys::napi_env;
+pub type RawValue = sys::napi_value;
+
+fn ok(status: sys::napi_status) -> bool {
+  status == sys::Status::napi_ok
+}
+
+/// A strong reference to a JS value that outlives the current call.
+pub struct JsRef {
+  env: RawEnv,
+  raw: sys::napi_ref,
+}
+
+impl JsRef {
+  /// # Safety
+  /// `env` and `value` must be live handles of the calling JS thread.
+  pub unsafe fn new(env: RawEnv, value: RawValue) -> napi::Result<Self> {
+    let mut raw = ptr::null_mut();
+    // SAFETY: the caller vouches for env and value.
+    let s = unsafe { sys::napi_create_reference(env, value, 1, &mut raw) };
+    if !ok(s) {
+      return Err(napi::Error::from_reason("napi_create_reference failed"));
+    }
+    Ok(JsRef { env, raw })
+  }
+
+  /// # Safety
+  /// Call on the JS thread of `env`, inside a handle scope.
+  pub unsafe fn get(&self) -> RawValue {
+    let mut v = ptr::null_mut();
+    // SAFETY: the reference belongs to this env and is still alive.
+    unsafe { sys::napi_get_reference_value(self.env, self.raw, &mut v) };
+    v
+  }
+}
+
+impl Drop for JsRef {
+  fn drop(&mut self) {
+    // SAFETY: dropped on the JS thread that created it (the binding is !Send).
+    // During env teardown the call may fail; the env frees it then anyway.
+    unsafe { sys::napi_delete_reference(self.env, self.raw) };
+  }
+}
+
+/// An async context for `napi_make_callback`, one per environment, so that
+/// callbacks from the event loop run microtasks and async hooks as Node's own do.
+pub struct CallbackContext {
+  env: RawEnv,
+  ctx: sys::napi_async_context,
+  _resource: JsRef,
+}
+
+impl CallbackContext {
+  /// # Safety
+  /// On the JS thread, inside a napi call.
+  pub unsafe fn new(env: RawEnv) -> napi::Result<Self> {
+    let mut resource = ptr::null_mut();
+    let mut name = ptr::null_mut();
+    let mut ctx = ptr::null_mut();
+    // SAFETY: plain value creation on a live env.
+    unsafe {
+      sys::napi_create_object(env, &mut resource);
+      sys::napi_create_string_utf8(env, c"fdpass".as_ptr(), 6, &mut name);
+      if !ok(sys::napi_async_init(env, resource, name, &mut ctx)) {
+        return Err(napi::Error::from_reason("napi_async_init failed"));
+      }
+      Ok(CallbackContext {
+        env,
+        ctx,
+        _resource: JsRef::new(env, resource)?,
+      })
+    }
+  }
+
+  /// Call `func(args...)` from an event-loop callback. An exception thrown
+  /// by the callback becomes an uncaught exception, as for any Node callback.
+  ///
+  /// # Safety
+  /// On the JS thread of this env; `func` and `args` are live handles.
+  pub unsafe fn call(&self, func: RawValue, args: &[RawValue]) {
+    let env = self.env;
+    // SAFETY: all handles belong to env, and we are on its thread.
+    unsafe {
+      // napi_make_callback wants an object receiver; the global is what Node uses.
+      let mut recv = ptr::null_mut();
+      sys::napi_get_global(env, &mut recv);
+      let mut result = ptr::null_mut();
+      let status = sys::napi_make_callback(
+        env,
+        self.ctx,
+        recv,
+        func,
+        args.len(),
+        args.as_ptr(),
+        &mut result,
+      );
+      if status == sys::Status::napi_pending_exception {
+        let mut err = ptr::null_mut();
+        sys::napi_get_and_clear_last_exception(env, &mut err);
+        sys::napi_fatal_exception(env, err);
+      }
+    }
+  }
+}
+
+impl Drop for CallbackContext {
+  fn drop(&mut self) {
+    // SAFETY: same thread and env that created it.
+    unsafe { sys::napi_async_destroy(self.env, self.ctx) };
+  }
+}
+
+/// Run `f` inside a fresh handle scope (event-loop callbacks have none).
+///
+/// # Safety
+/// On the JS thread of `env`.
+pub unsafe fn with_scope<R>(env: RawEnv, f: impl FnOnce() -> R) -> R {
+  let mut scope = ptr::null_mut();
+  // SAFETY: opening and closing a scope on the env's own thread.
+  unsafe { sys::napi_open_handle_scope(env, &mut scope) };
+  let r = f();
+  // SAFETY: as above.
+  unsafe { sys::napi_close_handle_scope(env, scope) };
+  r
+}
+
+/// # Safety
+/// On the JS thread of `env`, inside a handle scope.
+pub unsafe fn int(env: RawEnv, v: i64) -> RawValue {
+  let mut out = ptr::null_mut();
+  // SAFETY: value creation on a live env.
+  unsafe { sys::napi_create_int64(env, v, &mut out) };
+  out
+}
+
+/// # Safety
+/// As for `int`.
+pub unsafe fn string(env: RawEnv, s: &str) -> RawValue {
+  let mut out = ptr::null_mut();
+  // SAFETY: s is valid UTF-8 of the given length.
+  unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut out) };
+  out
+}
+
+/// # Safety
+/// As for `int`.
+pub unsafe fn undefined(env: RawEnv) -> RawValue {
+  let mut out = ptr::null_mut();
+  // SAFETY: value creation on a live env.
+  unsafe { sys::napi_get_undefined(env, &mut out) };
+  out
+}
+
+/// # Safety
+/// As for `int`.
+pub unsafe fn null(env: RawEnv) -> RawValue {
+  let mut out = ptr::null_mut();
+  // SAFETY: value creation on a live env.
+  unsafe { sys::napi_get_null(env, &mut out) };
+  out
+}
+
+/// A Buffer holding a copy of `data`.
+///
+/// # Safety
+/// As for `int`.
+pub unsafe fn buffer_copy(env: RawEnv, data: &[u8]) -> RawValue {
+  let mut out = ptr::null_mut();
+  let mut dst: *mut c_void = ptr::null_mut();
+  // SAFETY: napi copies data.len() bytes from a live slice.
+  unsafe {
+    sys::napi_create_buffer_copy(env, data.len(), data.as_ptr().cast(), &mut dst, &mut out)
+  };
+  out
+}
+
+/// An Int32Array holding a copy of `data`.
+///
+/// # Safety
+/// As for `int`.
+pub unsafe fn int32_array(env: RawEnv, data: &[i32]) -> RawValue {
+  let bytes = std::mem::size_of_val(data);
+  let mut ab = ptr::null_mut();
+  let mut dst: *mut c_void = ptr::null_mut();
+  let mut out = ptr::null_mut();
+  // SAFETY: the new ArrayBuffer has room for `bytes` bytes; the copy stays within it.
+  unsafe {
+    sys::napi_create_arraybuffer(env, bytes, &mut dst, &mut ab);
+    if bytes > 0 {
+      ptr::copy_nonoverlapping(data.as_ptr().cast::<u8>(), dst.cast::<u8>(), bytes);
+    }
+    sys::napi_create_typedarray(
+      env,
+      sys::TypedarrayType::int32_array,
+      data.len(),
+      ab,
+      0,
+      &mut out,
+    );
+  }
+  out
+}
+
+/// # Safety
+/// As for `int`.
+pub unsafe fn set(env: RawEnv, obj: RawValue, key: &std::ffi::CStr, value: RawValue) {
+  // SAFETY: obj is an object of this env; key is NUL-terminated.
+  unsafe { sys::napi_set_named_property(env, obj, key.as_ptr(), value) };
+}
+
+/// An address as the TS layer expects it: a path string, `{ abstract }`, or null.
+///
+/// # Safety
+/// As for `int`.
+pub unsafe fn address(env: RawEnv, a: &SocketAddress) -> RawValue {
+  // SAFETY: value creation on a live env.
+  unsafe {
+    match a {
+      SocketAddress::Path(p) => string(env, &p.to_string_lossy()),
+      SocketAddress::Abstract(name) => {
+        let mut obj = ptr::null_mut();
+        sys::napi_create_object(env, &mut obj);
+        set(
+          env,
+          obj,
+          c"abstract",
+          string(env, &String::from_utf8_lossy(name)),
+        );
+        obj
+      }
+      SocketAddress::Unnamed => null(env),
+    }
+  }
+}
+
+/// A JS Error shaped like Node's system errors: `code`, `errno` (negative,
+/// as libuv reports it), `syscall`, `address`, plus the limits our own codes carry.
+///
+/// # Safety
+/// As for `int`.
+pub unsafe fn error_value(env: RawEnv, err: &CoreError) -> RawValue {
+  let code = err.code();
+  let msg = err.to_string();
+  // SAFETY: value creation on a live env.
+  unsafe {
+    let mut out = ptr::null_mut();
+    sys::napi_create_error(env, string(env, &code), string(env, &msg), &mut out);
+    match err {
+      CoreError::Sys {
+        errno,
+        syscall,
+        address,
+      } => {
+        set(env, out, c"errno", int(env, -(*errno as i64)));
+        set(env, out, c"syscall", string(env, syscall));
+        if let Some(a) = address {
+          set(env, out, c"address", string(env, a));
+        }
+      }
+      CoreError::TooManyFds { count, max } => {
+        set(env, out, c"count", int(env, *count as i64));
+        set(env, out, c"limit", int(env, *max as i64));
+      }
+      CoreError::AddressTooLong { len, max } => {
+        set(env, out, c"length", int(env, *len as i64));
+        set(env, out, c"limit", int(env, *max as i64));
+      }
+      CoreError::MessageTooLarge { size, max } => {
+        set(env, out, c"size", int(env, *size as i64));
+        set(env, out, c"limit", int(env, *max as i64));
+      }
+      CoreError::InvalidFd { fd, .. } => set(env, out, c"fd", int(env, *fd as i64)),
+      CoreError::NotASocket { path } => set(env, out, c"address", string(env, path)),
+      _ => {}
+    }
+    out
+  }
+}
+
+/// Throw `err` as a JS exception and return the error that tells napi-rs it is pending.
+pub fn throw(env: RawEnv, err: &CoreError) -> napi::Error {
+  // SAFETY: called from inside a #[napi] function, on the JS thread.
+  unsafe { sys::napi_throw(env, error_value(env, err)) };
+  napi::Error::from_status(napi::Status::PendingException)
+}
+
+/// `Result<T, CoreError>` → `napi::Result<T>`, throwing a Node-shaped error.
+pub trait OrThrow<T> {
+  fn or_throw(self, env: RawEnv) -> napi::Result<T>;
+}
+
+impl<T> OrThrow<T> for Result<T, CoreError> {
+  fn or_throw(self, env: RawEnv) -> napi::Result<T> {
+    self.map_err(|e| throw(env, &e))
+  }
+}

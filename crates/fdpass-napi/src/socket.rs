@@ -1,0 +1,693 @@
+//! `NativeSocket`: one connected (or datagram) Unix socket, its send queue,
+//! its framing decoder, and the bridge from readiness to JavaScript.
+//!
+//! Reads happen on the JS thread when the reactor says the socket is
+//! readable: every queued message is read (up to a budget, for fairness)
+//! and handed to JavaScript in one call, as one Buffer of data and one
+//! Int32Array of per-message metadata and descriptor numbers.
+
+use crate::env_state::{self, EnvState, Resource};
+use crate::js::{self, JsRef, OrThrow, RawEnv, RawValue};
+use crate::reactor::{Ready, Watch};
+use fdpass_core::frame::{FrameDecoder, FrameHeader};
+use fdpass_core::recv::{recv_into_vec, ControlBuffer};
+use fdpass_core::send::{check_fd_count, send_message};
+use fdpass_core::{Error as CoreError, SocketAddress, SocketType};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use nix::sys::socket::UnixAddr;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::rc::{Rc, Weak};
+
+/// Event codes passed to the JS callback; mirrored in ts/native.ts.
+pub const EV_MESSAGES: i64 = 1;
+pub const EV_SENT: i64 = 2;
+pub const EV_SEND_FAILED: i64 = 3;
+pub const EV_END: i64 = 4;
+pub const EV_ERROR: i64 = 5;
+
+/// Per-message flags in the metadata array.
+const FLAG_DATA_TRUNCATED: i32 = 1;
+const FLAG_FDS_TRUNCATED: i32 = 2;
+
+/// Bytes asked of each stream read.
+const READ_CHUNK: usize = 64 * 1024;
+/// A readiness event reads at most this much before yielding to other sockets.
+const MAX_BATCH_MESSAGES: usize = 1024;
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// A send that the kernel could not take at once.
+struct PendingSend {
+  bytes: Vec<u8>,
+  written: usize,
+  /// Our own duplicates, so the caller may close theirs; closed once sent.
+  fds: Vec<OwnedFd>,
+  to: Option<UnixAddr>,
+}
+
+impl PendingSend {
+  /// Ok(true) when fully sent, Ok(false) when the kernel buffer is full.
+  fn write(&mut self, socket: BorrowedFd<'_>, ty: SocketType) -> fdpass_core::Result<bool> {
+    while self.written < self.bytes.len() {
+      let raw: Vec<RawFd> = self.fds.iter().map(|f| f.as_raw_fd()).collect();
+      match send_message(
+        socket,
+        ty,
+        &[IoSlice::new(&self.bytes[self.written..])],
+        &raw,
+        self.to.as_ref(),
+      ) {
+        Ok(n) => {
+          self.written += n;
+          // The kernel holds its own references now; never send them twice.
+          self.fds.clear();
+        }
+        Err(e) if e.is_would_block() => return Ok(false),
+        Err(e) => return Err(e),
+      }
+    }
+    Ok(true)
+  }
+}
+
+struct Batch {
+  data: Vec<u8>,
+  meta: Vec<i32>,
+  fds: Vec<OwnedFd>,
+  addresses: Option<Vec<SocketAddress>>,
+}
+
+enum Outcome {
+  Sent(u32),
+  SendFailed(CoreError, u32),
+  Messages(Batch),
+  End,
+  Error(CoreError),
+}
+
+pub struct SocketCore {
+  state: Rc<EnvState>,
+  id: u64,
+  fd: Option<OwnedFd>,
+  ty: SocketType,
+  decoder: Option<FrameDecoder>,
+  control: ControlBuffer,
+  watch: Option<Watch>,
+  reading: bool,
+  refed: bool,
+  ended: bool,
+  callback: Option<JsRef>,
+  queue: VecDeque<PendingSend>,
+  max_message: usize,
+  scratch: Vec<u8>,
+  scratch_fds: Vec<OwnedFd>,
+}
+
+pub struct SocketCell(RefCell<SocketCore>);
+
+impl SocketCell {
+  /// Wrap a connected or bound socket descriptor.
+  pub fn open(
+    state: &Rc<EnvState>,
+    fd: OwnedFd,
+    ty: SocketType,
+    framed: bool,
+    max_message: usize,
+  ) -> fdpass_core::Result<Rc<Self>> {
+    let framed = framed && ty == SocketType::Stream;
+    let cell = Rc::new(SocketCell(RefCell::new(SocketCore {
+      state: state.clone(),
+      id: 0,
+      fd: None,
+      ty,
+      decoder: framed.then(|| FrameDecoder::new(max_message)),
+      control: ControlBuffer::new(),
+      watch: None,
+      reading: false,
+      refed: true,
+      ended: false,
+      callback: None,
+      queue: VecDeque::new(),
+      max_message,
+      scratch: Vec::new(),
+      scratch_fds: Vec::new(),
+    })));
+    let ready: Weak<dyn Ready> = Rc::downgrade(&(cell.clone() as Rc<dyn Ready>));
+    let watch = Watch::new(&state.reactor, fd.as_raw_fd(), ready)?;
+    let resource: Weak<dyn Resource> = Rc::downgrade(&(cell.clone() as Rc<dyn Resource>));
+    {
+      let mut c = cell.0.borrow_mut();
+      c.fd = Some(fd);
+      c.watch = Some(watch);
+      c.id = state.register(resource);
+    }
+    Ok(cell)
+  }
+}
+
+impl SocketCore {
+  fn update_watch(&mut self) {
+    let readable = self.reading && !self.ended && self.callback.is_some();
+    let writable = !self.queue.is_empty();
+    if let Some(w) = &mut self.watch {
+      w.set(readable, writable, self.refed);
+    }
+  }
+
+  fn close(&mut self) -> u32 {
+    let dropped = self.queue.len() as u32;
+    if let Some(mut w) = self.watch.take() {
+      w.close();
+    }
+    self.fd = None; // closes the socket
+    self.queue.clear(); // closes queued duplicates
+    if let Some(d) = &mut self.decoder {
+      let _ = d.finish(); // closes descriptors that arrived for unfinished frames
+    }
+    self.callback = None;
+    self.state.unregister(self.id);
+    dropped
+  }
+
+  fn framed(&self) -> bool {
+    self.decoder.is_some()
+  }
+
+  fn send(&mut self, data: &[u8], fds: &[i32], to: Option<UnixAddr>) -> fdpass_core::Result<bool> {
+    let Some(socket) = self.fd.as_ref() else {
+      return Err(CoreError::sys(nix::errno::Errno::EBADF, "sendmsg"));
+    };
+    check_fd_count(fds.len())?;
+    let header = if self.framed() {
+      if data.len() > self.max_message {
+        return Err(CoreError::MessageTooLarge {
+          size: data.len(),
+          max: self.max_message,
+        });
+      }
+      Some(
+        FrameHeader {
+          fds: fds.len() as u16,
+          len: data.len() as u32,
+        }
+        .encode(),
+      )
+    } else {
+      None
+    };
+    let total = header.map_or(0, |h| h.len()) + data.len();
+    if self.queue.is_empty() {
+      let slices: &[IoSlice<'_>] = &match &header {
+        Some(h) => [IoSlice::new(h), IoSlice::new(data)],
+        None => [IoSlice::new(data), IoSlice::new(&[])],
+      };
+      match send_message(socket.as_fd(), self.ty, slices, fds, to.as_ref()) {
+        Ok(n) if n >= total => return Ok(false),
+        Ok(n) => {
+          // A partial stream write: the descriptors went with the first
+          // byte, so the rest goes without them.
+          let rest = concat(header.as_ref(), data)[n..].to_vec();
+          self.queue.push_back(PendingSend {
+            bytes: rest,
+            written: 0,
+            fds: Vec::new(),
+            to,
+          });
+        }
+        Err(e) if e.is_would_block() => {
+          let fds = duplicate_all(fds)?;
+          self.queue.push_back(PendingSend {
+            bytes: concat(header.as_ref(), data),
+            written: 0,
+            fds,
+            to,
+          });
+        }
+        Err(e) => return Err(e),
+      }
+    } else {
+      let fds = duplicate_all(fds)?;
+      self.queue.push_back(PendingSend {
+        bytes: concat(header.as_ref(), data),
+        written: 0,
+        fds,
+        to,
+      });
+    }
+    self.update_watch();
+    Ok(true)
+  }
+
+  fn flush(&mut self, out: &mut Vec<Outcome>) {
+    let Some(socket) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
+      return;
+    };
+    // SAFETY: self.fd stays open for the whole call.
+    let socket = unsafe { BorrowedFd::borrow_raw(socket) };
+    let mut done = 0u32;
+    while let Some(p) = self.queue.front_mut() {
+      match p.write(socket, self.ty) {
+        Ok(true) => {
+          self.queue.pop_front();
+          done += 1;
+        }
+        Ok(false) => break,
+        Err(e) => {
+          if done > 0 {
+            out.push(Outcome::Sent(done));
+            done = 0;
+          }
+          // A datagram fails alone; on a connection every later send fails too.
+          let n = if self.ty == SocketType::Datagram {
+            1
+          } else {
+            self.queue.len()
+          };
+          self.queue.drain(..n);
+          out.push(Outcome::SendFailed(e, n as u32));
+        }
+      }
+    }
+    if done > 0 {
+      out.push(Outcome::Sent(done));
+    }
+  }
+
+  fn read(&mut self, out: &mut Vec<Outcome>) {
+    let Some(socket) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
+      return;
+    };
+    // SAFETY: self.fd stays open for the whole call.
+    let socket = unsafe { BorrowedFd::borrow_raw(socket) };
+    let want_address = self.ty == SocketType::Datagram;
+    let mut batch = Batch {
+      data: std::mem::take(&mut self.scratch),
+      meta: Vec::new(),
+      fds: Vec::new(),
+      addresses: want_address.then(Vec::new),
+    };
+    batch.data.clear();
+    let mut count = 0usize;
+    let result: fdpass_core::Result<bool> = loop {
+      if count >= MAX_BATCH_MESSAGES || batch.data.len() >= MAX_BATCH_BYTES {
+        break Ok(false);
+      }
+      if let Some(decoder) = &mut self.decoder {
+        match decoder.next_frame(&mut batch.data, &mut batch.fds) {
+          Ok(Some(f)) => {
+            let flags = if f.fds_lost > 0 {
+              FLAG_FDS_TRUNCATED
+            } else {
+              0
+            };
+            push_meta(
+              &mut batch.meta,
+              f.len,
+              f.fds,
+              f.fds_lost as i32,
+              flags,
+              &batch.fds,
+            );
+            count += 1;
+            continue;
+          }
+          Ok(None) => {}
+          Err(e) => break Err(e),
+        }
+        let tmp = &mut self.scratch_fds;
+        match recv_into_vec(
+          socket,
+          decoder.buffer(),
+          READ_CHUNK,
+          &mut self.control,
+          tmp,
+          false,
+        ) {
+          Ok(r) if r.is_eof() => break decoder.finish().map(|_| true),
+          Ok(r) => decoder.commit(r.bytes, tmp.drain(..), r.fds_truncated),
+          Err(e) if e.is_would_block() => break Ok(false),
+          Err(e) => break Err(e),
+        }
+      } else {
+        let room = if self.ty == SocketType::Stream {
+          READ_CHUNK
+        } else {
+          self.max_message
+        };
+        let fds_before = batch.fds.len();
+        match recv_into_vec(
+          socket,
+          &mut batch.data,
+          room,
+          &mut self.control,
+          &mut batch.fds,
+          want_address,
+        ) {
+          Ok(r) if r.is_eof() && self.ty != SocketType::Datagram => break Ok(true),
+          Ok(r) => {
+            let flags = if r.data_truncated {
+              FLAG_DATA_TRUNCATED
+            } else {
+              0
+            } | if r.fds_truncated {
+              FLAG_FDS_TRUNCATED
+            } else {
+              0
+            };
+            // The kernel does not say how many were lost; -1 means unknown.
+            let lost = if r.fds_truncated { -1 } else { 0 };
+            let _ = fds_before;
+            push_meta(&mut batch.meta, r.bytes, r.fds, lost, flags, &batch.fds);
+            if let (Some(a), Some(addr)) = (&mut batch.addresses, r.address) {
+              a.push(addr);
+            }
+            count += 1;
+          }
+          Err(e) if e.is_would_block() => break Ok(false),
+          Err(e) => break Err(e),
+        }
+      }
+    };
+    if count > 0 {
+      out.push(Outcome::Messages(batch));
+    } else {
+      self.scratch = batch.data;
+    }
+    match result {
+      Ok(false) => {}
+      Ok(true) => {
+        self.ended = true;
+        out.push(Outcome::End);
+      }
+      Err(e) => {
+        self.ended = true;
+        out.push(Outcome::Error(e));
+      }
+    }
+  }
+}
+
+/// Metadata per message: length, fd count, fds lost, flags, then the fd numbers.
+fn push_meta(meta: &mut Vec<i32>, len: usize, nfds: usize, lost: i32, flags: i32, fds: &[OwnedFd]) {
+  meta.extend_from_slice(&[len as i32, nfds as i32, lost, flags]);
+  meta.extend(fds[fds.len() - nfds..].iter().map(|f| f.as_raw_fd()));
+}
+
+fn concat(header: Option<&[u8; 8]>, data: &[u8]) -> Vec<u8> {
+  let mut v = Vec::with_capacity(8 + data.len());
+  if let Some(h) = header {
+    v.extend_from_slice(h);
+  }
+  v.extend_from_slice(data);
+  v
+}
+
+fn duplicate_all(fds: &[i32]) -> fdpass_core::Result<Vec<OwnedFd>> {
+  fds
+    .iter()
+    .map(|&raw| {
+      fdpass_core::fd::check_open(raw)?;
+      // SAFETY: checked open just above; borrowed only for the dup.
+      fdpass_core::fd::dup_cloexec(unsafe { BorrowedFd::borrow_raw(raw) })
+    })
+    .collect()
+}
+
+impl Ready for SocketCell {
+  fn on_ready(&self, readable: bool, writable: bool) {
+    let (outcomes, state) = {
+      let mut c = self.0.borrow_mut();
+      if c.fd.is_none() {
+        return;
+      }
+      let mut out = Vec::new();
+      if writable {
+        c.flush(&mut out);
+      }
+      if readable && c.reading && !c.ended {
+        c.read(&mut out);
+      }
+      (out, c.state.clone())
+    };
+    if !outcomes.is_empty() && !state.is_torn_down() {
+      // SAFETY: readiness callbacks run on the env's JS thread.
+      unsafe { js::with_scope(state.env, || self.deliver(&state, outcomes)) };
+    }
+    self.0.borrow_mut().update_watch();
+  }
+}
+
+impl SocketCell {
+  /// # Safety
+  /// On the env's JS thread, inside a handle scope.
+  unsafe fn deliver(&self, state: &EnvState, outcomes: Vec<Outcome>) {
+    let env = state.env;
+    for outcome in outcomes {
+      // The callback may have closed the socket; then whatever is left is
+      // dropped here, which closes its descriptors.
+      // SAFETY: we are inside the scope opened by on_ready.
+      let Some(func) = self
+        .0
+        .borrow()
+        .callback
+        .as_ref()
+        .map(|r| unsafe { r.get() })
+      else {
+        return;
+      };
+      // SAFETY: value creation on the JS thread.
+      unsafe {
+        match outcome {
+          Outcome::Sent(n) => state.call(func, &[js::int(env, EV_SENT), js::int(env, n as i64)]),
+          Outcome::SendFailed(e, n) => state.call(
+            func,
+            &[
+              js::int(env, EV_SEND_FAILED),
+              js::error_value(env, &e),
+              js::int(env, n as i64),
+            ],
+          ),
+          Outcome::End => state.call(func, &[js::int(env, EV_END)]),
+          Outcome::Error(e) => {
+            state.call(func, &[js::int(env, EV_ERROR), js::error_value(env, &e)])
+          }
+          Outcome::Messages(batch) => {
+            let data = js::buffer_copy(env, &batch.data);
+            let meta = js::int32_array(env, &batch.meta);
+            let addresses = match &batch.addresses {
+              Some(list) => addresses_array(env, list),
+              None => js::undefined(env),
+            };
+            // From here on JavaScript owns the descriptors (ReceivedFd).
+            for fd in batch.fds {
+              let _ = fd.into_raw_fd();
+            }
+            state.call(func, &[js::int(env, EV_MESSAGES), data, meta, addresses]);
+            let mut c = self.0.borrow_mut();
+            if c.scratch.capacity() == 0 && batch.data.capacity() <= 4 * MAX_BATCH_BYTES {
+              let mut reuse = batch.data;
+              reuse.clear();
+              c.scratch = reuse;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/// # Safety
+/// On the JS thread, inside a handle scope.
+unsafe fn addresses_array(env: RawEnv, list: &[SocketAddress]) -> RawValue {
+  let mut arr = std::ptr::null_mut();
+  // SAFETY: value creation on a live env.
+  unsafe {
+    napi::sys::napi_create_array_with_length(env, list.len(), &mut arr);
+    for (i, a) in list.iter().enumerate() {
+      napi::sys::napi_set_element(env, arr, i as u32, js::address(env, a));
+    }
+  }
+  arr
+}
+
+impl Resource for SocketCell {
+  fn close_for_teardown(&self) {
+    self.0.borrow_mut().close();
+  }
+}
+
+/// A socket address from JavaScript: exactly one of the two is set.
+#[napi(object)]
+pub struct NativeAddress {
+  pub path: Option<String>,
+  pub abstract_name: Option<String>,
+}
+
+impl NativeAddress {
+  pub fn to_core(&self) -> SocketAddress {
+    match (&self.path, &self.abstract_name) {
+      (Some(p), _) => SocketAddress::Path(p.into()),
+      (None, Some(n)) => SocketAddress::Abstract(n.as_bytes().to_vec()),
+      (None, None) => SocketAddress::Unnamed,
+    }
+  }
+}
+
+#[napi(object)]
+pub struct NativePeerCredentials {
+  pub pid: Option<i32>,
+  pub uid: u32,
+  pub gid: u32,
+}
+
+/// A connected or datagram Unix socket. Internal: use `FdSocket` from the package root.
+#[napi]
+pub struct NativeSocket {
+  cell: Rc<SocketCell>,
+}
+
+impl NativeSocket {
+  pub fn from_cell(cell: Rc<SocketCell>) -> Self {
+    NativeSocket { cell }
+  }
+}
+
+#[napi]
+impl NativeSocket {
+  /// The descriptor number, or -1 once closed.
+  #[napi(getter)]
+  pub fn fd(&self) -> i32 {
+    self
+      .cell
+      .0
+      .borrow()
+      .fd
+      .as_ref()
+      .map_or(-1, |f| f.as_raw_fd())
+  }
+
+  /// `'stream'`, `'seqpacket'` or `'dgram'`.
+  #[napi(getter, js_name = "type")]
+  pub fn socket_type(&self) -> &'static str {
+    self.cell.0.borrow().ty.as_str()
+  }
+
+  /// Messages queued in user space, waiting for the kernel buffer to drain.
+  #[napi(getter)]
+  pub fn pending_sends(&self) -> u32 {
+    self.cell.0.borrow().queue.len() as u32
+  }
+
+  /// Register the event callback `(event, a, b, c)`; see the EV_* codes.
+  #[napi(ts_args_type = "callback: (event: number, a?: any, b?: any, c?: any) => void")]
+  pub fn start(&self, env: Env, callback: Unknown<'_>) -> Result<()> {
+    // SAFETY: callback is a live handle of this call.
+    let r = unsafe { JsRef::new(env.raw(), callback.raw())? };
+    let mut c = self.cell.0.borrow_mut();
+    c.callback = Some(r);
+    c.update_watch();
+    Ok(())
+  }
+
+  /// Start or stop reading (backpressure).
+  #[napi]
+  pub fn set_reading(&self, reading: bool) {
+    let mut c = self.cell.0.borrow_mut();
+    c.reading = reading;
+    c.update_watch();
+  }
+
+  /// Whether an active socket keeps the event loop alive.
+  #[napi]
+  pub fn set_ref(&self, refed: bool) {
+    let mut c = self.cell.0.borrow_mut();
+    c.refed = refed;
+    c.update_watch();
+  }
+
+  /// Send one message. Returns false when the kernel took all of it, true
+  /// when (part of) it waits in the queue; EV_SENT reports its completion.
+  #[napi]
+  pub fn send(&self, env: Env, data: &[u8], fds: &[i32]) -> Result<bool> {
+    self
+      .cell
+      .0
+      .borrow_mut()
+      .send(data, fds, None)
+      .or_throw(env.raw())
+  }
+
+  /// Send one datagram to `address`.
+  #[napi]
+  pub fn send_to(
+    &self,
+    env: Env,
+    address: NativeAddress,
+    data: &[u8],
+    fds: &[i32],
+  ) -> Result<bool> {
+    let to = address.to_core().to_unix_addr().or_throw(env.raw())?;
+    self
+      .cell
+      .0
+      .borrow_mut()
+      .send(data, fds, Some(to))
+      .or_throw(env.raw())
+  }
+
+  /// Close the socket now. Returns how many queued sends were dropped.
+  #[napi]
+  pub fn close(&self) -> u32 {
+    self.cell.0.borrow_mut().close()
+  }
+
+  #[napi]
+  pub fn peer_credentials(&self, env: Env) -> Result<NativePeerCredentials> {
+    let c = self.cell.0.borrow();
+    let fd = c.fd.as_ref().ok_or_else(|| {
+      js::throw(
+        env.raw(),
+        &CoreError::sys(nix::errno::Errno::EBADF, "getsockopt"),
+      )
+    })?;
+    let p = fdpass_core::socket::peer_credentials(fd.as_fd()).or_throw(env.raw())?;
+    Ok(NativePeerCredentials {
+      pid: p.pid,
+      uid: p.uid,
+      gid: p.gid,
+    })
+  }
+
+  #[napi(ts_return_type = "string | { abstract: string } | null")]
+  pub fn local_address(&self, env: Env) -> Result<Unknown<'_>> {
+    self.address_of(env, fdpass_core::socket::local_address)
+  }
+
+  #[napi(ts_return_type = "string | { abstract: string } | null")]
+  pub fn remote_address(&self, env: Env) -> Result<Unknown<'_>> {
+    self.address_of(env, fdpass_core::socket::peer_address)
+  }
+}
+
+impl NativeSocket {
+  fn address_of<'e>(
+    &self,
+    env: Env,
+    f: fn(BorrowedFd<'_>) -> fdpass_core::Result<SocketAddress>,
+  ) -> Result<Unknown<'e>> {
+    let c = self.cell.0.borrow();
+    let addr = match c.fd.as_ref() {
+      Some(fd) => f(fd.as_fd()).unwrap_or(SocketAddress::Unnamed),
+      None => SocketAddress::Unnamed,
+    };
+    // SAFETY: value creation inside this napi call.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), js::address(env.raw(), &addr)) })
+  }
+}
+
+pub fn state(env: &Env) -> Result<Rc<EnvState>> {
+  env_state::get(env.raw())
+}

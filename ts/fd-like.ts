@@ -1,0 +1,89 @@
+// Turning what users pass as "an fd" into a descriptor number.
+import type * as dgram from 'node:dgram'
+import type { FileHandle } from 'node:fs/promises'
+import type * as net from 'node:net'
+import { FdpassError, invalidArgType, outOfRange } from './errors'
+import { platform } from './native'
+
+/**
+ * Anything that owns one descriptor: a number, a `ReceivedFd`, an
+ * `FdSocket`/`FdServer`, a `net.Server` (listening), a `net.Socket`, a
+ * `dgram.Socket` (bound), a `fs.promises.FileHandle`, or `{ fd: number }`.
+ * Sending does not take the caller's descriptor: the kernel installs a new
+ * one in the receiver, and the caller may close its own once `send` resolves.
+ */
+export type FdLike =
+  | number
+  | net.Server
+  | net.Socket
+  | dgram.Socket
+  | FileHandle
+  | { readonly fd: number }
+
+const EMPTY = new Int32Array(0)
+
+interface WithHandle {
+  _handle?: { fd?: number } | null
+}
+
+function handleFd(obj: object): number | undefined {
+  // net.Server and net.Socket keep their libuv handle in `_handle`;
+  // dgram.Socket keeps it in an internal state object.
+  const h = (obj as WithHandle)._handle
+  if (h && typeof h.fd === 'number') return h.fd
+  const stateKey = Object.getOwnPropertySymbols(obj).find((s) => s.description === 'state symbol')
+  if (stateKey) {
+    const handle = (obj as Record<symbol, { handle?: { fd?: number } }>)[stateKey]?.handle
+    if (handle && typeof handle.fd === 'number') return handle.fd
+  }
+  return undefined
+}
+
+export function fdOf(x: unknown, name: string): number {
+  if (typeof x === 'number') {
+    if (!Number.isInteger(x)) throw invalidArgType(name, 'an integer file descriptor', x)
+    if (x < 0 || x > 0x7fffffff) throw outOfRange(name, '>= 0 and <= 2147483647', x)
+    return x
+  }
+  if (x !== null && typeof x === 'object') {
+    const fromHandle = handleFd(x)
+    if (fromHandle !== undefined) {
+      if (fromHandle < 0) throw new FdpassError('ERR_FDPASS_INVALID_FD', `${name} has no open descriptor (closed, or not listening/bound yet)`)
+      return fromHandle
+    }
+    const fd = (x as { fd?: unknown }).fd
+    if (typeof fd === 'number') {
+      if (fd < 0) throw new FdpassError('ERR_FDPASS_INVALID_FD', `${name} has no open descriptor (it was closed)`)
+      return fdOf(fd, name)
+    }
+    if (fd === undefined && ('listening' in x || 'remoteAddress' in x || 'address' in x)) {
+      throw new FdpassError('ERR_FDPASS_INVALID_FD', `${name} has no descriptor yet: wait until it is listening, connected or bound`)
+    }
+  }
+  throw invalidArgType(name, 'a file descriptor number or an object that owns one (net.Server, net.Socket, dgram.Socket, FileHandle, ReceivedFd)', x)
+}
+
+/** Validate and convert the fds argument of send(). */
+export function fdArray(fds: unknown): Int32Array {
+  if (fds === undefined || fds === null) return EMPTY
+  if (!Array.isArray(fds)) throw invalidArgType('fds', 'an array', fds)
+  if (fds.length === 0) return EMPTY
+  if (fds.length > platform.maxFdsPerMessage) {
+    throw new FdpassError(
+      'ERR_FDPASS_TOO_MANY_FDS',
+      `cannot send ${fds.length} file descriptors in one message: the limit is ${platform.maxFdsPerMessage} (SCM_MAX_FD); split them across messages`,
+      { count: fds.length, limit: platform.maxFdsPerMessage },
+    )
+  }
+  const out = new Int32Array(fds.length)
+  for (let i = 0; i < fds.length; i++) out[i] = fdOf(fds[i], `fds[${i}]`)
+  return out
+}
+
+/** Validate and convert the data argument of send(). */
+export function dataBytes(data: unknown): Uint8Array {
+  if (typeof data === 'string') return Buffer.from(data)
+  if (data instanceof Uint8Array) return data
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  throw invalidArgType('data', 'a string, Buffer or Uint8Array', data)
+}

@@ -1,0 +1,230 @@
+// fdpass: pass open file descriptors between processes over Unix domain
+// sockets (SCM_RIGHTS). This file is the public entry point.
+import { type Address, toNativeAddress } from './address'
+import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue, outOfRange } from './errors'
+import { fdOf } from './fd-like'
+import { binding, platform, reactor } from './native'
+import { FdServer, wrapServer } from './server'
+import { FdSocket, type SocketSettings, type SocketType } from './socket'
+
+export { FdpassError } from './errors'
+export { FdServer } from './server'
+export { FdSocket } from './socket'
+export { ReceivedFd } from './received-fd'
+export type { Address } from './address'
+export type { FdLike } from './fd-like'
+export type { FdKind } from './received-fd'
+export type { FdStat } from './native'
+export type { Message, PeerCredentials, ReceiveOptions, SocketType } from './socket'
+
+/** The most descriptors one message may carry (SCM_MAX_FD on Linux). */
+export const MAX_FDS_PER_MESSAGE: number = platform.maxFdsPerMessage
+
+/** Facts about this build and runtime. */
+export const runtime = {
+  /** The readiness mechanism in use: 'uv' (Node, Electron) or 'thread' (Node-API only). */
+  reactor,
+  /** Usable bytes of a socket path (sun_path minus its NUL): 107 on Linux, 103 on macOS. */
+  maxPathLength: platform.maxPathLength,
+  supportsSeqpacket: platform.supportsSeqpacket,
+  supportsAbstract: platform.supportsAbstract,
+} as const
+
+export interface SocketOptions {
+  /** 'stream' (the default), 'seqpacket' (Linux only) or 'dgram'. */
+  type?: SocketType
+  /**
+   * Stream sockets only: no fdpass framing. Each received Message is then
+   * whatever one recvmsg returned (bytes plus the descriptors that came
+   * with them), for peers that do not speak the framing. @default false
+   */
+  raw?: boolean
+  /**
+   * The largest message accepted. Framed streams refuse larger frames
+   * (ERR_FDPASS_MESSAGE_TOO_LARGE); seqpacket and dgram sockets read into a
+   * buffer of this size and report longer messages as truncated.
+   * @default 64 MiB for framed streams, 256 KiB otherwise
+   */
+  maxMessageSize?: number
+  /** Received messages buffered before reading pauses. @default 1024 */
+  highWaterMark?: number
+}
+
+export interface ListenOptions extends SocketOptions {
+  /** @default 511 */
+  backlog?: number
+  /** Permission bits of the socket file. @default 0o600 */
+  mode?: number
+  /** Replace a socket file nobody listens on (a crashed server's). @default true */
+  replaceStale?: boolean
+}
+
+export interface ConnectOptions extends SocketOptions {
+  /** Give up after this many milliseconds while the server's backlog is full. @default 10000 */
+  timeout?: number
+  /** dgram: bind this end to an address first, so the peer can reply. */
+  bind?: Address
+}
+
+export interface BindOptions extends SocketOptions {
+  /** Permission bits of the socket file. @default 0o600 */
+  mode?: number
+}
+
+export interface AdoptOptions {
+  /** Stream sockets only: no fdpass framing. @default false */
+  raw?: boolean
+  maxMessageSize?: number
+  highWaterMark?: number
+}
+
+interface Resolved {
+  type: SocketType
+  framed: boolean
+  maxMessage: number
+  settings: SocketSettings
+}
+
+const TYPES: readonly SocketType[] = ['stream', 'seqpacket', 'dgram']
+
+function resolve(options: unknown, fallbackType: SocketType = 'stream'): Resolved {
+  if (options !== undefined && (options === null || typeof options !== 'object')) throw invalidArgType('options', 'an object', options)
+  const o = (options ?? {}) as SocketOptions
+  const type = o.type ?? fallbackType
+  if (!TYPES.includes(type)) throw invalidArgValue('options.type', type, "must be 'stream', 'seqpacket' or 'dgram'")
+  if (type === 'seqpacket' && !platform.supportsSeqpacket) {
+    throw new FdpassError('ERR_FDPASS_UNSUPPORTED', `SOCK_SEQPACKET Unix sockets are not supported on ${process.platform}: use 'stream' or 'dgram'`)
+  }
+  const raw = o.raw ?? false
+  if (typeof raw !== 'boolean') throw invalidArgType('options.raw', 'a boolean', raw)
+  const framed = type === 'stream' && !raw
+  const maxMessage = integer(o.maxMessageSize, 'options.maxMessageSize', framed ? 64 << 20 : 256 << 10, 1, 0x7fffffff)
+  const highWaterMark = integer(o.highWaterMark, 'options.highWaterMark', 1024, 1, 1 << 30)
+  return { type, framed, maxMessage, settings: { highWaterMark, raw: !framed } }
+}
+
+function integer(v: unknown, name: string, fallback: number, min: number, max: number): number {
+  if (v === undefined) return fallback
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw invalidArgType(name, 'an integer', v)
+  if (v < min || v > max) throw outOfRange(name, `>= ${min} and <= ${max}`, v)
+  return v
+}
+
+function mode(v: unknown, name: string): number {
+  return integer(v, name, 0o600, 0, 0o777)
+}
+
+function attempt<T>(f: () => T): Promise<T> {
+  try {
+    return Promise.resolve(f())
+  } catch (e) {
+    return Promise.reject(fromNative(e))
+  }
+}
+
+/**
+ * Listen on a Unix socket path or abstract name. The socket file gets mode
+ * 0600; a stale file left by a dead server is replaced; a live one is
+ * EADDRINUSE; a path that is not a socket is never removed.
+ */
+export function listen(address: Address, options?: ListenOptions): Promise<FdServer> {
+  const native = toNativeAddress(address)
+  const r = resolve(options)
+  if (r.type === 'dgram') {
+    throw invalidArgValue('options.type', 'dgram', 'cannot listen: datagram sockets have no connections (use bind())')
+  }
+  const o = (options ?? {}) as ListenOptions
+  const backlog = integer(o.backlog, 'options.backlog', 511, 1, 0x7fffffff)
+  const fileMode = mode(o.mode, 'options.mode')
+  const replaceStale = o.replaceStale ?? true
+  return attempt(() => {
+    const server = binding.listen(r.type, native, backlog, fileMode, replaceStale, r.framed, r.maxMessage)
+    return wrapServer(server, r.settings, true)
+  })
+}
+
+/**
+ * Connect to a listening socket. For 'dgram', this makes a socket whose
+ * send() goes to `address` (bind it with `options.bind` to get replies).
+ */
+export function connect(address: Address, options?: ConnectOptions): Promise<FdSocket> {
+  const target = toNativeAddress(address)
+  const r = resolve(options)
+  const o = (options ?? {}) as ConnectOptions
+  const timeout = integer(o.timeout, 'options.timeout', 10_000, 0, 0x7fffffff)
+  if (r.type === 'dgram') {
+    const local = o.bind === undefined ? null : toNativeAddress(o.bind, 'options.bind')
+    return attempt(() => new FdSocket(binding.bindDatagram(local, target, 0o600, r.maxMessage), r.settings))
+  }
+  if (o.bind !== undefined) throw invalidArgValue('options.bind', o.bind, 'is only for dgram sockets')
+  const deadline = Date.now() + timeout
+  return new Promise((resolvePromise, reject) => {
+    const tryOnce = (delay: number) => {
+      try {
+        resolvePromise(new FdSocket(binding.connect(r.type, target, r.framed, r.maxMessage), r.settings))
+      } catch (e) {
+        const err = fromNative(e) as FdpassError
+        // A full backlog: Linux answers EAGAIN to a non-blocking Unix connect.
+        if (err.code === 'EAGAIN' && Date.now() < deadline) {
+          setTimeout(tryOnce, delay, Math.min(delay * 2, 100))
+        } else if (err.code === 'EAGAIN') {
+          reject(new FdpassError('ETIMEDOUT', `connect ETIMEDOUT ${err.address ?? ''}: the server's backlog stayed full for ${timeout} ms`, {
+            errno: -110,
+            syscall: 'connect',
+            address: err.address,
+          }))
+        } else {
+          reject(err)
+        }
+      }
+    }
+    tryOnce(1)
+  })
+}
+
+/**
+ * A datagram socket bound to `address` (or unbound when `address` is null),
+ * which receives from anyone and answers with sendTo().
+ */
+export function bind(address: Address | null, options?: BindOptions): Promise<FdSocket> {
+  const local = address === null ? null : toNativeAddress(address)
+  const r = resolve(options, 'dgram')
+  if (r.type !== 'dgram') throw invalidArgValue('options.type', r.type, "must be 'dgram' for bind(); use listen() for connections")
+  const fileMode = mode((options as BindOptions | undefined)?.mode, 'options.mode')
+  return attempt(() => new FdSocket(binding.bindDatagram(local, null, fileMode, r.maxMessage), r.settings))
+}
+
+/** A connected pair of sockets, for a parent and the child it spawns, or for tests. */
+export function socketpair(options?: SocketOptions): [FdSocket, FdSocket] {
+  const r = resolve(options)
+  const [a, b] = callNative(() => binding.socketpair(r.type, r.framed, r.maxMessage))
+  return [new FdSocket(a, r.settings), new FdSocket(b, r.settings)]
+}
+
+/**
+ * Take ownership of an inherited, connected Unix socket descriptor: a
+ * child's stdio slot (e.g. fd 3 from `spawn(..., { stdio: [..., sock.fd] })`),
+ * or a received one. It becomes non-blocking and close-on-exec.
+ */
+export function adopt(fd: number, options?: AdoptOptions): FdSocket {
+  const n = fdOf(fd, 'fd')
+  const info = callNative(() => binding.inspectSocket(n))
+  if (info.listening) throw invalidArgValue('fd', fd, 'is a listening socket: use adoptServer()')
+  const r = resolve({ ...options, type: info.type })
+  const native = callNative(() => binding.adopt(n, r.framed, r.maxMessage)) as ReturnType<typeof binding.connect>
+  return new FdSocket(native, r.settings)
+}
+
+/**
+ * Take ownership of an inherited listening Unix socket (LISTEN_FDS from
+ * systemd, or one handed over by a previous generation). Closing the
+ * server does not remove its socket file: its creator owns that.
+ */
+export function adoptServer(fd: number, options?: AdoptOptions): FdServer {
+  const n = fdOf(fd, 'fd')
+  const info = callNative(() => binding.inspectSocket(n))
+  if (!info.listening) throw invalidArgValue('fd', fd, 'is not a listening socket: use adopt()')
+  const r = resolve({ ...options, type: info.type })
+  const native = callNative(() => binding.adopt(n, r.framed, r.maxMessage)) as ReturnType<typeof binding.listen>
+  return wrapServer(native, r.settings, false)
+}

@@ -1,0 +1,140 @@
+// One received descriptor, owned until closed or released.
+import * as dgram from 'node:dgram'
+import * as fs from 'node:fs'
+import * as net from 'node:net'
+import { FdpassError, callNative } from './errors'
+import { binding, type FdStat } from './native'
+
+// A ReceivedFd that is garbage-collected while still owning its descriptor
+// closes it and warns, as fs.promises.FileHandle does.
+const unclaimed = new FinalizationRegistry<number>((fd) => {
+  try {
+    binding.closeFd(fd)
+  } catch {
+    return
+  }
+  process.emitWarning(
+    `Closing file descriptor ${fd} on garbage collection: a ReceivedFd was never closed or released`,
+    { type: 'Warning', code: 'FDPASS_UNCLOSED_FD' },
+  )
+})
+
+export type FdKind = FdStat['kind']
+
+/**
+ * A descriptor that arrived with a message. It owns the descriptor: call
+ * `close()` (or `using fd = ...`), or hand it on with `release()` or one of
+ * the converters, which take ownership. One that is dropped unclosed is
+ * closed by the garbage collector, with a process warning.
+ */
+export class ReceivedFd {
+  #fd: number
+
+  /** @internal */
+  constructor(fd: number) {
+    this.#fd = fd
+    unclaimed.register(this, fd, this)
+  }
+
+  /** The descriptor number. Throws ERR_FDPASS_FD_CLOSED after close() or release(). */
+  get fd(): number {
+    if (this.#fd < 0) throw new FdpassError('ERR_FDPASS_FD_CLOSED', 'this ReceivedFd was closed or released')
+    return this.#fd
+  }
+
+  /** True once closed or released. */
+  get closed(): boolean {
+    return this.#fd < 0
+  }
+
+  /** Close the descriptor. Idempotent. Closes natively, so it works on every runtime. */
+  close(): void {
+    const fd = this.#take()
+    if (fd >= 0) callNative(() => binding.closeFd(fd))
+  }
+
+  /** Give up ownership and return the number; the caller must close it. */
+  release(): number {
+    const fd = this.fd
+    this.#take()
+    return fd
+  }
+
+  /** fstat of the descriptor: kind, device and inode (to compare identity), mode, size. */
+  stat(): FdStat {
+    const fd = this.fd
+    return callNative(() => binding.fdStat(fd))
+  }
+
+  /** What the descriptor refers to: 'file', 'pipe', 'socket', 'directory', ... */
+  kind(): FdKind {
+    return this.stat().kind
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  /**
+   * A `net.Server` listening on this descriptor, which must be a listening
+   * TCP or Unix socket. Takes ownership. For `http`, `https`, `express` and
+   * the like, `server.listen({ fd: received.release() })` does the same.
+   */
+  toNetServer(options?: net.ServerOpts, connectionListener?: (socket: net.Socket) => void): net.Server {
+    this.#expectKind('socket', 'toNetServer')
+    const server = net.createServer(options ?? {}, connectionListener)
+    server.listen({ fd: this.release() })
+    return server
+  }
+
+  /** A `net.Socket` over this connected TCP or Unix socket. Takes ownership. */
+  toNetSocket(options?: Omit<net.SocketConstructorOpts, 'fd'>): net.Socket {
+    this.#expectKind('socket', 'toNetSocket')
+    return new net.Socket({ readable: true, writable: true, ...options, fd: this.release() })
+  }
+
+  /** A `dgram.Socket` over this UDP socket (already bound). Takes ownership. */
+  toDgramSocket(type: 'udp4' | 'udp6', options?: Omit<dgram.SocketOptions, 'type'>): dgram.Socket {
+    this.#expectKind('socket', 'toDgramSocket')
+    const socket = dgram.createSocket({ ...options, type })
+    socket.bind({ fd: this.release() })
+    return socket
+  }
+
+  /** A readable stream over this file or pipe. Takes ownership (closed when the stream ends). */
+  createReadStream(options?: { start?: number; end?: number; highWaterMark?: number; autoClose?: boolean }): fs.ReadStream {
+    return fs.createReadStream('', { ...options, fd: this.release() })
+  }
+
+  /** A writable stream over this file or pipe. Takes ownership. */
+  createWriteStream(options?: { start?: number; highWaterMark?: number; autoClose?: boolean }): fs.WriteStream {
+    return fs.createWriteStream('', { ...options, fd: this.release() })
+  }
+
+  #expectKind(kind: FdKind, method: string): void {
+    const actual = this.kind()
+    if (actual !== kind) {
+      throw new FdpassError('ERR_FDPASS_INVALID_FD', `${method}() needs a ${kind}, but fd ${this.#fd} is a ${actual}`, { fd: this.#fd })
+    }
+  }
+
+  #take(): number {
+    const fd = this.#fd
+    if (fd >= 0) {
+      this.#fd = -1
+      unclaimed.unregister(this)
+    }
+    return fd
+  }
+}
+
+/** Close descriptor numbers that never got a ReceivedFd (error paths). */
+export function closeRaw(fds: ArrayLike<number>, from: number, to: number): void {
+  for (let i = from; i < to; i++) {
+    try {
+      binding.closeFd(fds[i])
+    } catch {
+      // already closed: nothing leaks
+    }
+  }
+}

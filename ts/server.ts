@@ -1,0 +1,209 @@
+// FdServer: a listening Unix socket that yields FdSockets.
+import { EventEmitter } from 'node:events'
+import type { Address } from './address'
+import { abortError, callNative, fromNative, invalidArgType, socketClosed } from './errors'
+import { EV_ACCEPTABLE, type NativeServer, type NativeSocket } from './native'
+import { FdSocket, type ReceiveOptions, type SocketSettings, type SocketType } from './socket'
+
+type Waiter = { resolve: (s: FdSocket | null) => void; reject: (e: Error) => void; cleanup?: () => void }
+
+const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
+
+/** Connections accepted ahead of accept() calls before accepting pauses. */
+const MAX_QUEUED_CONNECTIONS = 128
+/** Back-off after EMFILE/ENFILE from accept(), so a full fd table is no busy loop. */
+const ACCEPT_BACKOFF_MS = 50
+
+/**
+ * A listening Unix socket. Take connections with the `'connection'` event,
+ * with `accept()`, or with `for await (const socket of server)`.
+ *
+ * Events: `'connection'` (FdSocket), `'error'` (Error), `'close'`.
+ */
+export class FdServer extends EventEmitter {
+  #native: NativeServer | null
+  readonly #settings: SocketSettings
+  readonly #address: Address | null
+  readonly #unlinkOnClose: boolean
+  #queue: FdSocket[] = []
+  #waiters: Waiter[] = []
+  #accepting = true
+  #backoff: NodeJS.Timeout | null = null
+  #refed = true
+
+  /** @internal Use listen() or adoptServer(). */
+  constructor(native: NativeServer, settings: SocketSettings, unlinkOnClose: boolean) {
+    super()
+    this.#native = native
+    this.#settings = settings
+    this.#address = native.localAddress()
+    this.#unlinkOnClose = unlinkOnClose
+    native.start((event) => {
+      if (event === EV_ACCEPTABLE) this.#acceptReady()
+    })
+  }
+
+  /** The address it listens on: a path, or { abstract }. */
+  get address(): Address | null {
+    return this.#address
+  }
+
+  /** 'stream' or 'seqpacket'. */
+  get type(): SocketType {
+    return (this.#native?.type ?? 'stream') as SocketType
+  }
+
+  /** The listening descriptor, or -1 once closed. It can be sent to another process. */
+  get fd(): number {
+    return this.#native?.fd ?? -1
+  }
+
+  get listening(): boolean {
+    return this.#native !== null
+  }
+
+  /** The next connection. Rejects with ERR_FDPASS_SOCKET_CLOSED once closed. */
+  accept(options?: ReceiveOptions): Promise<FdSocket> {
+    const signal = options?.signal
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an AbortSignal', signal)
+    return this.#next(signal).then((s) => {
+      if (s === null) throw socketClosed('accept')
+      return s
+    })
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterableIterator<FdSocket> {
+    for (;;) {
+      const s = await this.#next(undefined)
+      if (s === null) return
+      yield s
+    }
+  }
+
+  ref(): this {
+    this.#refed = true
+    this.#native?.setRef(true)
+    return this
+  }
+
+  unref(): this {
+    this.#refed = false
+    this.#native?.setRef(false)
+    return this
+  }
+
+  /**
+   * Stop listening and remove the socket file this server created (only if
+   * it is still the same file). Connections already accepted stay open;
+   * queued ones nobody took are closed. Idempotent.
+   */
+  close(): Promise<void> {
+    const native = this.#native
+    if (!native) return Promise.resolve()
+    this.#native = null
+    if (this.#backoff) clearTimeout(this.#backoff)
+    let error: Error | null = null
+    try {
+      native.close(this.#unlinkOnClose)
+    } catch (e) {
+      error = fromNative(e)
+    }
+    for (const s of this.#queue.splice(0)) s.close()
+    for (const w of this.#waiters.splice(0)) {
+      w.cleanup?.()
+      w.resolve(null)
+    }
+    return new Promise((resolve, reject) => {
+      process.nextTick(() => {
+        this.emit('close')
+        if (error) reject(error)
+        else resolve()
+      })
+    })
+  }
+
+  async [asyncDispose](): Promise<void> {
+    await this.close()
+  }
+
+  #next(signal: AbortSignal | undefined): Promise<FdSocket | null> {
+    if (signal?.aborted) return Promise.reject(abortError(signal.reason))
+    const queued = this.#queue.shift()
+    if (queued) {
+      this.#setAccepting(true)
+      return Promise.resolve(queued)
+    }
+    if (!this.#native) return Promise.resolve(null)
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject }
+      if (signal) {
+        const onAbort = () => {
+          this.#waiters = this.#waiters.filter((w) => w !== waiter)
+          reject(abortError(signal.reason))
+        }
+        signal.addEventListener('abort', onAbort, { once: true })
+        waiter.cleanup = () => signal.removeEventListener('abort', onAbort)
+      }
+      this.#waiters.push(waiter)
+      this.#setAccepting(true)
+    })
+  }
+
+  #setAccepting(on: boolean): void {
+    if (on === this.#accepting || !this.#native || this.#backoff) return
+    this.#accepting = on
+    this.#native.setAccepting(on)
+  }
+
+  #acceptReady(): void {
+    while (this.#native) {
+      const hasTaker = this.#waiters.length > 0 || this.listenerCount('connection') > 0
+      if (!hasTaker && this.#queue.length >= MAX_QUEUED_CONNECTIONS) {
+        this.#setAccepting(false)
+        return
+      }
+      let native: NativeSocket | null
+      try {
+        native = this.#native.accept()
+      } catch (e) {
+        this.#acceptFailed(fromNative(e))
+        return
+      }
+      if (!native) return
+      const socket = new FdSocket(native, this.#settings)
+      if (!this.#refed) socket.unref()
+      const waiter = this.#waiters.shift()
+      if (waiter) {
+        waiter.cleanup?.()
+        waiter.resolve(socket)
+      } else if (this.listenerCount('connection') > 0) {
+        this.emit('connection', socket)
+      } else {
+        this.#queue.push(socket)
+      }
+    }
+  }
+
+  #acceptFailed(error: Error): void {
+    // EMFILE/ENFILE: the connection stays in the backlog; try again shortly.
+    const native = this.#native
+    if (native) {
+      native.setAccepting(false)
+      this.#backoff = setTimeout(() => {
+        this.#backoff = null
+        if (this.#native) {
+          this.#accepting = true
+          this.#native.setAccepting(true)
+        }
+      }, ACCEPT_BACKOFF_MS)
+      if (!this.#refed) this.#backoff.unref()
+    }
+    if (this.listenerCount('error') > 0) this.emit('error', error)
+    else process.emitWarning(`fdpass: accept failed (${(error as { code?: string }).code}); retrying`, { code: 'FDPASS_ACCEPT_FAILED' })
+  }
+}
+
+/** @internal */
+export function wrapServer(native: NativeServer, settings: SocketSettings, unlinkOnClose: boolean): FdServer {
+  return callNative(() => new FdServer(native, settings, unlinkOnClose))
+}

@@ -1,0 +1,447 @@
+// FdSocket: a connected (or datagram) Unix socket that carries messages
+// with descriptors, with net.Socket's lifecycle conventions.
+import { EventEmitter } from 'node:events'
+import { type Address, toNativeAddress } from './address'
+import { FdpassError, abortError, callNative, fromNative, invalidArgType, socketClosed } from './errors'
+import { dataBytes, fdArray, type FdLike } from './fd-like'
+import {
+  EV_END,
+  EV_ERROR,
+  EV_MESSAGES,
+  EV_SEND_FAILED,
+  EV_SENT,
+  FLAG_DATA_TRUNCATED,
+  FLAG_FDS_TRUNCATED,
+  type NativeSocket,
+} from './native'
+import { ReceivedFd } from './received-fd'
+
+export type SocketType = 'stream' | 'seqpacket' | 'dgram'
+
+/** One message as it was sent: its bytes and the descriptors sent with it. */
+export interface Message {
+  data: Buffer
+  fds: ReceivedFd[]
+  /** Datagram sockets: the sender's address (null when the sender is unbound). */
+  from?: Address | null
+}
+
+export interface PeerCredentials {
+  /** null where the platform cannot tell (some macOS socketpairs). */
+  pid: number | null
+  uid: number
+  gid: number
+}
+
+export interface ReceiveOptions {
+  signal?: AbortSignal
+}
+
+/** @internal */
+export interface SocketSettings {
+  highWaterMark: number
+  raw: boolean
+}
+
+type Pending = { resolve: () => void; reject: (e: Error) => void }
+type Waiter = { resolve: (m: Message | typeof DONE) => void; reject: (e: Error) => void; cleanup?: () => void }
+
+const DONE: unique symbol = Symbol('done')
+const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
+
+/**
+ * A Unix socket that sends and receives messages with file descriptors.
+ *
+ * Receive with the `'message'` event, with `receive()`, or with
+ * `for await (const message of socket)`; use one style per socket.
+ * Messages are read as soon as the socket exists and buffered up to
+ * `highWaterMark`; past that, reading pauses and the sender's `send()`
+ * waits, so nothing is lost and memory stays bounded.
+ *
+ * Events: `'message'` (Message), `'error'` (Error), `'end'` (the peer
+ * closed its side), `'close'` (hadError: boolean).
+ */
+export class FdSocket extends EventEmitter {
+  #native: NativeSocket | null
+  readonly #type: SocketType
+  readonly #raw: boolean
+  readonly #highWaterMark: number
+  #queue: Array<Message | Error> = []
+  #waiters: Waiter[] = []
+  #sends: Pending[] = []
+  #drained: Array<() => void> = []
+  #paused = false
+  #readingNative = true
+  #ended = false
+  #emittedClose = false
+  #fd: number
+
+  /** @internal Use connect(), socketpair(), bind() or adopt(). */
+  constructor(native: NativeSocket, settings: SocketSettings) {
+    super()
+    this.#native = native
+    this.#type = native.type as SocketType
+    this.#raw = settings.raw || this.#type !== 'stream'
+    this.#highWaterMark = settings.highWaterMark
+    this.#fd = native.fd
+    native.start((event, a, b, c) => this.#onEvent(event, a, b, c))
+    native.setReading(true)
+    this.on('newListener', (name) => {
+      if (name === 'message') process.nextTick(() => this.#drainToListeners())
+    })
+  }
+
+  /** 'stream', 'seqpacket' or 'dgram'. */
+  get type(): SocketType {
+    return this.#type
+  }
+
+  /** True when the stream carries no fdpass framing (always true for seqpacket and dgram). */
+  get raw(): boolean {
+    return this.#raw
+  }
+
+  /** The socket's own descriptor, or -1 once closed. It can itself be sent. */
+  get fd(): number {
+    return this.#native ? this.#fd : -1
+  }
+
+  /** 'open' until the socket is closed or the peer ended it. */
+  get readyState(): 'open' | 'closed' {
+    return this.#native ? 'open' : 'closed'
+  }
+
+  /** Sends that wait for room in the kernel's socket buffer. */
+  get pendingSends(): number {
+    return this.#sends.length
+  }
+
+  /** This end's address, or null when unbound. */
+  get localAddress(): Address | null {
+    return this.#native ? this.#native.localAddress() : null
+  }
+
+  /** The peer's address, or null when the peer is unbound or unknown. */
+  get remoteAddress(): Address | null {
+    return this.#native ? this.#native.remoteAddress() : null
+  }
+
+  /**
+   * Send `data` with `fds` as one message. Resolves when the whole message
+   * is in the kernel, so the caller may close its own copies of the
+   * descriptors then (the receiver gets new ones). While the peer's buffer
+   * is full the message waits in order behind earlier ones; the caller's
+   * descriptors are duplicated for that time, so closing them early is safe.
+   * Bad arguments throw synchronously; I/O failures reject.
+   */
+  send(data: string | Uint8Array, fds?: readonly FdLike[]): Promise<void> {
+    const bytes = dataBytes(data)
+    const nums = fdArray(fds)
+    const native = this.#native
+    if (!native) return Promise.reject(socketClosed('send'))
+    let queued: boolean
+    try {
+      queued = native.send(bytes, nums)
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+    return queued ? this.#pending() : Promise.resolve()
+  }
+
+  /** Datagram sockets: send one message to `address`. */
+  sendTo(address: Address, data: string | Uint8Array, fds?: readonly FdLike[]): Promise<void> {
+    if (this.#type !== 'dgram') {
+      throw new FdpassError('ERR_FDPASS_UNSUPPORTED', `sendTo() is for dgram sockets; this one is ${this.#type}: use send()`)
+    }
+    const to = toNativeAddress(address)
+    const bytes = dataBytes(data)
+    const nums = fdArray(fds)
+    const native = this.#native
+    if (!native) return Promise.reject(socketClosed('sendTo'))
+    let queued: boolean
+    try {
+      queued = native.sendTo(to, bytes, nums)
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+    return queued ? this.#pending() : Promise.resolve()
+  }
+
+  /**
+   * The next message. Rejects with ERR_FDPASS_SOCKET_CLOSED once the socket
+   * is closed or ended and every buffered message was taken, with
+   * ERR_FDPASS_TRUNCATED for a message whose descriptors the kernel dropped
+   * (the socket stays usable), and with ABORT_ERR when `signal` aborts.
+   */
+  receive(options?: ReceiveOptions): Promise<Message> {
+    const signal = options?.signal
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an AbortSignal', signal)
+    return this.#next(signal).then((m) => {
+      if (m === DONE) throw socketClosed('receive')
+      return m
+    })
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterableIterator<Message> {
+    for (;;) {
+      const m = await this.#next(undefined)
+      if (m === DONE) return
+      yield m
+    }
+  }
+
+  /** Stop reading; messages stay in the kernel and the sender's send() waits. */
+  pause(): this {
+    this.#paused = true
+    this.#updateReading()
+    return this
+  }
+
+  /** Resume reading after pause(). */
+  resume(): this {
+    this.#paused = false
+    this.#updateReading()
+    this.#drainToListeners()
+    return this
+  }
+
+  /** Keep the event loop alive while this socket is active (the default). */
+  ref(): this {
+    this.#native?.setRef(true)
+    return this
+  }
+
+  /** Let the process exit even while this socket is open. */
+  unref(): this {
+    this.#native?.setRef(false)
+    return this
+  }
+
+  /** pid, uid and gid of the process at the other end (SO_PEERCRED / getpeereid). */
+  peerCredentials(): PeerCredentials {
+    const native = this.#native
+    if (!native) throw socketClosed('peerCredentials')
+    const c = callNative(() => native.peerCredentials())
+    return { pid: c.pid ?? null, uid: c.uid, gid: c.gid }
+  }
+
+  /** Wait for queued sends to reach the kernel (or fail), then close. */
+  async end(): Promise<void> {
+    if (this.#sends.length > 0) await new Promise<void>((resolve) => this.#drained.push(resolve))
+    this.close()
+  }
+
+  /**
+   * Close now. Idempotent. Queued sends reject with ERR_FDPASS_SOCKET_CLOSED
+   * (their descriptor copies are closed); buffered messages nobody took
+   * have their descriptors closed; 'close' follows on the next tick.
+   */
+  close(): void {
+    this.#destroy(null)
+  }
+
+  async [asyncDispose](): Promise<void> {
+    this.close()
+  }
+
+  #pending(): Promise<void> {
+    return new Promise((resolve, reject) => this.#sends.push({ resolve, reject }))
+  }
+
+  #settleSends(count: number, error: Error | null): void {
+    for (const p of this.#sends.splice(0, count)) {
+      if (error) p.reject(error)
+      else p.resolve()
+    }
+    if (this.#sends.length === 0) for (const done of this.#drained.splice(0)) done()
+  }
+
+  #next(signal: AbortSignal | undefined): Promise<Message | typeof DONE> {
+    if (signal?.aborted) return Promise.reject(abortError(signal.reason))
+    const item = this.#queue.shift()
+    if (item !== undefined) {
+      this.#updateReading()
+      return item instanceof Error ? Promise.reject(item) : Promise.resolve(item)
+    }
+    if (!this.#native) return Promise.resolve(DONE)
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject }
+      if (signal) {
+        const onAbort = () => {
+          this.#waiters = this.#waiters.filter((w) => w !== waiter)
+          reject(abortError(signal.reason))
+        }
+        signal.addEventListener('abort', onAbort, { once: true })
+        waiter.cleanup = () => signal.removeEventListener('abort', onAbort)
+      }
+      this.#waiters.push(waiter)
+      this.#updateReading()
+    })
+  }
+
+  #updateReading(): void {
+    const want = !this.#paused && (this.#waiters.length > 0 || this.#queue.length < this.#highWaterMark)
+    if (want !== this.#readingNative && this.#native) {
+      this.#readingNative = want
+      this.#native.setReading(want)
+    }
+  }
+
+  /** Hand an item to a waiting receive(), a 'message' listener, or the buffer. */
+  #dispatch(item: Message | Error): void {
+    const waiter = this.#waiters.shift()
+    if (waiter) {
+      waiter.cleanup?.()
+      if (item instanceof Error) waiter.reject(item)
+      else waiter.resolve(item)
+      return
+    }
+    if (!this.#paused && this.#queue.length === 0) {
+      if (item instanceof Error) {
+        if (this.listenerCount('error') > 0) {
+          this.emit('error', item)
+          return
+        }
+      } else if (this.listenerCount('message') > 0) {
+        this.emit('message', item)
+        return
+      }
+    }
+    this.#queue.push(item)
+  }
+
+  #drainToListeners(): void {
+    while (!this.#paused && this.#queue.length > 0 && this.listenerCount('message') > 0) {
+      const item = this.#queue[0]
+      if (item instanceof Error && this.listenerCount('error') === 0) break
+      this.#queue.shift()
+      if (item instanceof Error) this.emit('error', item)
+      else this.emit('message', item)
+    }
+    this.#updateReading()
+    if (!this.#native && this.#queue.length === 0) this.#finishWaiters()
+  }
+
+  #onEvent(event: number, a: unknown, b: unknown, c: unknown): void {
+    switch (event) {
+      case EV_MESSAGES:
+        this.#onMessages(a as Buffer, b as Int32Array, c as Array<Address | null> | undefined)
+        break
+      case EV_SENT:
+        this.#settleSends(a as number, null)
+        break
+      case EV_SEND_FAILED:
+        this.#settleSends(b as number, fromNative(a))
+        break
+      case EV_END:
+        this.#ended = true
+        this.emit('end')
+        this.#destroy(null)
+        break
+      case EV_ERROR:
+        this.#destroy(fromNative(a))
+        break
+    }
+  }
+
+  #onMessages(data: Buffer, meta: Int32Array, from: Array<Address | null> | undefined): void {
+    // Give every descriptor an owner first, so that a throwing listener
+    // can lose no message and leak no descriptor.
+    const items: Array<Message | Error> = []
+    let i = 0
+    let offset = 0
+    while (i < meta.length) {
+      const len = meta[i]
+      const count = meta[i + 1]
+      const lost = meta[i + 2]
+      const flags = meta[i + 3]
+      const fds = new Array<ReceivedFd>(count)
+      for (let k = 0; k < count; k++) fds[k] = new ReceivedFd(meta[i + 4 + k])
+      i += 4 + count
+      const body = data.subarray(offset, offset + len)
+      offset += len
+      if (flags !== 0) {
+        items.push(truncated(body, fds, lost, flags))
+      } else if (from) {
+        items.push({ data: body, fds, from: from[items.length] ?? null })
+      } else {
+        items.push({ data: body, fds })
+      }
+    }
+    let thrown: unknown = null
+    for (const item of items) {
+      if (!this.#native && !this.#ended) {
+        if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
+        continue
+      }
+      try {
+        this.#dispatch(item)
+      } catch (e) {
+        thrown ??= e
+      }
+    }
+    this.#updateReading()
+    if (thrown !== null) throw thrown
+  }
+
+  #finishWaiters(): void {
+    for (const w of this.#waiters.splice(0)) {
+      w.cleanup?.()
+      w.resolve(DONE)
+    }
+  }
+
+  #destroy(error: Error | null): void {
+    const native = this.#native
+    if (!native) return
+    this.#native = null
+    native.close()
+    this.#settleSends(this.#sends.length, socketClosed('send'))
+    if (!this.#ended) {
+      // Closed by us or by an error: buffered messages are nobody's now.
+      for (const item of this.#queue.splice(0)) if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
+    }
+    if (error) this.#dispatchFatal(error)
+    if (this.#queue.length === 0) this.#finishWaiters()
+    process.nextTick(() => {
+      if (this.#emittedClose) return
+      this.#emittedClose = true
+      this.emit('close', error !== null)
+    })
+  }
+
+  #dispatchFatal(error: Error): void {
+    if (this.listenerCount('error') > 0) {
+      process.nextTick(() => this.emit('error', error))
+      return
+    }
+    const waiter = this.#waiters.shift()
+    if (waiter) {
+      waiter.cleanup?.()
+      waiter.reject(error)
+      return
+    }
+    // Nobody listens yet: the next receive() or iteration step reports it.
+    this.#queue.push(error)
+  }
+}
+
+function truncated(data: Buffer, fds: ReceivedFd[], lost: number, flags: number): FdpassError {
+  for (const fd of fds) fd.close()
+  const parts: string[] = []
+  if (flags & FLAG_FDS_TRUNCATED) {
+    parts.push(lost > 0 ? `${lost} file descriptors were lost` : 'file descriptors were lost')
+  }
+  if (flags & FLAG_DATA_TRUNCATED) parts.push('the data did not fit maxMessageSize and was cut')
+  const hint =
+    flags & FLAG_FDS_TRUNCATED
+      ? ' (the receiver is at its open-file limit, RLIMIT_NOFILE: close descriptors or raise the limit)'
+      : ' (raise maxMessageSize)'
+  return new FdpassError('ERR_FDPASS_TRUNCATED', `message truncated: ${parts.join('; ')}${hint}; the ${fds.length} that arrived were closed`, {
+    data,
+    fdsReceived: fds.length,
+    fdsLost: lost >= 0 ? lost : null,
+    dataTruncated: (flags & FLAG_DATA_TRUNCATED) !== 0,
+  })
+}
+
