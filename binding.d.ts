@@ -64,6 +64,12 @@ export declare function adopt(fd: number, framed: boolean, maxMessage: number): 
 /** A datagram socket, bound to `address` when given, connected to `peer` when given. */
 export declare function bindDatagram(address: NativeAddress | undefined | null, peer: NativeAddress | undefined | null, mode: number | undefined | null, maxMessage: number): NativeSocket
 
+/**
+ * A listening TCP socket (`'tcp'`) or a bound UDP socket (`'udp'`),
+ * non-blocking and close-on-exec. The caller owns the returned descriptor.
+ */
+export declare function bindInetSocket(kind: string, host: string, port: number, backlog: number, reusePort: boolean): number
+
 /** Close a descriptor natively (works where `node:fs` refuses foreign fds). */
 export declare function closeFd(fd: number): void
 
@@ -75,6 +81,9 @@ export declare function configure(reactor: string): string
 
 /** Connect to a listening socket. On a full backlog this throws EAGAIN and the caller retries. */
 export declare function connect(socketTypeName: string, address: NativeAddress, framed: boolean, maxMessage: number): NativeSocket
+
+/** A close-on-exec duplicate of `fd`, owned by the caller. */
+export declare function dupFd(fd: number): number
 
 export declare function fdStat(fd: number): FdStat
 
@@ -91,11 +100,21 @@ export interface FdStat {
 /** Whether this process exports libuv's poll functions (Node, Electron). */
 export declare function hasLibuv(): boolean
 
+/** The port an inet socket is bound to. */
+export declare function inetPort(fd: number): number
+
 /** Inspect a descriptor without taking it. */
 export declare function inspectSocket(fd: number): SocketInfo
 
 /** Listen on `address`. */
 export declare function listen(socketTypeName: string, address: NativeAddress, backlog: number, mode: number | undefined | null, replaceStale: boolean, framed: boolean, maxMessage: number): NativeServer
+
+/**
+ * A listening Unix stream socket at `path` (mode 0600 unless given), for
+ * a `net.Server`. The caller owns the returned descriptor; closing it
+ * never removes the path.
+ */
+export declare function listenUnixSocket(path: string, backlog: number, mode?: number | undefined | null): number
 
 /** A socket address from JavaScript: exactly one of the two is set. */
 export interface NativeAddress {

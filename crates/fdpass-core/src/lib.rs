@@ -10,6 +10,7 @@ pub mod address;
 pub mod error;
 pub mod fd;
 pub mod frame;
+pub mod listener;
 pub mod platform;
 pub mod recv;
 pub mod send;

@@ -68,20 +68,18 @@ pub fn check_supported(ty: SocketType) -> Result<()> {
 /// A new Unix socket, non-blocking and close-on-exec.
 pub fn new_socket(ty: SocketType) -> Result<OwnedFd> {
   check_supported(ty)?;
+  new_socket_in(AddressFamily::Unix, ty.into())
+}
+
+/// A new socket of any family, non-blocking and close-on-exec.
+pub fn new_socket_in(family: AddressFamily, ty: sock::SockType) -> Result<OwnedFd> {
   #[cfg(target_os = "linux")]
   {
-    sock::socket(
-      AddressFamily::Unix,
-      ty.into(),
-      SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-      None,
-    )
-    .syscall("socket")
+    sock::socket(family, ty, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None).syscall("socket")
   }
   #[cfg(target_os = "macos")]
   {
-    let fd =
-      sock::socket(AddressFamily::Unix, ty.into(), SockFlag::empty(), None).syscall("socket")?;
+    let fd = sock::socket(family, ty, SockFlag::empty(), None).syscall("socket")?;
     prepare_fd(fd.as_fd())?;
     Ok(fd)
   }

@@ -6,6 +6,7 @@
 
 mod env_state;
 mod js;
+mod listeners;
 mod reactor;
 mod server;
 mod socket;

@@ -1,0 +1,520 @@
+// fdpass/handoff: zero-downtime restarts. A new generation of a server
+// takes the listening sockets of the running one over a Unix control
+// socket, starts accepting on the same kernel sockets, and only then does
+// the old generation stop accepting, drain and exit. See README "Handoff".
+import * as dgram from 'node:dgram'
+import { EventEmitter } from 'node:events'
+import type * as http from 'node:http'
+import * as net from 'node:net'
+import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
+import { adoptServer, connect } from './index'
+import { binding } from './native'
+import type { FdServer } from './server'
+import type { FdSocket, Message } from './socket'
+
+/** Version of the control protocol (README "Handoff protocol"). */
+export const HANDOFF_PROTOCOL_VERSION = 1
+
+export type ListenerSpec =
+  | { tcp: { port: number; host?: string; backlog?: number } }
+  | { unix: { path: string; mode?: number; backlog?: number } }
+  | { udp: { port: number; host?: string; reusePort?: boolean } }
+
+export interface HandoffOptions {
+  /** Path of the control socket (created with mode 0600; its directory must exist). */
+  control: string
+  /** The named listeners this server uses. */
+  listeners: Record<string, ListenerSpec>
+  /** How long to wait for the running generation's answers. @default 5000 */
+  connectTimeout?: number
+  /** How long the running generation waits for a successor's "ready". @default 30000 */
+  readyTimeout?: number
+  /** How long draining may take before remaining connections are closed. @default 30000 */
+  drainTimeout?: number
+  /** Exit the process once drained (after a successor took over). @default true */
+  exitAfterDrain?: boolean
+  /** Peer uids allowed on the control socket. @default [process.getuid()] */
+  allowedUids?: number[]
+  /** Where log lines go; `false` for none. @default a line on stderr per phase */
+  log?: ((line: string) => void) | false
+}
+
+/** One completed or aborted handoff, as seen by either side. */
+export interface HandoffRecord {
+  role: 'predecessor' | 'successor'
+  peerPid: number | null
+  outcome: 'completed' | 'aborted'
+  /** Milliseconds from the successor's hello to the predecessor's release. */
+  durationMs: number
+  reason?: string
+}
+
+type Kind = 'tcp' | 'unix' | 'udp'
+
+interface Entry {
+  name: string
+  kind: Kind
+  /** What identifies the socket across generations: kind and address. */
+  key: string
+  /** Our own copy of the descriptor, -1 once released. */
+  fd: number
+  servers: net.Server[]
+  sockets: dgram.Socket[]
+}
+
+interface WireListener {
+  name: string
+  key: string
+  kind: Kind
+}
+
+type ResolvedOptions = Required<Omit<HandoffOptions, 'log' | 'allowedUids'>> & { allowedUids: number[] }
+
+type State = 'starting' | 'serving' | 'handing-off' | 'draining' | 'closed'
+
+const LOG_PREFIX = '[fdpass handoff]'
+
+function normalize(name: string, spec: ListenerSpec): { kind: Kind; key: string } {
+  if (spec === null || typeof spec !== 'object') throw invalidArgType(`listeners.${name}`, 'a listener spec', spec)
+  if ('tcp' in spec) return { kind: 'tcp', key: `tcp:${spec.tcp.host ?? '0.0.0.0'}:${port(name, spec.tcp.port)}` }
+  if ('udp' in spec) return { kind: 'udp', key: `udp:${spec.udp.host ?? '0.0.0.0'}:${port(name, spec.udp.port)}` }
+  if ('unix' in spec) {
+    if (typeof spec.unix?.path !== 'string') throw invalidArgType(`listeners.${name}.unix.path`, 'a string', spec.unix?.path)
+    return { kind: 'unix', key: `unix:${spec.unix.path}` }
+  }
+  throw invalidArgValue(`listeners.${name}`, spec, 'must have one of tcp, unix or udp')
+}
+
+function port(name: string, p: unknown): number {
+  if (typeof p !== 'number' || !Number.isInteger(p) || p < 0 || p > 65535) {
+    throw invalidArgValue(`listeners.${name}.port`, p, 'must be an integer from 0 to 65535')
+  }
+  return p
+}
+
+function bindFresh(spec: ListenerSpec): number {
+  return callNative(() => {
+    if ('tcp' in spec) return binding.bindInetSocket('tcp', spec.tcp.host ?? '0.0.0.0', spec.tcp.port, spec.tcp.backlog ?? 511, false)
+    if ('udp' in spec) return binding.bindInetSocket('udp', spec.udp.host ?? '0.0.0.0', spec.udp.port, 0, spec.udp.reusePort ?? false)
+    return binding.listenUnixSocket(spec.unix.path, spec.unix.backlog ?? 511, spec.unix.mode)
+  })
+}
+
+function closeQuietly(fd: number): void {
+  if (fd < 0) return
+  try {
+    binding.closeFd(fd)
+  } catch {
+    // already closed
+  }
+}
+
+function handoffError(code: string, message: string): FdpassError {
+  return new FdpassError(code, message)
+}
+
+async function receiveJson(socket: FdSocket, timeoutMs: number, waitingFor: string): Promise<{ json: Record<string, unknown>; message: Message }> {
+  const signal = AbortSignal.timeout(timeoutMs)
+  let message: Message
+  try {
+    message = await socket.receive({ signal })
+  } catch (e) {
+    const err = e as FdpassError
+    if (err.code === 'ABORT_ERR') {
+      throw handoffError('ERR_FDPASS_HANDOFF_TIMEOUT', `no ${waitingFor} within ${timeoutMs} ms`)
+    }
+    if (err.code === 'ERR_FDPASS_SOCKET_CLOSED') {
+      throw handoffError('ERR_FDPASS_HANDOFF_PEER_GONE', `the peer closed the control connection before ${waitingFor}`)
+    }
+    throw err
+  }
+  let json: Record<string, unknown>
+  try {
+    json = JSON.parse(message.data.toString('utf8'))
+  } catch {
+    for (const fd of message.fds) fd.close()
+    throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `${waitingFor}: the peer sent something that is not JSON`)
+  }
+  if (json.v !== HANDOFF_PROTOCOL_VERSION) {
+    for (const fd of message.fds) fd.close()
+    throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `${waitingFor}: protocol version ${String(json.v)}, expected ${HANDOFF_PROTOCOL_VERSION}`)
+  }
+  return { json, message }
+}
+
+function sendJson(socket: FdSocket, body: Record<string, unknown>, fds: number[] = []): Promise<void> {
+  return socket.send(JSON.stringify({ v: HANDOFF_PROTOCOL_VERSION, pid: process.pid, ...body }), fds)
+}
+
+/**
+ * This process's generation of a server. Get it from `takeover()`, plug
+ * its listeners into servers, call `ready()`. When a newer generation
+ * takes over, it stops accepting, drains and (by default) exits.
+ *
+ * Events: `'handoff'` (HandoffRecord), `'drain'`, `'drained'`
+ * ({ durationMs, timedOut }), `'error'`.
+ */
+export class Generation extends EventEmitter {
+  /** True when the listeners came from a previous generation. */
+  readonly inherited: boolean
+  /** pid of the generation that handed its listeners over, if any. */
+  readonly previousPid: number | null
+  /** Every handoff this generation took part in. */
+  readonly handoffs: HandoffRecord[] = []
+
+  readonly #options: ResolvedOptions
+  readonly #log: (line: string) => void
+  readonly #entries = new Map<string, Entry>()
+  #control: FdServer | null = null
+  #controlFd: number
+  #predecessor: FdSocket | null
+  #startedAt: number
+  #state: State = 'starting'
+  #drainHooks: Array<() => unknown> = []
+
+  /** @internal Use takeover(). */
+  constructor(
+    options: ResolvedOptions,
+    log: (line: string) => void,
+    entries: Entry[],
+    controlFd: number,
+    predecessor: FdSocket | null,
+    previousPid: number | null,
+    startedAt: number,
+  ) {
+    super()
+    this.#options = options
+    this.#log = log
+    for (const e of entries) this.#entries.set(e.name, e)
+    this.#controlFd = controlFd
+    this.#predecessor = predecessor
+    this.inherited = predecessor !== null
+    this.previousPid = previousPid
+    this.#startedAt = startedAt
+    if (!predecessor) this.#serveControl()
+  }
+
+  /** 'starting', 'serving', 'handing-off', 'draining' or 'closed'. */
+  get state(): State {
+    return this.#state
+  }
+
+  /** Listener names. */
+  get names(): string[] {
+    return [...this.#entries.keys()]
+  }
+
+  /**
+   * Serve the named TCP or Unix listener with `server` (an `http`,
+   * `https`, `http2`, Express or Fastify server: anything built on
+   * `net.Server`). Resolves once it listens. On drain, the server stops
+   * accepting, answers in-flight keep-alive requests with
+   * `Connection: close`, and is closed when its connections are done.
+   */
+  listen<S extends net.Server>(name: string, server: S): Promise<S> {
+    const entry = this.#entry(name, ['tcp', 'unix'])
+    const fd = callNative(() => binding.dupFd(entry.fd))
+    entry.servers.push(server)
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error) => reject(e)
+      server.once('error', onError)
+      server.listen({ fd }, () => {
+        server.off('error', onError)
+        resolve(server)
+      })
+    })
+  }
+
+  /** A `dgram.Socket` on the named UDP listener (the same kernel socket in every generation). */
+  dgram(name: string, type: 'udp4' | 'udp6' = 'udp4'): dgram.Socket {
+    const entry = this.#entry(name, ['udp'])
+    const fd = callNative(() => binding.dupFd(entry.fd))
+    const socket = dgram.createSocket(type)
+    socket.bind({ fd })
+    entry.sockets.push(socket)
+    return socket
+  }
+
+  /**
+   * This generation's own descriptor for a listener, for servers that are
+   * not `net.Server`s. It stays owned by the generation (do not close it);
+   * pass a duplicate to anything that closes what it is given, and stop
+   * using it in an `onDrain` hook.
+   */
+  fd(name: string): number {
+    return this.#entry(name, ['tcp', 'unix', 'udp']).fd
+  }
+
+  /** Run `hook` when a newer generation has taken over, before draining servers. */
+  onDrain(hook: () => unknown): this {
+    this.#drainHooks.push(hook)
+    return this
+  }
+
+  /**
+   * Say that this generation accepts on its listeners. The previous
+   * generation, if any, then stops accepting and drains; this one starts
+   * serving the control socket for the next.
+   */
+  async ready(): Promise<void> {
+    if (this.#state !== 'starting') return
+    const predecessor = this.#predecessor
+    if (predecessor) {
+      this.#predecessor = null
+      const record: HandoffRecord = { role: 'successor', peerPid: this.previousPid, outcome: 'completed', durationMs: 0 }
+      try {
+        await sendJson(predecessor, { type: 'ready' })
+        const { json } = await receiveJson(predecessor, this.#options.connectTimeout, 'release')
+        if (json.type !== 'released') throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected release, got ${String(json.type)}`)
+      } catch (e) {
+        // The predecessor died or timed out after handing over: its
+        // listeners are ours either way, so serve on.
+        record.reason = (e as Error).message
+      } finally {
+        predecessor.close()
+      }
+      record.durationMs = Date.now() - this.#startedAt
+      this.handoffs.push(record)
+      this.#log(`took over from pid ${this.previousPid} in ${record.durationMs} ms${record.reason ? ` (${record.reason})` : ''}`)
+      this.emit('handoff', record)
+      this.#serveControl()
+    }
+    this.#state = 'serving'
+    this.#log(`pid ${process.pid} serving ${this.names.join(', ')}`)
+  }
+
+  /** Close the listeners and the control socket without a successor. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return
+    this.#state = 'closed'
+    this.#predecessor?.close()
+    await this.#stopAccepting()
+  }
+
+  #entry(name: string, kinds: Kind[]): Entry {
+    const entry = this.#entries.get(name)
+    if (!entry) throw invalidArgValue('name', name, `is not a declared listener (have: ${this.names.join(', ')})`)
+    if (!kinds.includes(entry.kind)) throw invalidArgValue('name', name, `is a ${entry.kind} listener`)
+    if (entry.fd < 0) throw new FdpassError('ERR_FDPASS_HANDOFF_RELEASED', `listener ${name} was handed to a newer generation`)
+    return entry
+  }
+
+  #serveControl(): void {
+    const fd = this.#controlFd
+    this.#controlFd = -1
+    const server = adoptServer(fd)
+    this.#control = server
+    server.on('connection', (conn: FdSocket) => {
+      this.#onControlConnection(conn).catch((e) => this.emit('error', e))
+    })
+  }
+
+  async #onControlConnection(conn: FdSocket): Promise<void> {
+    const creds = conn.peerCredentials()
+    if (!this.#options.allowedUids.includes(creds.uid)) {
+      this.#log(`refused a control connection from uid ${creds.uid} (pid ${creds.pid})`)
+      await sendJson(conn, { type: 'refused', reason: `uid ${creds.uid} is not allowed` }).catch(() => {})
+      conn.close()
+      return
+    }
+    if (this.#state !== 'serving') {
+      await sendJson(conn, { type: 'busy', state: this.#state }).catch(() => {})
+      conn.close()
+      return
+    }
+    this.#state = 'handing-off'
+    const started = Date.now()
+    const record: HandoffRecord = { role: 'predecessor', peerPid: creds.pid, outcome: 'aborted', durationMs: 0 }
+    this.#log(`pid ${creds.pid} asks for the listeners`)
+    try {
+      const { json: hello, message } = await receiveJson(conn, this.#options.connectTimeout, 'hello')
+      for (const fd of message.fds) fd.close()
+      if (hello.type !== 'hello') throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected hello, got ${String(hello.type)}`)
+      const entries = [...this.#entries.values()]
+      const listeners: WireListener[] = entries.map((e) => ({ name: e.name, key: e.key, kind: e.kind }))
+      const control = this.#control?.fd ?? -1
+      await sendJson(conn, { type: 'listeners', listeners }, [control, ...entries.map((e) => e.fd)])
+      const { json: ready } = await receiveJson(conn, this.#options.readyTimeout, 'ready')
+      if (ready.type !== 'ready') throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected ready, got ${String(ready.type)}`)
+    } catch (e) {
+      record.reason = (e as Error).message
+      record.durationMs = Date.now() - started
+      this.handoffs.push(record)
+      conn.close()
+      this.#state = 'serving'
+      this.#log(`handoff to pid ${creds.pid} aborted (${record.reason}); still serving`)
+      this.emit('handoff', record)
+      return
+    }
+    // The successor accepts on the same sockets now: stop accepting here.
+    this.#state = 'draining'
+    const stopping = this.#stopAccepting()
+    await sendJson(conn, { type: 'released' }).catch(() => {})
+    conn.close()
+    record.outcome = 'completed'
+    record.durationMs = Date.now() - started
+    this.handoffs.push(record)
+    this.#log(`handed over to pid ${creds.pid} in ${record.durationMs} ms; draining`)
+    this.emit('handoff', record)
+    await this.#drain(stopping)
+  }
+
+  /** Stop accepting everywhere; returns when every server has finished its connections. */
+  #stopAccepting(): Promise<void> {
+    this.#control?.close().catch(() => {})
+    this.#control = null
+    closeQuietly(this.#controlFd)
+    this.#controlFd = -1
+    const waits: Promise<void>[] = []
+    for (const entry of this.#entries.values()) {
+      closeQuietly(entry.fd)
+      entry.fd = -1
+      for (const socket of entry.sockets) socket.close()
+      for (const server of entry.servers) waits.push(stopServer(server))
+    }
+    return Promise.all(waits).then(() => {})
+  }
+
+  async #drain(stopping: Promise<void>): Promise<void> {
+    const started = Date.now()
+    this.emit('drain')
+    for (const hook of this.#drainHooks) {
+      try {
+        await hook()
+      } catch (e) {
+        this.emit('error', fromNative(e))
+      }
+    }
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = await Promise.race([
+      stopping.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(resolve, this.#options.drainTimeout, true)
+      }),
+    ])
+    clearTimeout(timer)
+    if (timedOut) {
+      for (const entry of this.#entries.values()) {
+        for (const server of entry.servers) (server as http.Server).closeAllConnections?.()
+      }
+    }
+    const result = { durationMs: Date.now() - started, timedOut }
+    this.#log(`drained in ${result.durationMs} ms${timedOut ? ' (drain timeout: closed the remaining connections)' : ''}`)
+    this.#state = 'closed'
+    this.emit('drained', result)
+    if (this.#options.exitAfterDrain) process.exit(0)
+  }
+}
+
+/**
+ * Stop accepting on a server without dropping a request: HTTP responses
+ * from now on carry `Connection: close`, idle keep-alive connections are
+ * left to close after their next response (closing them now would race
+ * with a request already on the wire), and the promise resolves when the
+ * last connection is gone.
+ */
+function stopServer(server: net.Server): Promise<void> {
+  const isHttp = typeof (server as http.Server).closeIdleConnections === 'function'
+  if (isHttp) {
+    server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (!res.headersSent) res.setHeader('Connection', 'close')
+    })
+  }
+  // net.Server's close, not http.Server's: the latter also closes idle
+  // keep-alive connections at once (Node >= 19).
+  return new Promise((resolve) => net.Server.prototype.close.call(server, () => resolve()))
+}
+
+/**
+ * Become this server's current generation: take the named listeners from
+ * the generation serving `options.control`, or bind them fresh when there
+ * is none. Then plug them into servers and call `ready()`.
+ *
+ * Rejects with ERR_FDPASS_HANDOFF_BUSY when another new generation is
+ * taking over at the same moment, ERR_FDPASS_HANDOFF_REFUSED when the
+ * running generation refuses this uid, and ERR_FDPASS_HANDOFF_PEER_UID when
+ * the process at the control path is not an allowed uid.
+ */
+export async function takeover(options: HandoffOptions): Promise<Generation> {
+  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options)
+  if (typeof options.control !== 'string') throw invalidArgType('options.control', 'a string', options.control)
+  if (options.listeners === null || typeof options.listeners !== 'object') throw invalidArgType('options.listeners', 'an object', options.listeners)
+  const specs = Object.entries(options.listeners).map(([name, spec]) => ({ name, spec, ...normalize(name, spec) }))
+  const resolved = {
+    control: options.control,
+    listeners: options.listeners,
+    connectTimeout: options.connectTimeout ?? 5_000,
+    readyTimeout: options.readyTimeout ?? 30_000,
+    drainTimeout: options.drainTimeout ?? 30_000,
+    exitAfterDrain: options.exitAfterDrain ?? true,
+    allowedUids: options.allowedUids ?? [process.getuid?.() ?? 0],
+  }
+  const log =
+    options.log === false ? () => {} : (options.log ?? ((line: string) => process.stderr.write(`${LOG_PREFIX} ${line}\n`)))
+  const startedAt = Date.now()
+
+  let predecessor: FdSocket | null = null
+  try {
+    predecessor = await connect(options.control, { timeout: resolved.connectTimeout })
+  } catch (e) {
+    const code = (e as FdpassError).code
+    if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw e
+  }
+
+  if (!predecessor) {
+    const entries: Entry[] = []
+    let controlFd = -1
+    try {
+      controlFd = callNative(() => binding.listenUnixSocket(options.control, 64, 0o600))
+      for (const s of specs) entries.push({ name: s.name, kind: s.kind, key: s.key, fd: bindFresh(s.spec), servers: [], sockets: [] })
+    } catch (e) {
+      closeQuietly(controlFd)
+      for (const entry of entries) closeQuietly(entry.fd)
+      throw e
+    }
+    log(`pid ${process.pid}: no running generation at ${options.control}; bound ${specs.map((s) => s.key).join(', ')}`)
+    return new Generation(resolved, log, entries, controlFd, null, null, startedAt)
+  }
+
+  const received: number[] = []
+  const entries: Entry[] = []
+  try {
+    const peer = predecessor.peerCredentials()
+    if (!resolved.allowedUids.includes(peer.uid)) {
+      throw handoffError('ERR_FDPASS_HANDOFF_PEER_UID', `the process at ${options.control} runs as uid ${peer.uid}, which is not allowed`)
+    }
+    await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name) })
+    const { json, message } = await receiveJson(predecessor, resolved.connectTimeout, 'the listeners')
+    for (const fd of message.fds) received.push(fd.release())
+    if (json.type === 'busy') {
+      throw handoffError('ERR_FDPASS_HANDOFF_BUSY', `pid ${String(json.pid)} is already handing over to another new generation (state ${String(json.state)}); try again when it is done`)
+    }
+    if (json.type === 'refused') throw handoffError('ERR_FDPASS_HANDOFF_REFUSED', `pid ${String(json.pid)} refused: ${String(json.reason)}`)
+    if (json.type !== 'listeners' || !Array.isArray(json.listeners) || received.length !== json.listeners.length + 1) {
+      throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', 'the running generation sent a malformed listener list')
+    }
+    const offered = new Map<string, { key: string; fd: number }>()
+    ;(json.listeners as WireListener[]).forEach((l, i) => offered.set(l.name, { key: l.key, fd: received[i + 1] }))
+    const used = new Set<number>([received[0]])
+    for (const s of specs) {
+      const old = offered.get(s.name)
+      let fd: number
+      if (old && old.key === s.key) {
+        fd = old.fd
+        used.add(fd)
+      } else {
+        fd = bindFresh(s.spec) // new, or moved to another address
+      }
+      entries.push({ name: s.name, kind: s.kind, key: s.key, fd, servers: [], sockets: [] })
+    }
+    for (const fd of received) if (!used.has(fd)) closeQuietly(fd) // listeners this version dropped
+    const previousPid = typeof json.pid === 'number' ? json.pid : null
+    log(`pid ${process.pid}: received ${entries.filter((e) => used.has(e.fd)).length} listeners from pid ${previousPid}`)
+    return new Generation(resolved, log, entries, received[0], predecessor, previousPid, startedAt)
+  } catch (e) {
+    predecessor.close()
+    for (const fd of received) closeQuietly(fd)
+    for (const entry of entries) if (!received.includes(entry.fd)) closeQuietly(entry.fd)
+    throw e
+  }
+}
