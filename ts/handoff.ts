@@ -9,6 +9,7 @@ import * as net from 'node:net'
 import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
 import { adoptServer, connect } from './index'
 import { binding } from './native'
+import { notify } from './notify'
 import type { FdServer } from './server'
 import type { FdSocket, Message } from './socket'
 
@@ -21,8 +22,11 @@ export type ListenerSpec =
   | { udp: { port: number; host?: string; reusePort?: boolean } }
 
 export interface HandoffOptions {
-  /** Path of the control socket (created with mode 0600; its directory must exist). */
-  control: string
+  /**
+   * Path of the control socket (created with mode 0600; its directory must
+   * exist). @default $FDPASS_CONTROL (set by `fdpass run`)
+   */
+  control?: string
   /** The named listeners this server uses. */
   listeners: Record<string, ListenerSpec>
   /** How long to wait for the running generation's answers. @default 5000 */
@@ -281,6 +285,8 @@ export class Generation extends EventEmitter {
     }
     this.#state = 'serving'
     this.#log(`pid ${process.pid} serving ${this.names.join(', ')}`)
+    // Under a service manager or `fdpass run`: this process is the one serving now.
+    await notify({ READY: 1, MAINPID: process.pid }).catch((e) => this.#log(`could not notify $NOTIFY_SOCKET: ${(e as Error).message}`))
   }
 
   /** Close the listeners and the control socket without a successor. */
@@ -437,11 +443,14 @@ function stopServer(server: net.Server): Promise<void> {
  */
 export async function takeover(options: HandoffOptions): Promise<Generation> {
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options)
-  if (typeof options.control !== 'string') throw invalidArgType('options.control', 'a string', options.control)
+  const control = options.control ?? process.env.FDPASS_CONTROL
+  if (typeof control !== 'string' || control === '') {
+    throw invalidArgType('options.control', 'a socket path (or set FDPASS_CONTROL)', options.control)
+  }
   if (options.listeners === null || typeof options.listeners !== 'object') throw invalidArgType('options.listeners', 'an object', options.listeners)
   const specs = Object.entries(options.listeners).map(([name, spec]) => ({ name, spec, ...normalize(name, spec) }))
   const resolved = {
-    control: options.control,
+    control,
     listeners: options.listeners,
     connectTimeout: options.connectTimeout ?? 5_000,
     readyTimeout: options.readyTimeout ?? 30_000,
@@ -455,7 +464,7 @@ export async function takeover(options: HandoffOptions): Promise<Generation> {
 
   let predecessor: FdSocket | null = null
   try {
-    predecessor = await connect(options.control, { timeout: resolved.connectTimeout })
+    predecessor = await connect(control, { timeout: resolved.connectTimeout })
   } catch (e) {
     const code = (e as FdpassError).code
     if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw e
@@ -465,14 +474,14 @@ export async function takeover(options: HandoffOptions): Promise<Generation> {
     const entries: Entry[] = []
     let controlFd = -1
     try {
-      controlFd = callNative(() => binding.listenUnixSocket(options.control, 64, 0o600))
+      controlFd = callNative(() => binding.listenUnixSocket(control, 64, 0o600))
       for (const s of specs) entries.push({ name: s.name, kind: s.kind, key: s.key, fd: bindFresh(s.spec), servers: [], sockets: [] })
     } catch (e) {
       closeQuietly(controlFd)
       for (const entry of entries) closeQuietly(entry.fd)
       throw e
     }
-    log(`pid ${process.pid}: no running generation at ${options.control}; bound ${specs.map((s) => s.key).join(', ')}`)
+    log(`pid ${process.pid}: no running generation at ${control}; bound ${specs.map((s) => s.key).join(', ')}`)
     return new Generation(resolved, log, entries, controlFd, null, null, startedAt)
   }
 
@@ -481,7 +490,7 @@ export async function takeover(options: HandoffOptions): Promise<Generation> {
   try {
     const peer = predecessor.peerCredentials()
     if (!resolved.allowedUids.includes(peer.uid)) {
-      throw handoffError('ERR_FDPASS_HANDOFF_PEER_UID', `the process at ${options.control} runs as uid ${peer.uid}, which is not allowed`)
+      throw handoffError('ERR_FDPASS_HANDOFF_PEER_UID', `the process at ${control} runs as uid ${peer.uid}, which is not allowed`)
     }
     await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name) })
     const { json, message } = await receiveJson(predecessor, resolved.connectTimeout, 'the listeners')
