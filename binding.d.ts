@@ -62,7 +62,7 @@ export declare class NativeSocket {
 export declare function adopt(fd: number, framed: boolean, maxMessage: number): NativeSocket | NativeServer
 
 /** A datagram socket, bound to `address` when given, connected to `peer` when given. */
-export declare function bindDatagram(address: NativeAddress | undefined | null, peer: NativeAddress | undefined | null, mode: number | undefined | null, maxMessage: number): NativeSocket
+export declare function bindDatagram(address: NativeAddress | undefined | null, peer: NativeAddress | undefined | null, options: NativeBindOptions, maxMessage: number): NativeSocket
 
 /**
  * A listening TCP socket (`'tcp'`) or a bound UDP socket (`'udp'`),
@@ -107,19 +107,29 @@ export declare function inetPort(fd: number): number
 export declare function inspectSocket(fd: number): SocketInfo
 
 /** Listen on `address`. */
-export declare function listen(socketTypeName: string, address: NativeAddress, backlog: number, mode: number | undefined | null, replaceStale: boolean, framed: boolean, maxMessage: number): NativeServer
+export declare function listen(socketTypeName: string, address: NativeAddress, backlog: number, options: NativeBindOptions, framed: boolean, maxMessage: number): NativeServer
 
 /**
  * A listening Unix stream socket at `path` (mode 0600 unless given), for
  * a `net.Server`. The caller owns the returned descriptor; closing it
  * never removes the path.
  */
-export declare function listenUnixSocket(path: string, backlog: number, mode?: number | undefined | null): number
+export declare function listenUnixSocket(path: string, backlog: number, mode?: number | undefined | null, checkDirectory?: boolean | undefined | null): number
 
 /** A socket address from JavaScript: exactly one of the two is set. */
 export interface NativeAddress {
   path?: string
   abstractName?: string
+}
+
+/** How a socket file is created. */
+export interface NativeBindOptions {
+  /** Permission bits of the socket file. @default 0o600 */
+  mode?: number
+  /** Replace a stale socket file. @default true */
+  replaceStale?: boolean
+  /** Refuse directories other users can write (unless sticky). @default true */
+  checkDirectory?: boolean
 }
 
 export interface NativePeerCredentials {

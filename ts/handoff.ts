@@ -100,7 +100,7 @@ function bindFresh(spec: ListenerSpec): number {
   return callNative(() => {
     if ('tcp' in spec) return binding.bindInetSocket('tcp', spec.tcp.host ?? '0.0.0.0', spec.tcp.port, spec.tcp.backlog ?? 511, false)
     if ('udp' in spec) return binding.bindInetSocket('udp', spec.udp.host ?? '0.0.0.0', spec.udp.port, 0, spec.udp.reusePort ?? false)
-    return binding.listenUnixSocket(spec.unix.path, spec.unix.backlog ?? 511, spec.unix.mode)
+    return binding.listenUnixSocket(spec.unix.path, spec.unix.backlog ?? 511, spec.unix.mode, true)
   })
 }
 
@@ -474,7 +474,7 @@ export async function takeover(options: HandoffOptions): Promise<Generation> {
     const entries: Entry[] = []
     let controlFd = -1
     try {
-      controlFd = callNative(() => binding.listenUnixSocket(control, 64, 0o600))
+      controlFd = callNative(() => binding.listenUnixSocket(control, 64, 0o600, true))
       for (const s of specs) entries.push({ name: s.name, kind: s.kind, key: s.key, fd: bindFresh(s.spec), servers: [], sockets: [] })
     } catch (e) {
       closeQuietly(controlFd)

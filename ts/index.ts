@@ -3,12 +3,13 @@
 import { type Address, toNativeAddress } from './address'
 import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue, outOfRange } from './errors'
 import { fdOf } from './fd-like'
+import type { FdKind } from './received-fd'
 import { binding, platform, reactor } from './native'
-import { FdServer, wrapServer } from './server'
+import { FdServer, type PeerFilter, wrapServer } from './server'
 import { FdSocket, type SocketSettings, type SocketType } from './socket'
 
 export { FdpassError } from './errors'
-export { FdServer } from './server'
+export { FdServer, type PeerFilter } from './server'
 export { FdSocket } from './socket'
 export { ReceivedFd } from './received-fd'
 export { notify, notifySocketAddress, formatNotifyState, type NotifyState } from './notify'
@@ -49,6 +50,13 @@ export interface SocketOptions {
   maxMessageSize?: number
   /** Received messages buffered before reading pauses. @default 1024 */
   highWaterMark?: number
+  /**
+   * Accept only descriptors of these kinds (from fstat), e.g. `['file']`.
+   * A message carrying another kind is rejected as an
+   * ERR_FDPASS_FD_KIND_REJECTED error in the message stream, and all its
+   * descriptors are closed. @default any kind
+   */
+  acceptFds?: readonly FdKind[]
 }
 
 export interface ListenOptions extends SocketOptions {
@@ -58,6 +66,20 @@ export interface ListenOptions extends SocketOptions {
   mode?: number
   /** Replace a socket file nobody listens on (a crashed server's). @default true */
   replaceStale?: boolean
+  /**
+   * Refuse to create the socket in a directory that another user could
+   * change (not owned by you or root, or group/other-writable without the
+   * sticky bit), where they could swap the socket file. @default true
+   */
+  checkDirectory?: boolean
+  /**
+   * Who may connect: allowed `uids` and/or `gids`, or a function of the
+   * peer's credentials. Checked on accept, before any message or
+   * descriptor is read from or sent to the peer; refused connections are
+   * closed and reported by a 'refused' event. Abstract sockets have no
+   * file permissions: this is how to protect them.
+   */
+  allow?: PeerFilter
 }
 
 export interface ConnectOptions extends SocketOptions {
@@ -70,6 +92,8 @@ export interface ConnectOptions extends SocketOptions {
 export interface BindOptions extends SocketOptions {
   /** Permission bits of the socket file. @default 0o600 */
   mode?: number
+  /** See ListenOptions.checkDirectory. @default true */
+  checkDirectory?: boolean
 }
 
 export interface AdoptOptions {
@@ -77,6 +101,7 @@ export interface AdoptOptions {
   raw?: boolean
   maxMessageSize?: number
   highWaterMark?: number
+  acceptFds?: readonly FdKind[]
 }
 
 interface Resolved {
@@ -87,6 +112,7 @@ interface Resolved {
 }
 
 const TYPES: readonly SocketType[] = ['stream', 'seqpacket', 'dgram']
+const FD_KINDS: readonly FdKind[] = ['file', 'directory', 'pipe', 'socket', 'character-device', 'block-device', 'symlink', 'unknown']
 
 function resolve(options: unknown, fallbackType: SocketType = 'stream'): Resolved {
   if (options !== undefined && (options === null || typeof options !== 'object')) throw invalidArgType('options', 'an object', options)
@@ -101,7 +127,11 @@ function resolve(options: unknown, fallbackType: SocketType = 'stream'): Resolve
   const framed = type === 'stream' && !raw
   const maxMessage = integer(o.maxMessageSize, 'options.maxMessageSize', framed ? 64 << 20 : 256 << 10, 1, 0x7fffffff)
   const highWaterMark = integer(o.highWaterMark, 'options.highWaterMark', 1024, 1, 1 << 30)
-  return { type, framed, maxMessage, settings: { highWaterMark, raw: !framed } }
+  const acceptFds = o.acceptFds
+  if (acceptFds !== undefined && (!Array.isArray(acceptFds) || !acceptFds.every((k) => FD_KINDS.includes(k)))) {
+    throw invalidArgValue('options.acceptFds', acceptFds, `must be an array of: ${FD_KINDS.join(', ')}`)
+  }
+  return { type, framed, maxMessage, settings: { highWaterMark, raw: !framed, acceptFds } }
 }
 
 function integer(v: unknown, name: string, fallback: number, min: number, max: number): number {
@@ -109,6 +139,28 @@ function integer(v: unknown, name: string, fallback: number, min: number, max: n
   if (typeof v !== 'number' || !Number.isInteger(v)) throw invalidArgType(name, 'an integer', v)
   if (v < min || v > max) throw outOfRange(name, `>= ${min} and <= ${max}`, v)
   return v
+}
+
+function bool(v: unknown, name: string, fallback: boolean): boolean {
+  if (v === undefined) return fallback
+  if (typeof v !== 'boolean') throw invalidArgType(name, 'a boolean', v)
+  return v
+}
+
+function peerFilter(v: unknown): PeerFilter | undefined {
+  if (v === undefined || typeof v === 'function') return v as PeerFilter | undefined
+  if (v !== null && typeof v === 'object') {
+    const { uids, gids } = v as { uids?: unknown; gids?: unknown }
+    for (const [list, name] of [
+      [uids, 'options.allow.uids'],
+      [gids, 'options.allow.gids'],
+    ] as const) {
+      if (list !== undefined && (!Array.isArray(list) || !list.every(Number.isInteger))) throw invalidArgType(name, 'an array of integers', list)
+    }
+    if (uids === undefined && gids === undefined) throw invalidArgValue('options.allow', v, 'needs uids, gids, or a function')
+    return v as PeerFilter
+  }
+  throw invalidArgType('options.allow', '{ uids?, gids? } or a function', v)
 }
 
 function mode(v: unknown, name: string): number {
@@ -136,11 +188,15 @@ export function listen(address: Address, options?: ListenOptions): Promise<FdSer
   }
   const o = (options ?? {}) as ListenOptions
   const backlog = integer(o.backlog, 'options.backlog', 511, 1, 0x7fffffff)
-  const fileMode = mode(o.mode, 'options.mode')
-  const replaceStale = o.replaceStale ?? true
+  const bindOptions = {
+    mode: mode(o.mode, 'options.mode'),
+    replaceStale: bool(o.replaceStale, 'options.replaceStale', true),
+    checkDirectory: bool(o.checkDirectory, 'options.checkDirectory', true),
+  }
+  const allow = peerFilter(o.allow)
   return attempt(() => {
-    const server = binding.listen(r.type, native, backlog, fileMode, replaceStale, r.framed, r.maxMessage)
-    return wrapServer(server, r.settings, true)
+    const server = binding.listen(r.type, native, backlog, bindOptions, r.framed, r.maxMessage)
+    return wrapServer(server, r.settings, true, allow)
   })
 }
 
@@ -155,7 +211,7 @@ export function connect(address: Address, options?: ConnectOptions): Promise<FdS
   const timeout = integer(o.timeout, 'options.timeout', 10_000, 0, 0x7fffffff)
   if (r.type === 'dgram') {
     const local = o.bind === undefined ? null : toNativeAddress(o.bind, 'options.bind')
-    return attempt(() => new FdSocket(binding.bindDatagram(local, target, 0o600, r.maxMessage), r.settings))
+    return attempt(() => new FdSocket(binding.bindDatagram(local, target, {}, r.maxMessage), r.settings))
   }
   if (o.bind !== undefined) throw invalidArgValue('options.bind', o.bind, 'is only for dgram sockets')
   const deadline = Date.now() + timeout
@@ -191,8 +247,9 @@ export function bind(address: Address | null, options?: BindOptions): Promise<Fd
   const local = address === null ? null : toNativeAddress(address)
   const r = resolve(options, 'dgram')
   if (r.type !== 'dgram') throw invalidArgValue('options.type', r.type, "must be 'dgram' for bind(); use listen() for connections")
-  const fileMode = mode((options as BindOptions | undefined)?.mode, 'options.mode')
-  return attempt(() => new FdSocket(binding.bindDatagram(local, null, fileMode, r.maxMessage), r.settings))
+  const o = (options ?? {}) as BindOptions
+  const bindOptions = { mode: mode(o.mode, 'options.mode'), checkDirectory: bool(o.checkDirectory, 'options.checkDirectory', true) }
+  return attempt(() => new FdSocket(binding.bindDatagram(local, null, bindOptions, r.maxMessage), r.settings))
 }
 
 /** A connected pair of sockets, for a parent and the child it spawns, or for tests. */
@@ -227,5 +284,5 @@ export function adoptServer(fd: number, options?: AdoptOptions): FdServer {
   if (!info.listening) throw invalidArgValue('fd', fd, 'is not a listening socket: use adopt()')
   const r = resolve({ ...options, type: info.type })
   const native = callNative(() => binding.adopt(n, r.framed, r.maxMessage)) as ReturnType<typeof binding.listen>
-  return wrapServer(native, r.settings, false)
+  return wrapServer(native, r.settings, false, undefined)
 }

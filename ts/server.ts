@@ -3,7 +3,13 @@ import { EventEmitter } from 'node:events'
 import type { Address } from './address'
 import { abortError, callNative, fromNative, invalidArgType, socketClosed } from './errors'
 import { EV_ACCEPTABLE, type NativeServer, type NativeSocket } from './native'
-import { FdSocket, type ReceiveOptions, type SocketSettings, type SocketType } from './socket'
+import { FdSocket, type PeerCredentials, type ReceiveOptions, type SocketSettings, type SocketType } from './socket'
+
+/**
+ * Who may connect to a server: allowed uids and/or gids (a peer passes if
+ * either list has it), or a function that decides from the credentials.
+ */
+export type PeerFilter = { uids?: readonly number[]; gids?: readonly number[] } | ((peer: PeerCredentials) => boolean)
 
 type Waiter = { resolve: (s: FdSocket | null) => void; reject: (e: Error) => void; cleanup?: () => void }
 
@@ -18,13 +24,15 @@ const ACCEPT_BACKOFF_MS = 50
  * A listening Unix socket. Take connections with the `'connection'` event,
  * with `accept()`, or with `for await (const socket of server)`.
  *
- * Events: `'connection'` (FdSocket), `'error'` (Error), `'close'`.
+ * Events: `'connection'` (FdSocket), `'refused'` (PeerCredentials: a peer
+ * the `allow` filter turned away), `'error'` (Error), `'close'`.
  */
 export class FdServer extends EventEmitter {
   #native: NativeServer | null
   readonly #settings: SocketSettings
   readonly #address: Address | null
   readonly #unlinkOnClose: boolean
+  readonly #allow: PeerFilter | undefined
   #queue: FdSocket[] = []
   #waiters: Waiter[] = []
   #accepting = true
@@ -32,12 +40,13 @@ export class FdServer extends EventEmitter {
   #refed = true
 
   /** @internal Use listen() or adoptServer(). */
-  constructor(native: NativeServer, settings: SocketSettings, unlinkOnClose: boolean) {
+  constructor(native: NativeServer, settings: SocketSettings, unlinkOnClose: boolean, allow?: PeerFilter) {
     super()
     this.#native = native
     this.#settings = settings
     this.#address = native.localAddress()
     this.#unlinkOnClose = unlinkOnClose
+    this.#allow = allow
     native.start((event) => {
       if (event === EV_ACCEPTABLE) this.#acceptReady()
     })
@@ -170,6 +179,7 @@ export class FdServer extends EventEmitter {
         return
       }
       if (!native) return
+      if (this.#allow && !this.#admit(native)) continue
       const socket = new FdSocket(native, this.#settings)
       if (!this.#refed) socket.unref()
       const waiter = this.#waiters.shift()
@@ -182,6 +192,29 @@ export class FdServer extends EventEmitter {
         this.#queue.push(socket)
       }
     }
+  }
+
+  /** Check the peer before anything is read from it or sent to it. */
+  #admit(native: NativeSocket): boolean {
+    let peer: PeerCredentials
+    let allowed = false
+    try {
+      const c = native.peerCredentials()
+      peer = { pid: c.pid ?? null, uid: c.uid, gid: c.gid }
+      const allow = this.#allow
+      if (typeof allow === 'function') allowed = allow(peer) === true
+      else if (allow) allowed = (allow.uids?.includes(peer.uid) ?? false) || (allow.gids?.includes(peer.gid) ?? false)
+    } catch (e) {
+      // The peer is already gone (or the platform cannot tell): refuse.
+      native.close()
+      if (this.listenerCount('error') > 0) this.emit('error', fromNative(e))
+      return false
+    }
+    if (!allowed) {
+      native.close()
+      this.emit('refused', peer)
+    }
+    return allowed
   }
 
   #acceptFailed(error: Error): void {
@@ -204,6 +237,6 @@ export class FdServer extends EventEmitter {
 }
 
 /** @internal */
-export function wrapServer(native: NativeServer, settings: SocketSettings, unlinkOnClose: boolean): FdServer {
-  return callNative(() => new FdServer(native, settings, unlinkOnClose))
+export function wrapServer(native: NativeServer, settings: SocketSettings, unlinkOnClose: boolean, allow: PeerFilter | undefined): FdServer {
+  return callNative(() => new FdServer(native, settings, unlinkOnClose, allow))
 }

@@ -14,7 +14,7 @@ import {
   FLAG_FDS_TRUNCATED,
   type NativeSocket,
 } from './native'
-import { ReceivedFd } from './received-fd'
+import { type FdKind, ReceivedFd } from './received-fd'
 
 export type SocketType = 'stream' | 'seqpacket' | 'dgram'
 
@@ -41,6 +41,8 @@ export interface ReceiveOptions {
 export interface SocketSettings {
   highWaterMark: number
   raw: boolean
+  /** When set, messages carrying another kind of descriptor are rejected. */
+  acceptFds: readonly FdKind[] | undefined
 }
 
 type Pending = { resolve: () => void; reject: (e: Error) => void }
@@ -66,6 +68,7 @@ export class FdSocket extends EventEmitter {
   readonly #type: SocketType
   readonly #raw: boolean
   readonly #highWaterMark: number
+  readonly #acceptFds: readonly FdKind[] | undefined
   #queue: Array<Message | Error> = []
   #waiters: Waiter[] = []
   #sends: Pending[] = []
@@ -83,6 +86,7 @@ export class FdSocket extends EventEmitter {
     this.#type = native.type as SocketType
     this.#raw = settings.raw || this.#type !== 'stream'
     this.#highWaterMark = settings.highWaterMark
+    this.#acceptFds = settings.acceptFds
     this.#fd = native.fd
     native.start((event, a, b, c) => this.#onEvent(event, a, b, c))
     native.setReading(true)
@@ -360,8 +364,11 @@ export class FdSocket extends EventEmitter {
       i += 4 + count
       const body = data.subarray(offset, offset + len)
       offset += len
+      const refused = flags === 0 && this.#acceptFds ? refusedKinds(fds, this.#acceptFds) : null
       if (flags !== 0) {
         items.push(truncated(body, fds, lost, flags))
+      } else if (refused) {
+        items.push(refused)
       } else if (from) {
         items.push({ data: body, fds, from: from[items.length] ?? null })
       } else {
@@ -424,6 +431,23 @@ export class FdSocket extends EventEmitter {
     // Nobody listens yet: the next receive() or iteration step reports it.
     this.#queue.push(error)
   }
+}
+
+/** An error when a descriptor's kind is not allowed; then all of them are closed. */
+function refusedKinds(fds: ReceivedFd[], allowed: readonly FdKind[]): FdpassError | null {
+  if (fds.length === 0) return null
+  let bad: FdKind[] | null = null
+  for (const fd of fds) {
+    const kind = fd.kind()
+    if (!allowed.includes(kind)) (bad ??= []).push(kind)
+  }
+  if (!bad) return null
+  for (const fd of fds) fd.close()
+  return new FdpassError(
+    'ERR_FDPASS_FD_KIND_REJECTED',
+    `a message carried descriptors of a kind this socket does not accept (${[...new Set(bad)].join(', ')}; acceptFds is ${allowed.join(', ')}); all ${fds.length} were closed`,
+    { kinds: bad, fdsReceived: fds.length },
+  )
 }
 
 function truncated(data: Buffer, fds: ReceivedFd[], lost: number, flags: number): FdpassError {

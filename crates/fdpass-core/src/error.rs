@@ -29,6 +29,8 @@ pub enum Error {
   MessageTooLarge { size: usize, max: usize },
   /// A descriptor handed over for adoption is not what the caller said it is.
   InvalidFd { fd: i32, reason: String },
+  /// Another user could replace a socket file in this directory.
+  InsecureDirectory { path: String, owner: u32, mode: u32 },
   /// An argument the kernel would misread or silently ignore.
   InvalidArgument { reason: String },
 }
@@ -62,6 +64,7 @@ impl Error {
       Error::MessageTooLarge { .. } => "ERR_FDPASS_MESSAGE_TOO_LARGE".into(),
       Error::InvalidFd { .. } => "ERR_FDPASS_INVALID_FD".into(),
       Error::InvalidArgument { .. } => "ERR_INVALID_ARG_VALUE".into(),
+      Error::InsecureDirectory { .. } => "ERR_FDPASS_INSECURE_DIRECTORY".into(),
     }
   }
 
@@ -142,6 +145,10 @@ impl fmt::Display for Error {
       ),
       Error::InvalidFd { fd, reason } => write!(f, "fd {fd}: {reason}"),
       Error::InvalidArgument { reason } => f.write_str(reason),
+      Error::InsecureDirectory { path, owner, mode } => write!(
+        f,
+        "{path} (owner uid {owner}, mode {mode:o}) can be changed by other users, who could replace the socket file: use a directory only you can write (or a sticky one like /tmp), or pass checkDirectory: false"
+      ),
     }
   }
 }

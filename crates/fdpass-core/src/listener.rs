@@ -29,10 +29,20 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
 
 /// A bound (and, for TCP, listening) inet socket, non-blocking and CLOEXEC.
 /// TCP sets SO_REUSEADDR as Node does; `::` accepts IPv4 too, as in Node.
-pub fn bind_inet(kind: InetKind, host: &str, port: u16, backlog: i32, reuse_port: bool) -> Result<OwnedFd> {
+pub fn bind_inet(
+  kind: InetKind,
+  host: &str,
+  port: u16,
+  backlog: i32,
+  reuse_port: bool,
+) -> Result<OwnedFd> {
   let addr = resolve(host, port)?;
   let shown = addr.to_string();
-  let family = if addr.is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
+  let family = if addr.is_ipv6() {
+    AddressFamily::Inet6
+  } else {
+    AddressFamily::Inet
+  };
   let ty = match kind {
     InetKind::Tcp => SockType::Stream,
     InetKind::Udp => SockType::Datagram,
@@ -65,7 +75,9 @@ pub fn local_port(fd: std::os::fd::BorrowedFd<'_>) -> Result<u16> {
   if let Some(v6) = a.as_sockaddr_in6() {
     return Ok(v6.port());
   }
-  Err(Error::InvalidArgument { reason: "not an inet socket".into() })
+  Err(Error::InvalidArgument {
+    reason: "not an inet socket".into(),
+  })
 }
 
 #[cfg(test)]
@@ -90,7 +102,12 @@ mod tests {
     s.send_to(b"ping", ("127.0.0.1", port)).unwrap();
     let mut buf = [0u8; 8];
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let n = nix::sys::socket::recv(fd.as_raw_fd(), &mut buf, nix::sys::socket::MsgFlags::empty()).unwrap();
+    let n = nix::sys::socket::recv(
+      fd.as_raw_fd(),
+      &mut buf,
+      nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
     assert_eq!(&buf[..n], b"ping");
   }
 

@@ -75,7 +75,13 @@ pub fn new_socket(ty: SocketType) -> Result<OwnedFd> {
 pub fn new_socket_in(family: AddressFamily, ty: sock::SockType) -> Result<OwnedFd> {
   #[cfg(target_os = "linux")]
   {
-    sock::socket(family, ty, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None).syscall("socket")
+    sock::socket(
+      family,
+      ty,
+      SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+      None,
+    )
+    .syscall("socket")
   }
   #[cfg(target_os = "macos")]
   {

@@ -82,6 +82,8 @@ pub struct BindOptions {
   pub mode: Option<u32>,
   /// Replace a socket file that nobody listens on any more.
   pub replace_stale: bool,
+  /// Refuse a directory in which another user could replace the socket file.
+  pub check_directory: bool,
 }
 
 impl Default for BindOptions {
@@ -89,6 +91,7 @@ impl Default for BindOptions {
     BindOptions {
       mode: Some(0o600),
       replace_stale: true,
+      check_directory: true,
     }
   }
 }
@@ -116,6 +119,9 @@ pub fn listen(
 /// symlink, is never touched.
 pub fn bind(ty: SocketType, address: &SocketAddress, options: &BindOptions) -> Result<OwnedFd> {
   let addr = address.to_unix_addr()?;
+  if let (true, Some(path)) = (options.check_directory, address.path()) {
+    check_directory(path)?;
+  }
   let fd = platform::new_socket(ty)?;
   match sock::bind(fd.as_raw_fd(), &addr) {
     Ok(()) => {}
@@ -138,6 +144,31 @@ pub fn bind(ty: SocketType, address: &SocketAddress, options: &BindOptions) -> R
     .syscall_at("chmod", address)?;
   }
   Ok(fd)
+}
+
+/// The socket's directory must be one that only we (or root) can change,
+/// or a sticky one like /tmp, where others cannot rename or remove our
+/// file: otherwise another user could swap the socket for their own.
+pub fn check_directory(path: &Path) -> Result<()> {
+  let dir = match path.parent() {
+    Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+    _ => std::path::PathBuf::from("."),
+  };
+  let shown = dir.display().to_string();
+  let st = nix::sys::stat::stat(&dir).syscall_at("stat", &shown)?;
+  let mode = st.st_mode as u32;
+  let me = nix::unistd::geteuid().as_raw();
+  let owner_ok = st.st_uid == me || st.st_uid == 0;
+  let others_write = mode & 0o022 != 0;
+  let sticky = mode & 0o1000 != 0;
+  if !owner_ok || (others_write && !sticky) {
+    return Err(Error::InsecureDirectory {
+      path: shown,
+      owner: st.st_uid,
+      mode: mode & 0o7777,
+    });
+  }
+  Ok(())
 }
 
 fn remove_if_stale(ty: SocketType, path: &Path, addr: &UnixAddr) -> Result<()> {
@@ -339,6 +370,28 @@ mod tests {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     std::fs::remove_file(&path).unwrap();
+  }
+
+  #[test]
+  fn a_directory_others_can_write_is_refused_unless_sticky() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_path("open-dir");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let addr = SocketAddress::Path(dir.join("s.sock"));
+    let err = listen(SocketType::Stream, &addr, 8, &BindOptions::default()).unwrap_err();
+    assert_eq!(err.code(), "ERR_FDPASS_INSECURE_DIRECTORY");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert!(listen(SocketType::Stream, &addr, 8, &BindOptions::default()).is_ok());
+    let opts = BindOptions {
+      check_directory: false,
+      ..BindOptions::default()
+    };
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::remove_file(dir.join("s.sock")).unwrap();
+    assert!(listen(SocketType::Stream, &addr, 8, &opts).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
   }
 
   #[test]

@@ -94,17 +94,13 @@ pub fn bind_datagram(
   env: Env,
   address: Option<NativeAddress>,
   peer: Option<NativeAddress>,
-  mode: Option<u32>,
+  options: NativeBindOptions,
   max_message: u32,
 ) -> Result<NativeSocket> {
   let ty = SocketType::Datagram;
   let fd = match &address {
     Some(a) => {
-      let opts = BindOptions {
-        mode: mode.or(Some(0o600)),
-        replace_stale: true,
-      };
-      fdpass_core::socket::bind(ty, &a.to_core(), &opts).or_throw(env.raw())?
+      fdpass_core::socket::bind(ty, &a.to_core(), &options.to_core()).or_throw(env.raw())?
     }
     None => fdpass_core::platform::new_socket(ty).or_throw(env.raw())?,
   };
@@ -116,26 +112,42 @@ pub fn bind_datagram(
   wrap_socket(&env, fd, ty, false, max_message)
 }
 
+/// How a socket file is created.
+#[napi(object)]
+pub struct NativeBindOptions {
+  /// Permission bits of the socket file. @default 0o600
+  pub mode: Option<u32>,
+  /// Replace a stale socket file. @default true
+  pub replace_stale: Option<bool>,
+  /// Refuse directories other users can write (unless sticky). @default true
+  pub check_directory: Option<bool>,
+}
+
+impl NativeBindOptions {
+  fn to_core(&self) -> BindOptions {
+    BindOptions {
+      mode: Some(self.mode.unwrap_or(0o600)),
+      replace_stale: self.replace_stale.unwrap_or(true),
+      check_directory: self.check_directory.unwrap_or(true),
+    }
+  }
+}
+
 /// Listen on `address`.
 #[napi]
-#[allow(clippy::too_many_arguments)]
 pub fn listen(
   env: Env,
   socket_type_name: String,
   address: NativeAddress,
   backlog: i32,
-  mode: Option<u32>,
-  replace_stale: bool,
+  options: NativeBindOptions,
   framed: bool,
   max_message: u32,
 ) -> Result<NativeServer> {
   let ty = socket_type(&env, &socket_type_name)?;
   let addr = address.to_core();
-  let opts = BindOptions {
-    mode,
-    replace_stale,
-  };
-  let fd = fdpass_core::socket::listen(ty, &addr, backlog, &opts).or_throw(env.raw())?;
+  let fd =
+    fdpass_core::socket::listen(ty, &addr, backlog, &options.to_core()).or_throw(env.raw())?;
   let st = state(&env)?;
   NativeServer::open(&st, fd, ty, framed, max_message as usize, Some(&addr)).or_throw(env.raw())
 }

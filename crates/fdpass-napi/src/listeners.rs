@@ -12,25 +12,64 @@ use std::os::fd::{BorrowedFd, IntoRawFd};
 /// A listening TCP socket (`'tcp'`) or a bound UDP socket (`'udp'`),
 /// non-blocking and close-on-exec. The caller owns the returned descriptor.
 #[napi]
-pub fn bind_inet_socket(env: Env, kind: String, host: String, port: u32, backlog: i32, reuse_port: bool) -> Result<i32> {
+pub fn bind_inet_socket(
+  env: Env,
+  kind: String,
+  host: String,
+  port: u32,
+  backlog: i32,
+  reuse_port: bool,
+) -> Result<i32> {
   let kind = match kind.as_str() {
     "tcp" => InetKind::Tcp,
     "udp" => InetKind::Udp,
-    _ => return Err(js::throw(env.raw(), &fdpass_core::Error::InvalidArgument { reason: format!("unknown kind '{kind}'") })),
+    _ => {
+      return Err(js::throw(
+        env.raw(),
+        &fdpass_core::Error::InvalidArgument {
+          reason: format!("unknown kind '{kind}'"),
+        },
+      ))
+    }
   };
   let port = u16::try_from(port).map_err(|_| {
-    js::throw(env.raw(), &fdpass_core::Error::InvalidArgument { reason: format!("port {port} is out of range") })
+    js::throw(
+      env.raw(),
+      &fdpass_core::Error::InvalidArgument {
+        reason: format!("port {port} is out of range"),
+      },
+    )
   })?;
-  Ok(bind_inet(kind, &host, port, backlog, reuse_port).or_throw(env.raw())?.into_raw_fd())
+  Ok(
+    bind_inet(kind, &host, port, backlog, reuse_port)
+      .or_throw(env.raw())?
+      .into_raw_fd(),
+  )
 }
 
 /// A listening Unix stream socket at `path` (mode 0600 unless given), for
 /// a `net.Server`. The caller owns the returned descriptor; closing it
 /// never removes the path.
 #[napi]
-pub fn listen_unix_socket(env: Env, path: String, backlog: i32, mode: Option<u32>) -> Result<i32> {
-  let opts = BindOptions { mode: mode.or(Some(0o600)), replace_stale: true };
-  let fd = socket::listen(SocketType::Stream, &SocketAddress::Path(path.into()), backlog, &opts).or_throw(env.raw())?;
+pub fn listen_unix_socket(
+  env: Env,
+  path: String,
+  backlog: i32,
+  mode: Option<u32>,
+  check_directory: Option<bool>,
+) -> Result<i32> {
+  let opts = BindOptions {
+    mode: mode.or(Some(0o600)),
+    replace_stale: true,
+    check_directory: check_directory.unwrap_or(true),
+  };
+  let fd = socket::listen(
+    SocketType::Stream,
+    &SocketAddress::Path(path.into()),
+    backlog,
+    &opts,
+  )
+  .or_throw(env.raw())?;
   Ok(fd.into_raw_fd())
 }
 
@@ -40,7 +79,11 @@ pub fn dup_fd(env: Env, fd: i32) -> Result<i32> {
   fdpass_core::fd::check_open(fd).or_throw(env.raw())?;
   // SAFETY: checked open; borrowed only for the duplication.
   let b = unsafe { BorrowedFd::borrow_raw(fd) };
-  Ok(fdpass_core::fd::dup_cloexec(b).or_throw(env.raw())?.into_raw_fd())
+  Ok(
+    fdpass_core::fd::dup_cloexec(b)
+      .or_throw(env.raw())?
+      .into_raw_fd(),
+  )
 }
 
 /// The port an inet socket is bound to.
