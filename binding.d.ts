@@ -148,10 +148,14 @@ export interface PlatformInfo {
   supportsAbstract: boolean
 }
 
+/** Set close-on-exec on a descriptor the caller owns (inherited ones, e.g. LISTEN_FDS). */
+export declare function setCloexec(fd: number): void
+
 /** What an inherited descriptor is, before adopting it. */
 export interface SocketInfo {
   type: 'stream' | 'seqpacket' | 'dgram'
   listening: boolean
+  family: 'unix' | 'inet' | 'inet6' | 'other'
 }
 
 /** A connected pair of sockets. */

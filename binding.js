@@ -851,4 +851,5 @@ module.exports.inspectSocket = nativeBinding.inspectSocket
 module.exports.listen = nativeBinding.listen
 module.exports.listenUnixSocket = nativeBinding.listenUnixSocket
 module.exports.platformInfo = nativeBinding.platformInfo
+module.exports.setCloexec = nativeBinding.setCloexec
 module.exports.socketpair = nativeBinding.socketpair

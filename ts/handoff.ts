@@ -10,6 +10,7 @@ import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue } 
 import { adoptServer, connect } from './index'
 import { binding } from './native'
 import { notify } from './notify'
+import { type ListenFd, listenFds } from './systemd'
 import type { FdServer } from './server'
 import type { FdSocket, Message } from './socket'
 
@@ -20,6 +21,8 @@ export type ListenerSpec =
   | { tcp: { port: number; host?: string; backlog?: number } }
   | { unix: { path: string; mode?: number; backlog?: number } }
   | { udp: { port: number; host?: string; reusePort?: boolean } }
+  /** A socket-activated listener (LISTEN_FDNAMES name), used when no previous generation has it. */
+  | { systemd: string }
 
 export interface HandoffOptions {
   /**
@@ -82,11 +85,33 @@ function normalize(name: string, spec: ListenerSpec): { kind: Kind; key: string 
   if (spec === null || typeof spec !== 'object') throw invalidArgType(`listeners.${name}`, 'a listener spec', spec)
   if ('tcp' in spec) return { kind: 'tcp', key: `tcp:${spec.tcp.host ?? '0.0.0.0'}:${port(name, spec.tcp.port)}` }
   if ('udp' in spec) return { kind: 'udp', key: `udp:${spec.udp.host ?? '0.0.0.0'}:${port(name, spec.udp.port)}` }
+  if ('systemd' in spec) return { kind: systemdKind(name, spec.systemd), key: `systemd:${spec.systemd}` }
   if ('unix' in spec) {
     if (typeof spec.unix?.path !== 'string') throw invalidArgType(`listeners.${name}.unix.path`, 'a string', spec.unix?.path)
     return { kind: 'unix', key: `unix:${spec.unix.path}` }
   }
   throw invalidArgValue(`listeners.${name}`, spec, 'must have one of tcp, unix or udp')
+}
+
+let activated: ListenFd[] | null = null
+
+function systemdFd(name: string): number {
+  activated ??= listenFds()
+  const found = activated.find((l) => l.name === name)
+  if (!found) throw invalidArgValue('listeners', name, `names no socket-activated listener (LISTEN_FDNAMES has: ${activated.map((l) => l.name).join(', ') || 'none'})`)
+  return found.fd
+}
+
+function systemdKind(listener: string, name: string): Kind {
+  const fd = systemdFd(name)
+  const stat = callNative(() => binding.fdStat(fd))
+  if (stat.kind !== 'socket') throw invalidArgValue(`listeners.${listener}`, name, 'is not a socket')
+  const info = callNative(() => binding.inspectSocket(fd))
+  if (info.family === 'unix') {
+    if (info.type === 'dgram') throw invalidArgValue(`listeners.${listener}`, name, 'is a Unix datagram socket; handoff takes Unix stream listeners')
+    return 'unix'
+  }
+  return info.type === 'dgram' ? 'udp' : 'tcp'
 }
 
 function port(name: string, p: unknown): number {
@@ -97,6 +122,7 @@ function port(name: string, p: unknown): number {
 }
 
 function bindFresh(spec: ListenerSpec): number {
+  if ('systemd' in spec) return callNative(() => binding.dupFd(systemdFd(spec.systemd)))
   return callNative(() => {
     if ('tcp' in spec) return binding.bindInetSocket('tcp', spec.tcp.host ?? '0.0.0.0', spec.tcp.port, spec.tcp.backlog ?? 511, false)
     if ('udp' in spec) return binding.bindInetSocket('udp', spec.udp.host ?? '0.0.0.0', spec.udp.port, 0, spec.udp.reusePort ?? false)

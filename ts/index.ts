@@ -13,6 +13,7 @@ export { FdServer, type PeerFilter } from './server'
 export { FdSocket } from './socket'
 export { ReceivedFd } from './received-fd'
 export { notify, notifySocketAddress, formatNotifyState, type NotifyState } from './notify'
+export { listenFds, LISTEN_FDS_START, type ListenFd, type ListenFdsOptions } from './systemd'
 export type { Address } from './address'
 export type { FdLike } from './fd-like'
 export type { FdKind } from './received-fd'
@@ -267,6 +268,7 @@ export function socketpair(options?: SocketOptions): [FdSocket, FdSocket] {
 export function adopt(fd: number, options?: AdoptOptions): FdSocket {
   const n = fdOf(fd, 'fd')
   const info = callNative(() => binding.inspectSocket(n))
+  if (info.family !== 'unix') throw invalidArgValue('fd', fd, `is an ${info.family} socket; descriptors travel only over Unix sockets`)
   if (info.listening) throw invalidArgValue('fd', fd, 'is a listening socket: use adoptServer()')
   const r = resolve({ ...options, type: info.type })
   const native = callNative(() => binding.adopt(n, r.framed, r.maxMessage)) as ReturnType<typeof binding.connect>
@@ -281,6 +283,7 @@ export function adopt(fd: number, options?: AdoptOptions): FdSocket {
 export function adoptServer(fd: number, options?: AdoptOptions): FdServer {
   const n = fdOf(fd, 'fd')
   const info = callNative(() => binding.inspectSocket(n))
+  if (info.family !== 'unix') throw invalidArgValue('fd', fd, `is an ${info.family} socket: serve it with net.Server.listen({ fd })`)
   if (!info.listening) throw invalidArgValue('fd', fd, 'is not a listening socket: use adopt()')
   const r = resolve({ ...options, type: info.type })
   const native = callNative(() => binding.adopt(n, r.framed, r.maxMessage)) as ReturnType<typeof binding.listen>

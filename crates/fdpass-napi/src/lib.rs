@@ -158,6 +158,8 @@ pub struct SocketInfo {
   #[napi(ts_type = "'stream' | 'seqpacket' | 'dgram'")]
   pub r#type: String,
   pub listening: bool,
+  #[napi(ts_type = "'unix' | 'inet' | 'inet6' | 'other'")]
+  pub family: String,
 }
 
 /// Take ownership of an inherited Unix socket descriptor (child stdio,
@@ -207,9 +209,16 @@ pub fn inspect_socket(env: Env, fd: i32) -> Result<SocketInfo> {
   let ty = SocketType::of(b).or_throw(env.raw())?;
   let listening =
     ty != SocketType::Datagram && fdpass_core::platform::is_listening(b).or_throw(env.raw())?;
+  let family = match fdpass_core::platform::socket_family(b).or_throw(env.raw())? {
+    Some(nix::sys::socket::AddressFamily::Unix) => "unix",
+    Some(nix::sys::socket::AddressFamily::Inet) => "inet",
+    Some(nix::sys::socket::AddressFamily::Inet6) => "inet6",
+    _ => "other",
+  };
   Ok(SocketInfo {
     r#type: ty.as_str().into(),
     listening,
+    family: family.into(),
   })
 }
 

@@ -94,3 +94,12 @@ pub fn inet_port(env: Env, fd: i32) -> Result<u32> {
   let b = unsafe { BorrowedFd::borrow_raw(fd) };
   Ok(fdpass_core::listener::local_port(b).or_throw(env.raw())? as u32)
 }
+
+/// Set close-on-exec on a descriptor the caller owns (inherited ones, e.g. LISTEN_FDS).
+#[napi]
+pub fn set_cloexec(env: Env, fd: i32) -> Result<()> {
+  fdpass_core::fd::check_open(fd).or_throw(env.raw())?;
+  // SAFETY: checked open; borrowed only for fcntl.
+  let b = unsafe { BorrowedFd::borrow_raw(fd) };
+  fdpass_core::fd::set_cloexec(b).or_throw(env.raw())
+}
