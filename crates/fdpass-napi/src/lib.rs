@@ -6,7 +6,7 @@
 
 mod env_state;
 mod js;
-mod listeners;
+pub mod listeners;
 mod reactor;
 mod server;
 mod socket;
