@@ -1,10 +1,48 @@
 // The private interface to the Rust binding, and the one place where the
 // readiness mechanism is chosen for this runtime (see README "Design").
-import * as binding from '../binding.js'
 import { FdpassError } from './errors'
 
 export type { NativeAddress, NativeSocket, NativeServer, FdStat } from '../binding.js'
-export { binding }
+
+type Binding = typeof import('../binding.js')
+
+const SUPPORTED = ['linux-x64-gnu', 'linux-x64-musl', 'linux-arm64-gnu', 'linux-arm64-musl', 'darwin-x64', 'darwin-arm64']
+
+function libc(): 'gnu' | 'musl' {
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined
+  return report?.header?.glibcVersionRuntime ? 'gnu' : 'musl'
+}
+
+/** Load the addon through napi-rs's loader, with errors that say what to do. */
+function load(): Binding {
+  if (process.platform === 'win32') {
+    throw new FdpassError(
+      'ERR_FDPASS_UNSUPPORTED_PLATFORM',
+      'fdpass passes file descriptors with SCM_RIGHTS over Unix domain sockets, which Windows does not have (its handles are duplicated with DuplicateHandle instead). fdpass supports Linux and macOS.',
+    )
+  }
+  const base = `${process.platform}-${process.arch}`
+  if (!SUPPORTED.some((t) => t.startsWith(base))) {
+    throw new FdpassError('ERR_FDPASS_UNSUPPORTED_PLATFORM', `fdpass has no binary for ${base}; supported: ${SUPPORTED.join(', ')}`)
+  }
+  try {
+    return require('../binding.js') as Binding
+  } catch (e) {
+    // Only now is the libc worth its cost (a process report).
+    const target = process.platform === 'linux' ? `${base}-${libc()}` : base
+    const pkg = `fdpass-${target}`
+    throw new FdpassError(
+      'ERR_FDPASS_BINARY_MISSING',
+      `fdpass could not load its native binary for ${target}. It comes in the optional dependency ${pkg}: ` +
+        `install it (npm install ${pkg}). npm skips optional dependencies when package-lock.json was written on another platform ` +
+        `(npm/cli#4828): remove node_modules and package-lock.json and install again. Inside Electron, unpack *.node files from ` +
+        `the asar archive (asarUnpack). Cause: ${(e as Error).message}`,
+      { cause: e },
+    )
+  }
+}
+
+export const binding: Binding = load()
 
 /** Event codes of the native callbacks (crates/fdpass-napi/src/socket.rs). */
 export const EV_MESSAGES = 1
