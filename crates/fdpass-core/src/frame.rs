@@ -17,7 +17,9 @@
 //! descriptors are then concatenated in frame order. The kernel delivers
 //! ancillary data with the first byte of its range and never merges two
 //! ranges that carry descriptors, so every descriptor arrives with or before
-//! the header that declares it; the decoder matches them by stream offset.
+//! the header that declares it (before it, when one sendmsg carried several
+//! frames and the kernel split it across reads). The decoder hands out
+//! descriptors in arrival order to the frames that start at or after them.
 
 use crate::error::{Error, Result};
 use crate::MAX_FDS_PER_MESSAGE;
@@ -67,10 +69,9 @@ impl FrameHeader {
   }
 }
 
-/// Descriptors that arrived with one `recvmsg`, covering stream bytes [start, end).
+/// Descriptors that arrived with one `recvmsg` whose bytes began at `start`.
 struct FdBatch {
   start: u64,
-  end: u64,
   fds: VecDeque<OwnedFd>,
   truncated: bool,
 }
@@ -94,7 +95,13 @@ pub struct FrameDecoder {
   base: u64,
   batches: VecDeque<FdBatch>,
   max_len: usize,
+  /// A truncated read was seen and no whole sendmsg's descriptors since.
+  truncation_pending: bool,
 }
+
+/// Descriptors may arrive ahead of their frames (several frames share one
+/// sendmsg); more than two sendmsgs' worth is a misbehaving peer.
+const MAX_UNCLAIMED_FDS: usize = 2 * MAX_FDS_PER_MESSAGE;
 
 impl FrameDecoder {
   pub fn new(max_len: usize) -> Self {
@@ -104,6 +111,7 @@ impl FrameDecoder {
       base: 0,
       batches: VecDeque::new(),
       max_len,
+      truncation_pending: false,
     }
   }
 
@@ -124,7 +132,6 @@ impl FrameDecoder {
     if !fds.is_empty() || truncated {
       self.batches.push_back(FdBatch {
         start: end - bytes as u64,
-        end,
         fds,
         truncated,
       });
@@ -139,10 +146,7 @@ impl FrameDecoder {
 
   /// Bytes buffered but not yet decoded, and descriptors not yet matched.
   pub fn pending(&self) -> (usize, usize) {
-    (
-      self.buf.len() - self.pos,
-      self.batches.iter().map(|b| b.fds.len()).sum(),
-    )
+    (self.buf.len() - self.pos, self.unclaimed())
   }
 
   /// Decode the next complete frame, if there is one.
@@ -180,51 +184,56 @@ impl FrameDecoder {
     }))
   }
 
-  /// Match `want` descriptors to the frame that starts at stream offset `start`.
+  /// Match `want` descriptors to the frame that starts at stream offset
+  /// `start`: the oldest unclaimed ones that arrived at or before it.
   fn take_fds(
     &mut self,
     start: u64,
     want: usize,
     out: &mut Vec<OwnedFd>,
   ) -> Result<(usize, usize)> {
-    // Batches that ended before this frame must have been used up by earlier frames.
-    while let Some(b) = self.batches.front() {
-      if b.end > start {
+    let mut got = 0;
+    while let Some(b) = self.batches.front_mut() {
+      if b.start > start {
+        break; // arrived after this frame began: a later frame's
+      }
+      if b.truncated {
+        // Lost descriptors may belong to any frame the truncated sendmsg carried.
+        self.truncation_pending = true;
+      } else if got == 0 && want > 0 && !b.fds.is_empty() {
+        self.truncation_pending = false; // a new, whole sendmsg
+      }
+      let n = (want - got).min(b.fds.len());
+      out.extend(b.fds.drain(..n));
+      got += n;
+      if !b.fds.is_empty() {
         break;
       }
-      if !b.fds.is_empty() {
-        return Err(Error::Protocol {
-          reason: format!(
-            "the peer sent {} descriptors that no frame declared",
-            b.fds.len()
-          ),
-        });
-      }
       self.batches.pop_front();
-    }
-    let batch = match self.batches.front_mut() {
-      Some(b) if b.start <= start => Some(b),
-      _ => None,
-    };
-    let Some(batch) = batch else {
-      if want == 0 {
-        return Ok((0, 0));
+      if got == want {
+        break;
       }
-      return Err(Error::Protocol {
-        reason: format!("a frame declares {want} descriptors but none arrived with it"),
-      });
-    };
-    let got = want.min(batch.fds.len());
-    out.extend(batch.fds.drain(..got));
+    }
     if got < want {
-      if batch.truncated {
+      if self.truncation_pending {
         return Ok((got, want - got));
       }
       return Err(Error::Protocol {
         reason: format!("a frame declares {want} descriptors but {got} arrived with it"),
       });
     }
+    if self.unclaimed() > MAX_UNCLAIMED_FDS {
+      return Err(Error::Protocol {
+        reason: format!(
+          "the peer sent more than {MAX_UNCLAIMED_FDS} descriptors ahead of the frames that declare them"
+        ),
+      });
+    }
     Ok((got, 0))
+  }
+
+  fn unclaimed(&self) -> usize {
+    self.batches.iter().map(|b| b.fds.len()).sum()
   }
 
   /// At end of stream: an incomplete frame, or descriptors never claimed,
@@ -335,12 +344,38 @@ mod tests {
   }
 
   #[test]
-  fn undeclared_descriptors_are_a_protocol_error() {
+  fn undeclared_descriptors_are_reported_at_the_end() {
     let mut d = FrameDecoder::new(1024);
     d.push(&frame(b"a", 0), devnull(1), false);
     d.push(&frame(b"b", 0), vec![], false);
     let (mut out, mut fds) = (Vec::new(), Vec::new());
     assert!(d.next_frame(&mut out, &mut fds).unwrap().is_some());
+    assert!(d.next_frame(&mut out, &mut fds).unwrap().is_some());
+    assert!(fds.is_empty(), "no frame claimed it");
+    assert_eq!(d.finish().unwrap_err().code(), "ERR_FDPASS_PROTOCOL");
+  }
+
+  #[test]
+  fn descriptors_may_arrive_before_their_frame() {
+    // One sendmsg carried frames a and b with b's fd; the kernel split it
+    // so that b starts in the second read.
+    let mut stream = frame(b"a", 0);
+    let second = frame(b"b", 1);
+    stream.extend_from_slice(&second[..3]);
+    let mut d = FrameDecoder::new(1024);
+    d.push(&stream, devnull(1), false);
+    d.push(&second[3..], vec![], false);
+    let (mut out, mut fds) = (Vec::new(), Vec::new());
+    assert_eq!(d.next_frame(&mut out, &mut fds).unwrap().unwrap().fds, 0);
+    assert_eq!(d.next_frame(&mut out, &mut fds).unwrap().unwrap().fds, 1);
+    d.finish().unwrap();
+  }
+
+  #[test]
+  fn too_many_early_descriptors_are_a_protocol_error() {
+    let mut d = FrameDecoder::new(1024);
+    d.push(&frame(b"a", 0), devnull(MAX_UNCLAIMED_FDS + 1), false);
+    let (mut out, mut fds) = (Vec::new(), Vec::new());
     assert_eq!(
       d.next_frame(&mut out, &mut fds).unwrap_err().code(),
       "ERR_FDPASS_PROTOCOL"

@@ -11,16 +11,23 @@ use std::os::fd::OwnedFd;
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn open_fds() -> usize {
-  std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+  std::fs::read_dir("/proc/self/fd")
+    .map(|d| d.count())
+    .unwrap_or(0)
 }
 
 fn devnull(n: usize) -> Vec<OwnedFd> {
-  (0..n).map(|_| std::fs::File::open("/dev/null").unwrap().into()).collect()
+  (0..n)
+    .map(|_| std::fs::File::open("/dev/null").unwrap().into())
+    .collect()
 }
 
 /// Feed reads into a decoder, draining frames as a socket would; returns
 /// the frames (payload, fds) or the first error.
-fn run(reads: &[(Vec<u8>, usize, bool)], max: usize) -> Result<Vec<(Vec<u8>, usize, usize)>, String> {
+fn run(
+  reads: &[(Vec<u8>, usize, bool)],
+  max: usize,
+) -> Result<Vec<(Vec<u8>, usize, usize)>, String> {
   let mut d = FrameDecoder::new(max);
   let mut frames = Vec::new();
   for (bytes, nfds, truncated) in reads {
@@ -61,16 +68,22 @@ proptest! {
 
   #[test]
   fn valid_streams_split_anywhere_decode_exactly(
-    frames in prop::collection::vec((prop::collection::vec(any::<u8>(), 0..40), 0usize..4), 1..10),
+    frames in prop::collection::vec((prop::collection::vec(any::<u8>(), 0..40), 0usize..4, any::<bool>()), 1..10),
     cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
   ) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let before = open_fds();
     // Serialise, remembering where each frame starts.
+    // Frames whose flag is false share the previous frame's sendmsg: their
+    // descriptors travel with that sendmsg's first byte.
     let mut stream = Vec::new();
-    let mut starts = Vec::new();
-    for (payload, nfds) in &frames {
-      starts.push((stream.len(), *nfds));
+    let mut starts: Vec<(usize, usize)> = Vec::new();
+    for (i, (payload, nfds, own_sendmsg)) in frames.iter().enumerate() {
+      if i == 0 || *own_sendmsg {
+        starts.push((stream.len(), *nfds));
+      } else {
+        starts.last_mut().unwrap().1 += nfds;
+      }
       stream.extend_from_slice(&FrameHeader { fds: *nfds as u16, len: payload.len() as u32 }.encode());
       stream.extend_from_slice(payload);
     }
@@ -88,7 +101,7 @@ proptest! {
     }
     let out = run(&reads, 1024).expect("a valid stream decodes");
     prop_assert_eq!(out.len(), frames.len());
-    for ((payload, nfds), (got, got_fds, lost)) in frames.iter().zip(out.iter()) {
+    for ((payload, nfds, _), (got, got_fds, lost)) in frames.iter().zip(out.iter()) {
       prop_assert_eq!(payload, got);
       prop_assert_eq!(nfds, got_fds);
       prop_assert_eq!(*lost, 0);

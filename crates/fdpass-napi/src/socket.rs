@@ -248,12 +248,24 @@ impl SocketCore {
     // SAFETY: self.fd stays open for the whole call.
     let socket = unsafe { BorrowedFd::borrow_raw(socket) };
     let mut done = 0u32;
-    while let Some(p) = self.queue.front_mut() {
-      match p.write(socket, self.ty) {
-        Ok(true) => {
-          self.queue.pop_front();
-          done += 1;
-        }
+    while !self.queue.is_empty() {
+      let progressed = if self.decoder.is_some() && self.queue.len() > 1 {
+        write_coalesced(&mut self.queue, socket).map(|n| {
+          done += n;
+          n > 0
+        })
+      } else {
+        let p = self.queue.front_mut().expect("not empty");
+        p.write(socket, self.ty).map(|whole| {
+          if whole {
+            self.queue.pop_front();
+            done += 1;
+          }
+          whole
+        })
+      };
+      match progressed {
+        Ok(true) => {}
         Ok(false) => break,
         Err(e) => {
           if done > 0 {
@@ -388,6 +400,69 @@ impl SocketCore {
       }
     }
   }
+}
+
+/// Frames sent together: at most this many per sendmsg, and this many bytes.
+const COALESCE_FRAMES: usize = 64;
+const COALESCE_BYTES: usize = 256 * 1024;
+
+/// Send several queued frames with one sendmsg, their descriptors
+/// concatenated (the wire format allows it: each descriptor then arrives
+/// with or before its frame's first byte). Returns how many frames were
+/// completed; Ok(0) with frames left means the kernel buffer is full.
+fn write_coalesced(
+  queue: &mut VecDeque<PendingSend>,
+  socket: BorrowedFd<'_>,
+) -> fdpass_core::Result<u32> {
+  let mut count = 0;
+  let mut bytes = 0;
+  let mut nfds = 0;
+  for p in queue.iter() {
+    let more = p.fds.len();
+    if count > 0
+      && (count == COALESCE_FRAMES
+        || bytes >= COALESCE_BYTES
+        || nfds + more > fdpass_core::MAX_FDS_PER_MESSAGE)
+    {
+      break;
+    }
+    count += 1;
+    bytes += p.bytes.len() - p.written;
+    nfds += more;
+  }
+  let slices: Vec<IoSlice<'_>> = queue
+    .iter()
+    .take(count)
+    .map(|p| IoSlice::new(&p.bytes[p.written..]))
+    .collect();
+  let raw: Vec<RawFd> = queue
+    .iter()
+    .take(count)
+    .flat_map(|p| p.fds.iter().map(|f| f.as_raw_fd()))
+    .collect();
+  let mut n = match send_message(socket, SocketType::Stream, &slices, &raw, None) {
+    Ok(n) => n,
+    Err(e) if e.is_would_block() => return Ok(0),
+    Err(e) => return Err(e),
+  };
+  drop(slices);
+  // Every included frame's descriptors went with this sendmsg's first byte.
+  for p in queue.iter_mut().take(count) {
+    p.fds.clear();
+  }
+  let mut completed = 0;
+  while let Some(p) = queue.front_mut() {
+    let left = p.bytes.len() - p.written;
+    if n >= left && completed < count as u32 {
+      n -= left;
+      queue.pop_front();
+      completed += 1;
+    } else {
+      p.written += n;
+      break;
+    }
+  }
+  Ok(completed)
 }
 
 /// Metadata per message: length, fd count, fds lost, flags, then the fd numbers.
