@@ -256,12 +256,11 @@ impl SocketCore {
         })
       } else {
         let p = self.queue.front_mut().expect("not empty");
-        p.write(socket, self.ty).map(|whole| {
+        p.write(socket, self.ty).inspect(|&whole| {
           if whole {
             self.queue.pop_front();
             done += 1;
           }
-          whole
         })
       };
       match progressed {
