@@ -1,0 +1,22 @@
+import { defineConfig } from 'vitest/config'
+
+// The whole suite runs twice: once per readiness mechanism, so both code
+// paths are tested on every run (README "Design").
+const reactors = ['uv', 'thread'] as const
+
+export default defineConfig({
+  test: {
+    pool: 'forks', // native addon: one process per test file
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    reporters: process.env.CI ? ['default'] : ['default'],
+    projects: reactors.map((reactor) => ({
+      extends: true,
+      test: {
+        name: reactor,
+        include: ['__test__/**/*.test.ts'],
+        env: { FDPASS_REACTOR: reactor },
+      },
+    })),
+  },
+})
