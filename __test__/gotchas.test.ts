@@ -1,0 +1,244 @@
+// The traps of SCM_RIGHTS, each through the public API (README table).
+import { spawn, spawnSync } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as path from 'node:path'
+import { afterEach, describe, expect, test } from 'vitest'
+import { MAX_FDS_PER_MESSAGE, connect, listen, runtime, socketpair } from '..'
+import { cleanup, fixture, identity, openFdCount, sleep, tmpPath, wrap } from './helpers'
+
+afterEach(cleanup)
+
+describe('a stream needs a byte of data to carry descriptors', () => {
+  test('raw stream: empty data with fds is refused, not silently dropped', async () => {
+    const [a, b] = socketpair({ raw: true })
+    await expect(a.send('', [0])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' })
+    a.close()
+    b.close()
+  })
+
+  test('framed stream: empty data with fds arrives (the header is the byte)', async () => {
+    const [a, b] = socketpair()
+    await a.send('', [0])
+    const m = await b.receive()
+    expect(m.data.length).toBe(0)
+    expect(m.fds).toHaveLength(1)
+    m.fds[0].close()
+    a.close()
+    b.close()
+  })
+})
+
+describe('truncation', () => {
+  test('a receiver at RLIMIT_NOFILE gets ERR_FDPASS_TRUNCATED with the count lost, closes what arrived, and keeps going', async () => {
+    const address = tmpPath()
+    const server = await listen(address)
+    const proc = spawn('bash', ['-c', `ulimit -n 40; exec "${process.execPath}" "${fixture('limited-receiver.js')}" "${address}"`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const child = wrap(proc)
+    const socket = await server.accept()
+    const { baseline } = await child.next()
+    const room = 40 - baseline // descriptors the child can still open
+    const fd = fs.openSync('/dev/null', 'r')
+    const count = room + 10
+    await socket.send('too many', Array(count).fill(fd))
+    await socket.send('after')
+    const first = await child.next()
+    expect(first).toMatchObject({ error: 'ERR_FDPASS_TRUNCATED', data: 'too many' })
+    expect(first.fdsLost).toBeGreaterThan(0)
+    expect(first.fdsLost + first.fdsReceived).toBe(count)
+    expect(first.open).toBe(baseline)
+    expect(await child.next()).toMatchObject({ data: 'after', fds: 0 })
+    expect((await child.next()).open).toBeLessThanOrEqual(baseline)
+    fs.closeSync(fd)
+    socket.close()
+    await server.close()
+  })
+})
+
+describe('partial writes', () => {
+  test('an 8 MiB message with 3 fds to a paused receiver arrives whole, with its fds once', async () => {
+    const [a, b] = socketpair()
+    b.pause()
+    const data = Buffer.alloc(8 << 20)
+    for (let i = 0; i < data.length; i += 4096) data[i] = (i / 4096) & 0xff
+    const fd = fs.openSync('/dev/null', 'r')
+    const sent = a.send(data, [fd, fd, fd])
+    await sleep(20)
+    expect(a.pendingSends).toBe(1)
+    fs.closeSync(fd) // the queued send holds its own duplicates
+    b.resume()
+    await sent
+    const m = await b.receive()
+    expect(m.data.equals(data)).toBe(true)
+    expect(m.fds).toHaveLength(3)
+    for (const f of m.fds) {
+      expect(f.kind()).toBe('character-device')
+      f.close()
+    }
+    a.close()
+    b.close()
+  })
+})
+
+describe('SCM_MAX_FD', () => {
+  test('253 descriptors arrive in one message', async () => {
+    const [a, b] = socketpair({ type: 'seqpacket' })
+    const fd = fs.openSync('/dev/null', 'r')
+    await a.send('many', Array(MAX_FDS_PER_MESSAGE).fill(fd))
+    const m = await b.receive()
+    expect(m.fds).toHaveLength(253)
+    for (const f of m.fds) f.close()
+    fs.closeSync(fd)
+    a.close()
+    b.close()
+  })
+
+  test('254 throw before any syscall, naming the limit', () => {
+    const [a, b] = socketpair()
+    expect(() => a.send('x', Array(254).fill(0))).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_TOO_MANY_FDS', limit: 253, count: 254 }))
+    expect(() => a.send('x', Array(254).fill(0))).toThrow(/253/)
+    a.close()
+    b.close()
+  })
+})
+
+describe('CLOEXEC', () => {
+  test('received descriptors and fdpass sockets are close-on-exec, and a child does not inherit them', async () => {
+    const [a, b] = socketpair()
+    const fd = fs.openSync('/dev/null', 'r')
+    await a.send('x', [fd])
+    const m = await b.receive()
+    const received = m.fds[0]
+    expect(received.stat().cloexec).toBe(true)
+    const mine = (a as unknown as { fd: number }).fd
+    const listing = spawnSync('ls', ['/proc/self/fd'], { encoding: 'utf8' }).stdout.split('\n')
+    expect(listing).not.toContain(String(received.fd))
+    expect(listing).not.toContain(String(mine))
+    received.close()
+    fs.closeSync(fd)
+    a.close()
+    b.close()
+  })
+})
+
+describe('socket paths', () => {
+  test(`a path over ${runtime.maxPathLength} bytes is refused naming the limit; exactly the limit works`, async () => {
+    const dir = tmpPath('dir')
+    fs.mkdirSync(dir, { mode: 0o700 })
+    const long = path.join(dir, 'x'.repeat(runtime.maxPathLength + 1 - dir.length - 1))
+    expect(Buffer.byteLength(long)).toBe(runtime.maxPathLength + 1)
+    await expect(listen(long)).rejects.toMatchObject({ code: 'ERR_FDPASS_ADDRESS_TOO_LONG', limit: runtime.maxPathLength })
+    await expect(connect(long)).rejects.toMatchObject({ code: 'ERR_FDPASS_ADDRESS_TOO_LONG' })
+    const exact = long.slice(0, -1)
+    const server = await listen(exact)
+    const client = await connect(exact)
+    client.close()
+    await server.close()
+  })
+
+  test('a stale socket file is replaced; a live one is EADDRINUSE', async () => {
+    const address = tmpPath()
+    const live = await listen(address)
+    await expect(listen(address)).rejects.toMatchObject({ code: 'EADDRINUSE', syscall: 'bind', address })
+    await live.close()
+    // A process that dies while listening leaves its socket file behind.
+    const stale = tmpPath()
+    const pkg = JSON.stringify(path.resolve(__dirname, '..'))
+    const child = spawnSync(process.execPath, ['-e', `require(${pkg}).listen(${JSON.stringify(stale)}).then(() => process.exit(0))`])
+    expect(child.status).toBe(0)
+    expect(fs.statSync(stale).isSocket()).toBe(true)
+    await expect(connect(stale)).rejects.toMatchObject({ code: 'ECONNREFUSED', syscall: 'connect', address: stale })
+    const replaced = await listen(stale)
+    const client = await connect(stale)
+    client.close()
+    await replaced.close()
+  })
+
+  test('a regular file or a symlink at the path is never removed', async () => {
+    const address = tmpPath()
+    fs.writeFileSync(address, 'precious')
+    await expect(listen(address)).rejects.toMatchObject({ code: 'ERR_FDPASS_NOT_A_SOCKET', address })
+    expect(fs.readFileSync(address, 'utf8')).toBe('precious')
+    const link = tmpPath('link')
+    fs.symlinkSync(address, link)
+    await expect(listen(link)).rejects.toMatchObject({ code: 'ERR_FDPASS_NOT_A_SOCKET' })
+    expect(fs.lstatSync(link).isSymbolicLink()).toBe(true)
+  })
+
+  test('socket files get mode 0600, or the mode asked for', async () => {
+    const a = tmpPath()
+    const b = tmpPath()
+    const sa = await listen(a)
+    const sb = await listen(b, { mode: 0o660 })
+    expect(fs.statSync(a).mode & 0o777).toBe(0o600)
+    expect(fs.statSync(b).mode & 0o777).toBe(0o660)
+    await sa.close()
+    await sb.close()
+    expect(fs.existsSync(a)).toBe(false)
+  })
+})
+
+describe('a vanished peer', () => {
+  test('send() rejects with EPIPE or ECONNRESET and the process lives on', async () => {
+    for (const type of ['stream', 'seqpacket'] as const) {
+      const [a, b] = socketpair({ type })
+      b.close()
+      await expect(a.send('anyone?')).rejects.toMatchObject({ code: expect.stringMatching(/^(EPIPE|ECONNRESET)$/), syscall: 'sendmsg' })
+      a.close()
+    }
+  })
+})
+
+describe('descriptor versus description', () => {
+  test('the receiver shares the file offset with the sender', async () => {
+    const p = tmpPath('file')
+    fs.writeFileSync(p, '0123456789')
+    const fd = fs.openSync(p, 'r')
+    const [a, b] = socketpair()
+    await a.send('x', [fd])
+    const m = await b.receive()
+    const buf = Buffer.alloc(2)
+    fs.readSync(m.fds[0].fd, buf, 0, 2, null)
+    expect(buf.toString()).toBe('01')
+    fs.readSync(fd, buf, 0, 2, null)
+    expect(buf.toString()).toBe('23') // the sender's reads continue where the receiver stopped
+    expect(identity(m.fds[0].fd)).toEqual(identity(fd))
+    m.fds[0].close()
+    fs.closeSync(fd)
+    a.close()
+    b.close()
+  })
+
+  test('status flags are shared too (O_APPEND)', async () => {
+    const p = tmpPath('file')
+    fs.writeFileSync(p, 'start|')
+    const fd = fs.openSync(p, 'a')
+    const [a, b] = socketpair()
+    await a.send('x', [fd])
+    const m = await b.receive()
+    fs.writeSync(m.fds[0].fd, 'from receiver|')
+    fs.writeSync(fd, 'from sender')
+    expect(fs.readFileSync(p, 'utf8')).toBe('start|from receiver|from sender')
+    m.fds[0].close()
+    fs.closeSync(fd)
+    a.close()
+    b.close()
+  })
+})
+
+describe('nothing leaks', () => {
+  test('fd count is unchanged after sockets, messages and errors', async () => {
+    const before = openFdCount()
+    for (let i = 0; i < 20; i++) {
+      const [a, b] = socketpair()
+      await a.send('x', [0, 1])
+      const m = await b.receive()
+      for (const f of m.fds) f.close()
+      await expect(a.send('x', [999_999])).rejects.toMatchObject({ code: 'ERR_FDPASS_INVALID_FD' })
+      a.close()
+      b.close()
+    }
+    expect(openFdCount()).toBe(before)
+  })
+})
