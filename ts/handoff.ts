@@ -518,7 +518,9 @@ export async function takeover(options: HandoffOptions): Promise<Generation> {
     if (!resolved.allowedUids.includes(peer.uid)) {
       throw handoffError('ERR_FDPASS_HANDOFF_PEER_UID', `the process at ${control} runs as uid ${peer.uid}, which is not allowed`)
     }
-    await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name) })
+    // A refusal may already be on its way (and the socket closed behind
+    // it): a failed hello is not the answer, the next message is.
+    await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name) }).catch(() => {})
     const { json, message } = await receiveJson(predecessor, resolved.connectTimeout, 'the listeners')
     for (const fd of message.fds) received.push(fd.release())
     if (json.type === 'busy') {
