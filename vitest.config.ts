@@ -15,6 +15,8 @@ export default defineConfig({
       test: {
         name: reactor,
         include: ['__test__/**/*.test.ts'],
+        // Packaging and workflow checks do not depend on the reactor: once is enough.
+        exclude: reactor === 'uv' ? [] : ['__test__/package.test.ts'],
         env: { FDPASS_REACTOR: reactor },
       },
     })),

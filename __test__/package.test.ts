@@ -1,0 +1,47 @@
+// The package as users get it, and the CI workflows that build it.
+import { spawnSync } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import * as path from 'node:path'
+import { describe, expect, test } from 'vitest'
+import { root } from './helpers'
+
+describe('packaging', () => {
+  test('packed tarballs install outside the repo, without Rust, and pass an fd between processes', () => {
+    const r = spawnSync('bash', [path.join(root, 'scripts/verify-pack.sh')], { encoding: 'utf8', timeout: 120_000 })
+    expect(r.stderr.replace(/npm warn[^\n]*\n/g, '')).toBe('')
+    expect(r.stdout).toContain('verify-pack: ok (passed between processes)')
+    expect(r.status).toBe(0)
+  }, 150_000)
+
+  test('every platform package names its os, cpu and libc', () => {
+    const dirs = fs.readdirSync(path.join(root, 'npm'))
+    expect(dirs.sort()).toEqual(['darwin-arm64', 'darwin-x64', 'linux-arm64-gnu', 'linux-arm64-musl', 'linux-x64-gnu', 'linux-x64-musl'])
+    for (const d of dirs) {
+      const pkg = JSON.parse(fs.readFileSync(path.join(root, 'npm', d, 'package.json'), 'utf8'))
+      expect(pkg.name).toBe(`fdpass-${d}`)
+      expect(pkg.main).toBe(`fdpass.${d}.node`)
+      expect(pkg.os).toEqual([d.startsWith('linux') ? 'linux' : 'darwin'])
+      expect(pkg.cpu).toEqual([d.includes('arm64') ? 'arm64' : 'x64'])
+      if (d.startsWith('linux')) expect(pkg.libc).toEqual([d.endsWith('musl') ? 'musl' : 'glibc'])
+    }
+  })
+})
+
+describe('workflows', () => {
+  test('.github/workflows pass actionlint', () => {
+    const r = spawnSync('bash', [path.join(root, 'scripts/lint-workflows.sh')], { encoding: 'utf8', timeout: 240_000 })
+    expect(r.status, r.stdout + r.stderr).toBe(0)
+  }, 250_000)
+
+  test('and actionlint does fail a broken workflow', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fdpass-wf-'))
+    const file = path.join(dir, 'broken.yml')
+    fs.writeFileSync(file, 'on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n        run: echo both\n')
+    const bin = path.join(process.env.FDPASS_TOOLS ?? path.join(os.homedir(), '.cache/fdpass/bin'), 'actionlint')
+    const r = spawnSync(bin, ['-shellcheck=', file], { encoding: 'utf8' })
+    expect(r.status).toBe(1)
+    expect(r.stdout).toMatch(/broken\.yml/)
+    fs.rmSync(dir, { recursive: true })
+  })
+})
