@@ -359,8 +359,8 @@ export class FdSocket extends EventEmitter {
       const count = meta[i + 1]
       const lost = meta[i + 2]
       const flags = meta[i + 3]
-      const fds = new Array<ReceivedFd>(count)
-      for (let k = 0; k < count; k++) fds[k] = new ReceivedFd(meta[i + 4 + k])
+      const fds: ReceivedFd[] = []
+      for (let k = 0; k < count; k++) fds.push(new ReceivedFd(meta[i + 4 + k]))
       i += 4 + count
       const body = data.subarray(offset, offset + len)
       offset += len
