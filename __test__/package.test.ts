@@ -45,3 +45,42 @@ describe('workflows', () => {
     fs.rmSync(dir, { recursive: true })
   })
 })
+
+describe('loader errors', () => {
+  test('a missing binary names the package to install and why it may be missing', () => {
+    // A copy of the package without its .node file.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fdpass-nobin-'))
+    for (const f of ['index.js', 'binding.js', 'package.json']) fs.copyFileSync(path.join(root, f), path.join(dir, f))
+    fs.cpSync(path.join(root, 'dist'), path.join(dir, 'dist'), { recursive: true })
+    const r = spawnSync(process.execPath, ['-e', `try { require(${JSON.stringify(dir)}) } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }`], {
+      encoding: 'utf8',
+    })
+    const out = JSON.parse(r.stdout)
+    expect(out.code).toBe('ERR_FDPASS_BINARY_MISSING')
+    expect(out.message).toMatch(/npm install fdpass-linux-x64-gnu/)
+    expect(out.message).toMatch(/npm\/cli#4828/)
+    expect(out.message).toMatch(/asarUnpack/)
+    fs.rmSync(dir, { recursive: true })
+  })
+
+  test('on Windows it says that SCM_RIGHTS does not exist there', () => {
+    const preload = "Object.defineProperty(process, 'platform', { value: 'win32' })"
+    const r = spawnSync(process.execPath, ['-e', `${preload}; try { require(${JSON.stringify(root)}) } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }`], {
+      encoding: 'utf8',
+    })
+    const out = JSON.parse(r.stdout)
+    expect(out.code).toBe('ERR_FDPASS_UNSUPPORTED_PLATFORM')
+    expect(out.message).toMatch(/SCM_RIGHTS/)
+    expect(out.message).toMatch(/Windows/)
+  })
+
+  test('an unsupported platform lists the supported ones', () => {
+    const preload = "Object.defineProperty(process, 'arch', { value: 'riscv64' })"
+    const r = spawnSync(process.execPath, ['-e', `${preload}; try { require(${JSON.stringify(root)}) } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }`], {
+      encoding: 'utf8',
+    })
+    const out = JSON.parse(r.stdout)
+    expect(out.code).toBe('ERR_FDPASS_UNSUPPORTED_PLATFORM')
+    expect(out.message).toMatch(/linux-x64-gnu.*darwin-arm64/)
+  })
+})
