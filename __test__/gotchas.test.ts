@@ -242,3 +242,27 @@ describe('nothing leaks', () => {
     expect(openFdCount()).toBe(before)
   })
 })
+
+describe('descriptor limits', () => {
+  test('EMFILE is a clear error that says what to do', async () => {
+    const { spawn } = await import('node:child_process')
+    const child = wrap(spawn('bash', ['-c', `ulimit -n 64; exec "${process.execPath}" "${fixture('emfile.js')}"`], { stdio: ['ignore', 'pipe', 'pipe'] }))
+    const out = await child.next()
+    expect(out.socketpair).toMatchObject({ code: 'EMFILE', syscall: 'socketpair' })
+    expect(out.socketpair.message).toMatch(/RLIMIT_NOFILE/)
+    expect(out.connect.code).toBe('EMFILE')
+  })
+})
+
+describe('unclaimed descriptors', () => {
+  test('a dropped ReceivedFd is closed by the garbage collector with a warning; buffered messages close with their socket', async () => {
+    const { spawn } = await import('node:child_process')
+    const child = wrap(spawn(process.execPath, ['--expose-gc', fixture('unclaimed.js')], { stdio: ['ignore', 'pipe', 'pipe'] }))
+    const r = await child.next()
+    expect(r.whileHeld).toBe(r.base + 3)
+    expect(r.afterGc).toBe(r.base)
+    expect(r.warnings).toContain('FDPASS_UNCLOSED_FD')
+    expect(r.buffered).toBe(r.base + 5)
+    expect(r.afterClose).toBe(r.base - 1) // the five buffered ones, and b itself
+  })
+})
