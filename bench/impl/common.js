@@ -1,0 +1,52 @@
+// What every Node implementation of the benchmark shares: the command
+// line, fd counting, verification against the expected file, timing.
+'use strict'
+const fs = require('node:fs')
+
+const [role, path, a, b, c] = process.argv.slice(2)
+const print = (v) => process.stdout.write(JSON.stringify(v) + '\n')
+process.stdout.write('\n') // libuv opens a reserve fd when stdout starts: before counting
+const openFds = () => fs.readdirSync('/proc/self/fd').length
+const cpuUs = () => {
+  const u = process.resourceUsage()
+  return u.userCPUTime + u.systemCPUTime
+}
+
+/** Receiver bookkeeping: verify each fd's identity, close it, count. */
+function receiver(count, nfds, file) {
+  const want = fs.statSync(file)
+  const state = { msgs: 0, fds: 0, bad: 0, first: 0n, before: openFds(), cpu0: cpuUs() }
+  return {
+    state,
+    /** One message's fd numbers (already owned by the caller's wrapper objects). */
+    take(fdNumbers, close) {
+      if (state.msgs === 0) state.first = process.hrtime.bigint()
+      state.msgs++
+      state.fds += fdNumbers.length
+      for (const fd of fdNumbers) {
+        const st = fs.fstatSync(fd)
+        if (st.ino !== want.ino || st.dev !== want.dev) state.bad++
+      }
+      close()
+      return state.msgs >= count
+    },
+    report() {
+      print({
+        msgs: state.msgs,
+        fds: state.fds,
+        bad: state.bad,
+        lost: count * nfds - state.fds,
+        leaked: openFds() - state.before,
+        ns: Number(process.hrtime.bigint() - state.first),
+        cpuUs: cpuUs() - state.cpu0,
+      })
+    },
+  }
+}
+
+function percentiles(lat) {
+  lat.sort((x, y) => x - y)
+  return { p50: +lat[lat.length >> 1].toFixed(2), p99: +lat[Math.floor(lat.length * 0.99)].toFixed(2) }
+}
+
+module.exports = { role, path, args: [a, b, c], print, openFds, cpuUs, receiver, percentiles }

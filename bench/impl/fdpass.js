@@ -1,0 +1,101 @@
+// fdpass through its public API: the 'message' event and await send().
+// FDPASS_BENCH_TYPE=stream (framed) or seqpacket; FDPASS_REACTOR picks the reactor.
+'use strict'
+const fs = require('node:fs')
+const fdpass = require('../..')
+const { role, path, args, print, cpuUs, receiver, percentiles } = require('./common')
+const type = process.env.FDPASS_BENCH_TYPE ?? 'seqpacket'
+
+async function main() {
+  if (role === 'recv') {
+    const [count, nfds, file] = [Number(args[0]), Number(args[1]), args[2]]
+    const server = await fdpass.listen(path, { type })
+    print({ ready: 1 })
+    const socket = await server.accept()
+    await server.close()
+    const r = receiver(count, nfds, file)
+    socket.on('message', (m) => {
+      const done = r.take(m.fds.map((f) => f.fd), () => {
+        for (const f of m.fds) f.close()
+      })
+      if (done) {
+        r.report()
+        socket.close()
+      }
+    })
+  } else if (role === 'send') {
+    const [count, nfds, file] = [Number(args[0]), Number(args[1]), args[2]]
+    const fd = fs.openSync(file, 'r')
+    const fds = Array(nfds).fill(fd)
+    const socket = await fdpass.connect(path, { type })
+    const cpu0 = cpuUs()
+    for (let i = 0; i < count; i++) await socket.send('message', fds)
+    print({ cpuUs: cpuUs() - cpu0 })
+    await socket.end()
+  } else if (role === 'echo') {
+    const server = await fdpass.listen(path, { type })
+    print({ ready: 1 })
+    const socket = await server.accept()
+    await server.close()
+    socket.on('message', async (m) => {
+      await socket.send('p', m.fds)
+      for (const f of m.fds) f.close()
+    })
+  } else if (role === 'ping') {
+    const [count, file] = [Number(args[0]), args[1]]
+    const fd = fs.openSync(file, 'r')
+    const socket = await fdpass.connect(path, { type })
+    const lat = []
+    for (let i = 0; i < count; i++) {
+      const t0 = process.hrtime.bigint()
+      await socket.send('x', [fd])
+      const m = await socket.receive()
+      lat.push(Number(process.hrtime.bigint() - t0) / 1000)
+      m.fds[0].close()
+    }
+    print(percentiles(lat))
+    socket.close()
+  } else if (role === 'many-recv') {
+    const [conns, per, file] = [Number(args[0]), Number(args[1]), args[2]]
+    const want = fs.statSync(file)
+    const server = await fdpass.listen(path, { type, backlog: 4096 })
+    global.gc?.()
+    const rss0 = process.memoryUsage().rss
+    print({ ready: 1 })
+    const sockets = []
+    for (let i = 0; i < conns; i++) sockets.push(await server.accept())
+    global.gc?.()
+    const rss1 = process.memoryUsage().rss
+    print({ idle: 1 })
+    let got = 0
+    let bad = 0
+    let first = 0n
+    for (const s of sockets) {
+      s.on('message', (m) => {
+        if (!first) first = process.hrtime.bigint()
+        for (const f of m.fds) {
+          if (fs.fstatSync(f.fd).ino !== want.ino) bad++
+          f.close()
+        }
+        got += m.fds.length
+        if (got === conns * per) {
+          print({ fds: got, bad, ns: Number(process.hrtime.bigint() - first), rssIdleKb: Math.round((rss1 - rss0) / 1024) })
+          process.exit(0)
+        }
+      })
+    }
+  } else if (role === 'many-send') {
+    const [conns, per, file] = [Number(args[0]), Number(args[1]), args[2]]
+    const fd = fs.openSync(file, 'r')
+    const sockets = []
+    for (let i = 0; i < conns; i++) sockets.push(await fdpass.connect(path, { type }))
+    process.stdin.once('data', async () => {
+      for (let r = 0; r < per; r++) await Promise.all(sockets.map((s) => s.send('m', [fd])))
+      for (const s of sockets) await s.end()
+    })
+  }
+}
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})
