@@ -266,3 +266,21 @@ describe('unclaimed descriptors', () => {
     expect(r.afterClose).toBe(r.base - 1) // the five buffered ones, and b itself
   })
 })
+
+describe('bursts', () => {
+  test('a burst of 500 messages × 64 fds to a receiver with RLIMIT_NOFILE 1024 loses nothing', async () => {
+    const { spawn } = await import('node:child_process')
+    const address = tmpPath()
+    const server = await listen(address, { type: 'seqpacket' })
+    const child = wrap(spawn('bash', ['-c', `ulimit -n 1024; exec "${process.execPath}" "${fixture('burst-receiver.js')}" "${address}" 500`], { stdio: ['ignore', 'pipe', 'pipe'] }))
+    const socket = await server.accept()
+    const fd = fs.openSync('/dev/null', 'r')
+    const sends: Promise<void>[] = []
+    for (let i = 0; i < 500; i++) sends.push(socket.send('burst', Array(64).fill(fd)))
+    await Promise.all(sends)
+    expect(await child.next()).toEqual({ msgs: 500, fds: 32_000, errors: [] })
+    fs.closeSync(fd)
+    socket.close()
+    await server.close()
+  })
+})

@@ -49,6 +49,8 @@ type Pending = { resolve: () => void; reject: (e: Error) => void }
 type Waiter = { resolve: (m: Message | typeof DONE) => void; reject: (e: Error) => void; cleanup?: () => void }
 
 const DONE: unique symbol = Symbol('done')
+/** Buffered descriptors before reading pauses, whatever highWaterMark says: they are open files. */
+const MAX_BUFFERED_FDS = 4096
 const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
 
 /**
@@ -70,6 +72,7 @@ export class FdSocket extends EventEmitter {
   readonly #highWaterMark: number
   readonly #acceptFds: readonly FdKind[] | undefined
   #queue: Array<Message | Error> = []
+  #queuedFds = 0
   #waiters: Waiter[] = []
   #sends: Pending[] = []
   #drained: Array<() => void> = []
@@ -262,7 +265,7 @@ export class FdSocket extends EventEmitter {
 
   #next(signal: AbortSignal | undefined): Promise<Message | typeof DONE> {
     if (signal?.aborted) return Promise.reject(abortError(signal.reason))
-    const item = this.#queue.shift()
+    const item = this.#dequeue()
     if (item !== undefined) {
       this.#updateReading()
       return item instanceof Error ? Promise.reject(item) : Promise.resolve(item)
@@ -283,8 +286,20 @@ export class FdSocket extends EventEmitter {
     })
   }
 
+  #enqueue(item: Message | Error): void {
+    this.#queue.push(item)
+    if (!(item instanceof Error)) this.#queuedFds += item.fds.length
+  }
+
+  #dequeue(): Message | Error | undefined {
+    const item = this.#queue.shift()
+    if (item && !(item instanceof Error)) this.#queuedFds -= item.fds.length
+    return item
+  }
+
   #updateReading(): void {
-    const want = !this.#paused && (this.#waiters.length > 0 || this.#queue.length < this.#highWaterMark)
+    const room = this.#queue.length < this.#highWaterMark && (this.#queue.length === 0 || this.#queuedFds < MAX_BUFFERED_FDS)
+    const want = !this.#paused && (this.#waiters.length > 0 || room)
     if (want !== this.#readingNative && this.#native) {
       this.#readingNative = want
       this.#native.setReading(want)
@@ -302,7 +317,10 @@ export class FdSocket extends EventEmitter {
     }
     if (!this.#paused && this.#queue.length === 0) {
       if (item instanceof Error) {
-        if (this.listenerCount('error') > 0) {
+        // Flowing ('message' listeners): errors go where Node sends them,
+        // to 'error' (uncaught without a listener), never silently queued
+        // in front of the messages that follow.
+        if (this.listenerCount('error') > 0 || this.listenerCount('message') > 0) {
           this.emit('error', item)
           return
         }
@@ -311,14 +329,14 @@ export class FdSocket extends EventEmitter {
         return
       }
     }
-    this.#queue.push(item)
+    this.#enqueue(item)
   }
 
   #drainToListeners(): void {
     while (!this.#paused && this.#queue.length > 0 && this.listenerCount('message') > 0) {
       const item = this.#queue[0]
       if (item instanceof Error && this.listenerCount('error') === 0) break
-      this.#queue.shift()
+      this.#dequeue()
       if (item instanceof Error) this.emit('error', item)
       else this.emit('message', item)
     }
@@ -407,6 +425,7 @@ export class FdSocket extends EventEmitter {
     if (!this.#ended) {
       // Closed by us or by an error: buffered messages are nobody's now.
       for (const item of this.#queue.splice(0)) if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
+      this.#queuedFds = 0
     }
     if (error) this.#dispatchFatal(error)
     if (this.#queue.length === 0) this.#finishWaiters()
@@ -429,7 +448,7 @@ export class FdSocket extends EventEmitter {
       return
     }
     // Nobody listens yet: the next receive() or iteration step reports it.
-    this.#queue.push(error)
+    this.#enqueue(error)
   }
 }
 

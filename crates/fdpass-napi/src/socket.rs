@@ -38,6 +38,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// A readiness event reads at most this much before yielding to other sockets.
 const MAX_BATCH_MESSAGES: usize = 1024;
 const MAX_BATCH_BYTES: usize = 1 << 20;
+/// Descriptors are open from the moment they arrive: a batch holds at most
+/// this many, so a burst never runs the process into RLIMIT_NOFILE.
+const MAX_BATCH_FDS: usize = 512;
 
 /// A send that the kernel could not take at once.
 struct PendingSend {
@@ -303,7 +306,10 @@ impl SocketCore {
     batch.data.clear();
     let mut count = 0usize;
     let result: fdpass_core::Result<bool> = loop {
-      if count >= MAX_BATCH_MESSAGES || batch.data.len() >= MAX_BATCH_BYTES {
+      if count >= MAX_BATCH_MESSAGES
+        || batch.data.len() >= MAX_BATCH_BYTES
+        || batch.fds.len() >= MAX_BATCH_FDS
+      {
         break Ok(false);
       }
       if let Some(decoder) = &mut self.decoder {
