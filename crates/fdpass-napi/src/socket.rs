@@ -33,6 +33,11 @@ pub const EV_ERROR: i64 = 5;
 const FLAG_DATA_TRUNCATED: i32 = 1;
 const FLAG_FDS_TRUNCATED: i32 = 2;
 
+thread_local! {
+  static CONTROL: RefCell<ControlBuffer> = RefCell::new(ControlBuffer::new());
+  static RECV_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Bytes asked of each stream read.
 const READ_CHUNK: usize = 64 * 1024;
 /// A readiness event reads at most this much before yielding to other sockets.
@@ -97,7 +102,6 @@ pub struct SocketCore {
   fd: Option<OwnedFd>,
   ty: SocketType,
   decoder: Option<FrameDecoder>,
-  control: ControlBuffer,
   watch: Option<Watch>,
   reading: bool,
   refed: bool,
@@ -127,7 +131,6 @@ impl SocketCell {
       fd: None,
       ty,
       decoder: framed.then(|| FrameDecoder::new(max_message)),
-      control: ControlBuffer::new(),
       watch: None,
       reading: false,
       refed: true,
@@ -291,6 +294,13 @@ impl SocketCore {
   }
 
   fn read(&mut self, out: &mut Vec<Outcome>) {
+    // One control buffer per thread, not per socket: reads happen one at a
+    // time on the JS thread, and a thousand idle sockets then cost no
+    // kilobyte each.
+    CONTROL.with(|c| self.read_with(&mut c.borrow_mut(), out));
+  }
+
+  fn read_with(&mut self, control: &mut ControlBuffer, out: &mut Vec<Outcome>) {
     let Some(socket) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
       return;
     };
@@ -335,14 +345,7 @@ impl SocketCore {
           Err(e) => break Err(e),
         }
         let tmp = &mut self.scratch_fds;
-        match recv_into_vec(
-          socket,
-          decoder.buffer(),
-          READ_CHUNK,
-          &mut self.control,
-          tmp,
-          false,
-        ) {
+        match recv_into_vec(socket, decoder.buffer(), READ_CHUNK, control, tmp, false) {
           Ok(r) if r.is_eof() => break decoder.finish().map(|_| true),
           Ok(r) => decoder.commit(r.bytes, tmp.drain(..), r.fds_truncated),
           Err(e) if e.is_would_block() => break Ok(false),
@@ -354,15 +357,29 @@ impl SocketCore {
         } else {
           self.max_message
         };
-        let fds_before = batch.fds.len();
-        match recv_into_vec(
-          socket,
-          &mut batch.data,
-          room,
-          &mut self.control,
-          &mut batch.fds,
-          want_address,
-        ) {
+        // Receive into the thread's buffer (sized for the largest message)
+        // and keep only the bytes that came, so no socket holds on to a
+        // maxMessageSize allocation.
+        let received = RECV_BUFFER.with(|b| {
+          let mut buf = b.borrow_mut();
+          buf.clear();
+          let r = recv_into_vec(
+            socket,
+            &mut buf,
+            room,
+            control,
+            &mut batch.fds,
+            want_address,
+          );
+          if let Ok(r) = &r {
+            batch.data.extend_from_slice(&buf[..r.bytes]);
+          }
+          if buf.capacity() > 4 * READ_CHUNK.max(room) {
+            *buf = Vec::new();
+          }
+          r
+        });
+        match received {
           Ok(r) if r.is_eof() && self.ty != SocketType::Datagram => break Ok(true),
           Ok(r) => {
             let flags = if r.data_truncated {
@@ -376,7 +393,6 @@ impl SocketCore {
             };
             // The kernel does not say how many were lost; -1 means unknown.
             let lost = if r.fds_truncated { -1 } else { 0 };
-            let _ = fds_before;
             push_meta(&mut batch.meta, r.bytes, r.fds, lost, flags, &batch.fds);
             if let (Some(a), Some(addr)) = (&mut batch.addresses, r.address) {
               a.push(addr);
@@ -567,7 +583,7 @@ impl SocketCell {
             }
             state.call(func, &[js::int(env, EV_MESSAGES), data, meta, addresses]);
             let mut c = self.0.borrow_mut();
-            if c.scratch.capacity() == 0 && batch.data.capacity() <= 4 * MAX_BATCH_BYTES {
+            if c.scratch.capacity() == 0 && batch.data.capacity() <= READ_CHUNK {
               let mut reuse = batch.data;
               reuse.clear();
               c.scratch = reuse;
