@@ -1,5 +1,6 @@
 // FdServer: a listening Unix socket that yields FdSockets.
 import { EventEmitter } from 'node:events'
+import { type Waiter as WaiterOf, waitInLine } from './waiters'
 import type { Address } from './address'
 import { abortError, callNative, fromNative, invalidArgType, socketClosed } from './errors'
 import { EV_ACCEPTABLE, type NativeServer, type NativeSocket } from './native'
@@ -11,7 +12,7 @@ import { FdSocket, type PeerCredentials, type ReceiveOptions, type SocketSetting
  */
 export type PeerFilter = { uids?: readonly number[]; gids?: readonly number[] } | ((peer: PeerCredentials) => boolean)
 
-type Waiter = { resolve: (s: FdSocket | null) => void; reject: (e: Error) => void; cleanup?: () => void }
+type Waiter = WaiterOf<FdSocket | null>
 
 const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
 
@@ -34,7 +35,7 @@ export class FdServer extends EventEmitter {
   readonly #unlinkOnClose: boolean
   readonly #allow: PeerFilter | undefined
   #queue: FdSocket[] = []
-  #waiters: Waiter[] = []
+  readonly #waiters: Waiter[] = []
   #accepting = true
   #backoff: NodeJS.Timeout | null = null
   #refed = true
@@ -143,19 +144,9 @@ export class FdServer extends EventEmitter {
       return Promise.resolve(queued)
     }
     if (!this.#native) return Promise.resolve(null)
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject }
-      if (signal) {
-        const onAbort = () => {
-          this.#waiters = this.#waiters.filter((w) => w !== waiter)
-          reject(abortError(signal.reason))
-        }
-        signal.addEventListener('abort', onAbort, { once: true })
-        waiter.cleanup = () => signal.removeEventListener('abort', onAbort)
-      }
-      this.#waiters.push(waiter)
-      this.#setAccepting(true)
-    })
+    const waiting = waitInLine(this.#waiters, signal)
+    this.#setAccepting(true)
+    return waiting
   }
 
   #setAccepting(on: boolean): void {

@@ -1,6 +1,7 @@
 // FdSocket: a connected (or datagram) Unix socket that carries messages
 // with descriptors, with net.Socket's lifecycle conventions.
 import { EventEmitter } from 'node:events'
+import { type Waiter as WaiterOf, waitInLine } from './waiters'
 import { type Address, toNativeAddress } from './address'
 import { FdpassError, abortError, callNative, fromNative, invalidArgType, socketClosed } from './errors'
 import { dataBytes, fdArray, type FdLike } from './fd-like'
@@ -46,7 +47,7 @@ export interface SocketSettings {
 }
 
 type Pending = { resolve: () => void; reject: (e: Error) => void }
-type Waiter = { resolve: (m: Message | typeof DONE) => void; reject: (e: Error) => void; cleanup?: () => void }
+type Waiter = WaiterOf<Message | typeof DONE>
 
 const DONE: unique symbol = Symbol('done')
 /** Buffered descriptors before reading pauses, whatever highWaterMark says: they are open files. */
@@ -73,7 +74,7 @@ export class FdSocket extends EventEmitter {
   readonly #acceptFds: readonly FdKind[] | undefined
   #queue: Array<Message | Error> = []
   #queuedFds = 0
-  #waiters: Waiter[] = []
+  readonly #waiters: Waiter[] = []
   #sends: Pending[] = []
   #drained: Array<() => void> = []
   #paused = false
@@ -271,19 +272,9 @@ export class FdSocket extends EventEmitter {
       return item instanceof Error ? Promise.reject(item) : Promise.resolve(item)
     }
     if (!this.#native) return Promise.resolve(DONE)
-    return new Promise((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject }
-      if (signal) {
-        const onAbort = () => {
-          this.#waiters = this.#waiters.filter((w) => w !== waiter)
-          reject(abortError(signal.reason))
-        }
-        signal.addEventListener('abort', onAbort, { once: true })
-        waiter.cleanup = () => signal.removeEventListener('abort', onAbort)
-      }
-      this.#waiters.push(waiter)
-      this.#updateReading()
-    })
+    const waiting = waitInLine(this.#waiters, signal)
+    this.#updateReading()
+    return waiting
   }
 
   #enqueue(item: Message | Error): void {

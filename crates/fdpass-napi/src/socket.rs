@@ -223,28 +223,32 @@ impl SocketCore {
             to,
           });
         }
-        Err(e) if e.is_would_block() => {
-          let fds = duplicate_all(fds)?;
-          self.queue.push_back(PendingSend {
-            bytes: concat(header.as_ref(), data),
-            written: 0,
-            fds,
-            to,
-          });
-        }
+        Err(e) if e.is_would_block() => self.queue_whole(header.as_ref(), data, fds, to)?,
         Err(e) => return Err(e),
       }
     } else {
-      let fds = duplicate_all(fds)?;
-      self.queue.push_back(PendingSend {
-        bytes: concat(header.as_ref(), data),
-        written: 0,
-        fds,
-        to,
-      });
+      self.queue_whole(header.as_ref(), data, fds, to)?;
     }
     self.update_watch();
     Ok(true)
+  }
+
+  /// Queue a message nothing of which was sent, with our own duplicates of its fds.
+  fn queue_whole(
+    &mut self,
+    header: Option<&[u8; 8]>,
+    data: &[u8],
+    fds: &[i32],
+    to: Option<UnixAddr>,
+  ) -> fdpass_core::Result<()> {
+    let fds = duplicate_all(fds)?;
+    self.queue.push_back(PendingSend {
+      bytes: concat(header, data),
+      written: 0,
+      fds,
+      to,
+    });
+    Ok(())
   }
 
   fn flush(&mut self, out: &mut Vec<Outcome>) {
