@@ -37,8 +37,14 @@ export declare class NativeSocket {
   get pendingSends(): number
   /** Register the event callback `(event, a, b, c)`; see the EV_* codes. */
   start(callback: (event: number, a?: any, b?: any, c?: any) => void): void
-  /** Start or stop reading (backpressure). */
-  setReading(reading: boolean): void
+  /**
+   * Start or stop reading (backpressure). Returns true when reading
+   * resumes with whole messages already buffered: call `readBuffered()`
+   * soon, since the kernel will not report them as readable.
+   */
+  setReading(reading: boolean): boolean
+  /** Deliver messages that are already buffered (see `setReading`). */
+  readBuffered(): void
   /** Whether an active socket keeps the event loop alive. */
   setRef(refed: boolean): void
   /**

@@ -293,7 +293,13 @@ export class FdSocket extends EventEmitter {
     const want = !this.#paused && (this.#waiters.length > 0 || room)
     if (want !== this.#readingNative && this.#native) {
       this.#readingNative = want
-      this.#native.setReading(want)
+      if (this.#native.setReading(want)) {
+        // Whole messages already sit in user space: no readiness event will come for them.
+        const native = this.#native
+        process.nextTick(() => {
+          if (this.#native === native) native.readBuffered()
+        })
+      }
     }
   }
 

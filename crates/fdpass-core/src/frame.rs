@@ -149,6 +149,22 @@ impl FrameDecoder {
     (self.buf.len() - self.pos, self.unclaimed())
   }
 
+  /// Is a whole frame (or a malformed header, which is an error to report) buffered?
+  pub fn has_frame(&self) -> bool {
+    let avail = self.buf.len() - self.pos;
+    if avail < FRAME_HEADER_LEN {
+      return false;
+    }
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    h.copy_from_slice(&self.buf[self.pos..self.pos + FRAME_HEADER_LEN]);
+    match FrameHeader::decode(&h) {
+      Ok(header) => {
+        (header.len as usize) > self.max_len || avail >= FRAME_HEADER_LEN + header.len as usize
+      }
+      Err(_) => true,
+    }
+  }
+
   /// Decode the next complete frame, if there is one.
   pub fn next_frame(
     &mut self,
@@ -273,6 +289,19 @@ mod tests {
     (0..n)
       .map(|_| std::fs::File::open("/dev/null").unwrap().into())
       .collect()
+  }
+
+  #[test]
+  fn has_frame_tells_whole_frames_from_partial_ones() {
+    let mut d = FrameDecoder::new(1024);
+    let f = frame(b"abc", 0);
+    d.push(&f[..5], vec![], false);
+    assert!(!d.has_frame());
+    d.push(&f[5..], vec![], false);
+    assert!(d.has_frame());
+    let (mut out, mut fds) = (Vec::new(), Vec::new());
+    d.next_frame(&mut out, &mut fds).unwrap();
+    assert!(!d.has_frame());
   }
 
   #[test]

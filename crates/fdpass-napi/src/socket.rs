@@ -178,6 +178,14 @@ impl SocketCore {
     dropped
   }
 
+  /// Is reading on, with a whole frame waiting in the decoder?
+  fn has_buffered_frame(&self) -> bool {
+    self.reading
+      && !self.ended
+      && self.fd.is_some()
+      && self.decoder.as_ref().is_some_and(|d| d.has_frame())
+  }
+
   fn framed(&self) -> bool {
     self.decoder.is_some()
   }
@@ -517,24 +525,32 @@ fn duplicate_all(fds: &[i32]) -> fdpass_core::Result<Vec<OwnedFd>> {
 }
 
 impl Ready for SocketCell {
-  fn on_ready(&self, readable: bool, writable: bool) {
-    let (outcomes, state) = {
-      let mut c = self.0.borrow_mut();
-      if c.fd.is_none() {
-        return;
+  fn on_ready(&self, readable: bool, mut writable: bool) {
+    loop {
+      let (outcomes, state) = {
+        let mut c = self.0.borrow_mut();
+        if c.fd.is_none() {
+          return;
+        }
+        let mut out = Vec::new();
+        if writable {
+          c.flush(&mut out);
+        }
+        if readable && c.reading && !c.ended {
+          c.read(&mut out);
+        }
+        (out, c.state.clone())
+      };
+      if !outcomes.is_empty() && !state.is_torn_down() {
+        // SAFETY: readiness callbacks run on the env's JS thread.
+        unsafe { js::with_scope(state.env, || self.deliver(&state, outcomes)) };
       }
-      let mut out = Vec::new();
-      if writable {
-        c.flush(&mut out);
+      // A read that stopped at its budget may have left whole frames in
+      // the decoder, and the kernel will not say "readable" for them.
+      if !(readable && self.0.borrow().has_buffered_frame()) {
+        break;
       }
-      if readable && c.reading && !c.ended {
-        c.read(&mut out);
-      }
-      (out, c.state.clone())
-    };
-    if !outcomes.is_empty() && !state.is_torn_down() {
-      // SAFETY: readiness callbacks run on the env's JS thread.
-      unsafe { js::with_scope(state.env, || self.deliver(&state, outcomes)) };
+      writable = false;
     }
     self.0.borrow_mut().update_watch();
   }
@@ -692,12 +708,21 @@ impl NativeSocket {
     Ok(())
   }
 
-  /// Start or stop reading (backpressure).
+  /// Start or stop reading (backpressure). Returns true when reading
+  /// resumes with whole messages already buffered: call `readBuffered()`
+  /// soon, since the kernel will not report them as readable.
   #[napi]
-  pub fn set_reading(&self, reading: bool) {
+  pub fn set_reading(&self, reading: bool) -> bool {
     let mut c = self.cell.0.borrow_mut();
     c.reading = reading;
     c.update_watch();
+    c.has_buffered_frame()
+  }
+
+  /// Deliver messages that are already buffered (see `setReading`).
+  #[napi]
+  pub fn read_buffered(&self) {
+    self.cell.on_ready(true, false);
   }
 
   /// Whether an active socket keeps the event loop alive.
