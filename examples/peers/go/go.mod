@@ -1,0 +1,3 @@
+module example.com/fdpass-peer
+
+go 1.21
