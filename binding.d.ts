@@ -152,6 +152,7 @@ export interface PlatformInfo {
   maxPathLength: number
   supportsSeqpacket: boolean
   supportsAbstract: boolean
+  supportsPidfd: boolean
 }
 
 /** Set close-on-exec on a descriptor the caller owns (inherited ones, e.g. LISTEN_FDS). */
@@ -166,3 +167,9 @@ export interface SocketInfo {
 
 /** A connected pair of sockets. */
 export declare function socketpair(socketTypeName: string, framed: boolean, maxMessage: number): Array<NativeSocket>
+
+/**
+ * A duplicate of descriptor `fd` of process `pid` (pidfd_getfd, Linux 5.6+).
+ * The caller owns the returned descriptor (close-on-exec).
+ */
+export declare function takeFd(pid: number, fd: number): number

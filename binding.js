@@ -853,3 +853,4 @@ module.exports.listenUnixSocket = nativeBinding.listenUnixSocket
 module.exports.platformInfo = nativeBinding.platformInfo
 module.exports.setCloexec = nativeBinding.setCloexec
 module.exports.socketpair = nativeBinding.socketpair
+module.exports.takeFd = nativeBinding.takeFd

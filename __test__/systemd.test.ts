@@ -65,8 +65,23 @@ describe('socket activation', () => {
     const res = await fetch(`http://127.0.0.1:${port}/`)
     const body = await res.json()
     expect(body.fds).toEqual([{ fd: 3, name: 'http' }])
-    expect(body.sockets).toEqual([true])
+    expect(body.sockets).toEqual([true]) // a socket, made close-on-exec
     expect(body.env).toEqual([null, null, null]) // unset after reading
+    proc.kill()
+  })
+})
+
+describe('socket activation and handoff', () => {
+  test('a { systemd: name } handoff listener serves on the activated socket', async () => {
+    const port = 23000 + (process.pid % 5000)
+    const proc = spawn('systemd-socket-activate', ['-l', `127.0.0.1:${port}`, '--fdname=http', '-E', 'PATH', process.execPath, fixture('activated-handoff.js'), tmpPath()], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    })
+    let stderr = ''
+    proc.stderr.on('data', (d) => (stderr += d))
+    while (!stderr.includes('Listening on')) await sleep(20)
+    const res = await fetch(`http://127.0.0.1:${port}/`)
+    expect(await res.text()).toMatch(/^handoff over the activated socket, fd \d+$/)
     proc.kill()
   })
 })

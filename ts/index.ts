@@ -14,6 +14,7 @@ export { FdSocket } from './socket'
 export { ReceivedFd } from './received-fd'
 export { notify, notifySocketAddress, formatNotifyState, type NotifyState } from './notify'
 export { listenFds, LISTEN_FDS_START, type ListenFd, type ListenFdsOptions } from './systemd'
+export { takeFd } from './pidfd'
 export type { Address } from './address'
 export type { FdLike } from './fd-like'
 export type { FdKind } from './received-fd'
@@ -31,6 +32,8 @@ export const runtime = {
   maxPathLength: platform.maxPathLength,
   supportsSeqpacket: platform.supportsSeqpacket,
   supportsAbstract: platform.supportsAbstract,
+  /** Whether takeFd() (pidfd_getfd) works on this kernel. */
+  supportsPidfd: platform.supportsPidfd,
 } as const
 
 export interface SocketOptions {

@@ -105,6 +105,9 @@ fn hint(errno: Errno, syscall: &str) -> Option<&'static str> {
     (Errno::EMFILE, _) => "this process has reached its open-file limit (RLIMIT_NOFILE); close descriptors or raise the limit",
     (Errno::ENFILE, _) => "the system-wide open-file table is full",
     (Errno::EACCES, _) => "permission denied by the socket file or its directory",
+    (Errno::EPERM, "pidfd_getfd") => {
+      "the kernel's ptrace rules refuse it: the target must run as your uid and /proc/sys/kernel/yama/ptrace_scope must allow it (0, or 1 for your descendants), or you need CAP_SYS_PTRACE"
+    }
     (Errno::EPROTOTYPE, _) => "the socket type does not match the peer's (stream, seqpacket or dgram)",
     _ => return None,
   })

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fd;
 pub mod frame;
 pub mod listener;
+pub mod pidfd;
 pub mod platform;
 pub mod recv;
 pub mod send;

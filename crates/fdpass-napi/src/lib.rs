@@ -265,6 +265,7 @@ pub struct PlatformInfo {
   pub max_path_length: u32,
   pub supports_seqpacket: bool,
   pub supports_abstract: bool,
+  pub supports_pidfd: bool,
 }
 
 #[napi]
@@ -274,5 +275,18 @@ pub fn platform_info() -> PlatformInfo {
     max_path_length: fdpass_core::platform::MAX_PATH_LEN as u32,
     supports_seqpacket: fdpass_core::platform::check_supported(SocketType::SeqPacket).is_ok(),
     supports_abstract: fdpass_core::platform::SUPPORTS_ABSTRACT,
+    supports_pidfd: fdpass_core::pidfd::supported(),
   }
+}
+
+/// A duplicate of descriptor `fd` of process `pid` (pidfd_getfd, Linux 5.6+).
+/// The caller owns the returned descriptor (close-on-exec).
+#[napi]
+pub fn take_fd(env: Env, pid: i32, fd: i32) -> Result<i32> {
+  use std::os::fd::IntoRawFd;
+  Ok(
+    fdpass_core::pidfd::take_fd(pid, fd)
+      .or_throw(env.raw())?
+      .into_raw_fd(),
+  )
 }

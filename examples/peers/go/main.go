@@ -12,7 +12,8 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 const maxFDs = 253
@@ -25,7 +26,7 @@ func SendFrame(c *net.UnixConn, data []byte, fds []int) error {
 	binary.BigEndian.PutUint16(buf[2:], uint16(len(fds)))
 	binary.BigEndian.PutUint32(buf[4:], uint32(len(data)))
 	copy(buf[8:], data)
-	n, _, err := c.WriteMsgUnix(buf, syscall.UnixRights(fds...), nil)
+	n, _, err := c.WriteMsgUnix(buf, unix.UnixRights(fds...), nil)
 	for err == nil && n < len(buf) {
 		var m int
 		m, err = c.Write(buf[n:])
@@ -75,26 +76,26 @@ func (r *FrameReader) RecvFrame() ([]byte, []int, error) {
 
 func recvWithFDs(c *net.UnixConn) ([]byte, []int, error) {
 	buf := make([]byte, 65536)
-	oob := make([]byte, syscall.CmsgSpace(4*maxFDs))
+	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
 	n, oobn, flags, _, err := c.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return nil, nil, err
 	}
-	if flags&syscall.MSG_CTRUNC != 0 {
+	if flags&unix.MSG_CTRUNC != 0 {
 		return nil, nil, errors.New("MSG_CTRUNC")
 	}
-	msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil {
 		return nil, nil, err
 	}
 	var fds []int
 	for _, m := range msgs {
-		got, err := syscall.ParseUnixRights(&m)
+		got, err := unix.ParseUnixRights(&m)
 		if err != nil {
 			return nil, nil, err
 		}
 		for _, fd := range got {
-			syscall.CloseOnExec(fd)
+			unix.CloseOnExec(fd)
 		}
 		fds = append(fds, got...)
 	}
@@ -104,14 +105,14 @@ func recvWithFDs(c *net.UnixConn) ([]byte, []int, error) {
 // sendDatagrams uses an unbound socket that names the receiver on each
 // sendmsg (net.UnixConn has no unbound unixgram sender).
 func sendDatagrams(path string, count, fd int) error {
-	s, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+	s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
-	defer syscall.Close(s)
-	to := &syscall.SockaddrUnix{Name: path}
+	defer unix.Close(s)
+	to := &unix.SockaddrUnix{Name: path}
 	for i := 0; i < count; i++ {
-		if err := syscall.Sendmsg(s, []byte(fmt.Sprintf("msg-%d", i)), syscall.UnixRights(fd, fd), to, 0); err != nil {
+		if err := unix.Sendmsg(s, []byte(fmt.Sprintf("msg-%d", i)), unix.UnixRights(fd, fd), to, 0); err != nil {
 			return err
 		}
 	}
@@ -153,7 +154,7 @@ func run(role, network string, framed bool, path string, count int, file string)
 			if framed {
 				err = SendFrame(c, data, []int{fd, fd})
 			} else {
-				_, _, err = c.WriteMsgUnix(data, syscall.UnixRights(fd, fd), nil)
+				_, _, err = c.WriteMsgUnix(data, unix.UnixRights(fd, fd), nil)
 			}
 			if err != nil {
 				return err
@@ -194,12 +195,12 @@ func run(role, network string, framed bool, path string, count int, file string)
 		}
 		ids := []map[string]uint64{}
 		for _, fd := range fds {
-			var st syscall.Stat_t
-			if err := syscall.Fstat(fd, &st); err != nil {
+			var st unix.Stat_t
+			if err := unix.Fstat(fd, &st); err != nil {
 				return err
 			}
 			ids = append(ids, map[string]uint64{"dev": uint64(st.Dev), "ino": st.Ino})
-			syscall.Close(fd)
+			unix.Close(fd)
 		}
 		if err := out.Encode(map[string]any{"data": string(data), "fds": ids}); err != nil {
 			return err
