@@ -12,7 +12,7 @@ describe('soak (short; npm run soak runs 1,000,000)', () => {
   test('100,000 messages with fds: none lost, none leaked in either process, RSS within 32 MiB', () => {
     const r = spawnSync(process.execPath, ['--expose-gc', path.join(root, 'scripts/soak.js'), '--messages', '100000', '--seconds', '60'], { encoding: 'utf8', timeout: 90_000 })
     const report = JSON.parse(r.stdout.trim().split('\n').pop()!)
-    expect(report).toMatchObject({ ok: true, messages: 100_000, lost: 0, wrongFile: 0, leakedReceiver: 0, leakedSender: 0 })
+    expect(report, `${r.stdout}\n${r.stderr}`).toMatchObject({ ok: true, messages: 100_000, lost: 0, wrongFile: 0, leakedReceiver: 0, leakedSender: 0 })
     expect(report.rssGrowthMiB).toBeLessThanOrEqual(32)
     expect(r.status).toBe(0)
   }, 100_000)

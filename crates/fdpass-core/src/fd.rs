@@ -3,7 +3,7 @@
 use crate::error::{Error, Result, SyscallContext};
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::stat::{fstat, FileStat, SFlag};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 pub fn set_cloexec(fd: BorrowedFd<'_>) -> Result<()> {
   let flags = FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD).syscall("fcntl")?);
@@ -120,9 +120,4 @@ pub fn close_raw(raw: RawFd) -> Result<()> {
   // SAFETY: the caller owns `raw`; after this call nobody uses the number.
   let owned = unsafe { OwnedFd::from_raw_fd(raw) };
   nix::unistd::close(owned).syscall("close")
-}
-
-#[allow(dead_code)]
-fn _assert_traits(fd: &OwnedFd) -> RawFd {
-  fd.as_fd().as_raw_fd()
 }
