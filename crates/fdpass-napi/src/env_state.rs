@@ -110,6 +110,13 @@ impl EnvState {
   }
 
   fn teardown(&self) {
+    // Cleanup hooks run outside any JS call; some runtimes (Deno) then need
+    // an explicit handle scope for the napi calls that closing makes.
+    // SAFETY: cleanup hooks run on the env's own thread.
+    unsafe { crate::js::with_scope(self.env, || self.teardown_in_scope()) }
+  }
+
+  fn teardown_in_scope(&self) {
     self.torn_down.set(true);
     let live: Vec<_> = self
       .resources
