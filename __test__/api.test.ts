@@ -2,7 +2,7 @@
 import * as fs from 'node:fs'
 import { afterEach, describe, expect, test } from 'vitest'
 import { FdpassError, adopt, adoptServer, bind, connect, listen, socketpair } from '..'
-import { cleanup, openFdCount, run, sleep, tmpPath } from './helpers'
+import { MESSAGE_TYPE, cleanup, openFdCount, run, sleep, tmpPath } from './helpers'
 
 afterEach(cleanup)
 
@@ -114,7 +114,7 @@ describe('FdSocket lifecycle', () => {
   })
 
   test("'message' events deliver in order, and sends queued behind a full buffer keep their order", async () => {
-    const [a, b] = socketpair({ type: 'seqpacket' })
+    const [a, b] = socketpair({ type: MESSAGE_TYPE })
     b.pause()
     const sends: Promise<void>[] = []
     for (let i = 0; i < 2000; i++) sends.push(a.send(`#${i}`.padEnd(200, '.')))

@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
 import { listen, socketpair } from '..'
-import { cleanup, identity, openFdCount, root, sleep, tmpPath } from './helpers'
+import { MESSAGE_TYPE, cleanup, identity, openFdCount, root, sleep, tmpPath } from './helpers'
 
 afterEach(cleanup)
 
@@ -94,7 +94,7 @@ describe('faults', () => {
   })
 
   test('a storm of signals (EINTR) while 20,000 messages flow loses nothing', async () => {
-    const [a, b] = socketpair({ type: 'seqpacket' })
+    const [a, b] = socketpair({ type: MESSAGE_TYPE })
     let signals = 0
     const onSignal = () => signals++
     process.on('SIGUSR2', onSignal)

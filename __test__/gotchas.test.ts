@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
 import { MAX_FDS_PER_MESSAGE, connect, listen, runtime, socketpair } from '..'
-import { cleanup, fixture, identity, openFdCount, sleep, tmpPath, wrap } from './helpers'
+import { FD_DIR, linuxOnly, MESSAGE_TYPE, cleanup, fixture, identity, openFdCount, sleep, tmpPath, wrap } from './helpers'
 
 afterEach(cleanup)
 
@@ -29,7 +29,8 @@ describe('a stream needs a byte of data to carry descriptors', () => {
 })
 
 describe('truncation', () => {
-  test('a receiver at RLIMIT_NOFILE gets ERR_FDPASS_TRUNCATED with the count lost, closes what arrived, and keeps going', async () => {
+  // macOS installs every fd before it truncates, so the count differs there.
+  test.runIf(process.platform === 'linux')(`a receiver at RLIMIT_NOFILE gets ERR_FDPASS_TRUNCATED with the count lost, closes what arrived, and keeps going${linuxOnly}`, async () => {
     const address = tmpPath()
     const server = await listen(address)
     const proc = spawn('bash', ['-c', `ulimit -n 40; exec "${process.execPath}" "${fixture('limited-receiver.js')}" "${address}"`], {
@@ -83,7 +84,7 @@ describe('partial writes', () => {
 
 describe('SCM_MAX_FD', () => {
   test('253 descriptors arrive in one message', async () => {
-    const [a, b] = socketpair({ type: 'seqpacket' })
+    const [a, b] = socketpair({ type: MESSAGE_TYPE })
     const fd = fs.openSync('/dev/null', 'r')
     await a.send('many', Array(MAX_FDS_PER_MESSAGE).fill(fd))
     const m = await b.receive()
@@ -112,7 +113,7 @@ describe('CLOEXEC', () => {
     const received = m.fds[0]
     expect(received.stat().cloexec).toBe(true)
     const mine = (a as unknown as { fd: number }).fd
-    const listing = spawnSync('ls', ['/proc/self/fd'], { encoding: 'utf8' }).stdout.split('\n')
+    const listing = spawnSync('ls', [FD_DIR], { encoding: 'utf8' }).stdout.split('\n')
     expect(listing).not.toContain(String(received.fd))
     expect(listing).not.toContain(String(mine))
     received.close()
@@ -181,7 +182,7 @@ describe('socket paths', () => {
 
 describe('a vanished peer', () => {
   test('send() rejects with EPIPE or ECONNRESET and the process lives on', async () => {
-    for (const type of ['stream', 'seqpacket'] as const) {
+    for (const type of runtime.supportsSeqpacket ? (['stream', 'seqpacket'] as const) : (['stream'] as const)) {
       const [a, b] = socketpair({ type })
       b.close()
       await expect(a.send('anyone?')).rejects.toMatchObject({ code: expect.stringMatching(/^(EPIPE|ECONNRESET)$/), syscall: 'sendmsg' })
@@ -268,7 +269,7 @@ describe('unclaimed descriptors', () => {
 })
 
 describe('bursts', () => {
-  test('a burst of 500 messages × 64 fds to a receiver with RLIMIT_NOFILE 1024 loses nothing', async () => {
+  test.runIf(runtime.supportsSeqpacket)(`a burst of 500 messages × 64 fds to a receiver with RLIMIT_NOFILE 1024 loses nothing${linuxOnly}`, async () => {
     const { spawn } = await import('node:child_process')
     const address = tmpPath()
     const server = await listen(address, { type: 'seqpacket' })

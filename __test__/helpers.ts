@@ -21,9 +21,19 @@ export function cleanup(): void {
   for (const p of made.splice(0)) fs.rmSync(p, { force: true, recursive: true })
 }
 
+/**
+ * A message-oriented socket type for tests that only need boundaries:
+ * seqpacket where it exists, dgram elsewhere (macOS).
+ */
+export const MESSAGE_TYPE = process.platform === 'linux' ? ('seqpacket' as const) : ('dgram' as const)
+export const linuxOnly = process.platform === 'linux' ? '' : ` (skipped: Linux only, this is ${process.platform})`
+
+/** Where a process lists its own descriptors. */
+export const FD_DIR = process.platform === 'darwin' ? '/dev/fd' : '/proc/self/fd'
+
 /** Open descriptors of this process. */
 export function openFdCount(): number {
-  return fs.readdirSync('/proc/self/fd').length
+  return fs.readdirSync(FD_DIR).length
 }
 
 export interface Child {

@@ -2,13 +2,13 @@
 import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import { afterEach, describe, expect, test } from 'vitest'
-import { listen } from '..'
-import { cleanup, fixture, identity, tmpPath, wrap } from './helpers'
+import { listen, runtime } from '..'
+import { cleanup, fixture, identity, linuxOnly, tmpPath, wrap } from './helpers'
 
 afterEach(cleanup)
 
 describe('Python', () => {
-  test('socket.send_fds to Node and recv_fds from Node over seqpacket', async () => {
+  test.runIf(runtime.supportsSeqpacket)(`socket.send_fds to Node and recv_fds from Node over seqpacket${linuxOnly}`, async () => {
     const address = tmpPath()
     const server = await listen(address, { type: 'seqpacket' })
     const py = wrap(spawn('python3', [fixture('python-peer.py'), address], { stdio: ['ignore', 'pipe', 'pipe'] }))

@@ -13,12 +13,14 @@ afterEach(cleanup)
 
 const peersDir = path.join(root, 'examples/peers')
 const buildDir = path.join(peersDir, '.build')
+// The reference peers use Linux flags (MSG_CMSG_CLOEXEC, accept4, SOCK_CLOEXEC).
+const onLinux = process.platform === 'linux'
 const has = (cmd: string) => spawnSync(cmd, ['--version']).status === 0 || spawnSync(cmd, ['version']).status === 0
 
 const peers: Record<string, { available: boolean; why: string; cmd: () => string[] }> = {
-  python: { available: has('python3'), why: 'python3 is not installed', cmd: () => ['python3', path.join(peersDir, 'python/fdpass_peer.py')] },
-  c: { available: has('cc'), why: 'no C compiler (cc)', cmd: () => [path.join(buildDir, 'fdpass_peer')] },
-  go: { available: has('go'), why: 'Go is not installed', cmd: () => [path.join(buildDir, 'fdpass-peer-go')] },
+  python: { available: onLinux && has('python3'), why: onLinux ? 'python3 is not installed' : 'the peers are Linux-only', cmd: () => ['python3', path.join(peersDir, 'python/fdpass_peer.py')] },
+  c: { available: onLinux && has('cc'), why: onLinux ? 'no C compiler (cc)' : 'the peers are Linux-only', cmd: () => [path.join(buildDir, 'fdpass_peer')] },
+  go: { available: onLinux && has('go'), why: onLinux ? 'Go is not installed' : 'the peers are Linux-only', cmd: () => [path.join(buildDir, 'fdpass-peer-go')] },
 }
 
 beforeAll(() => {
@@ -85,7 +87,7 @@ for (const [name, peer] of Object.entries(peers)) {
         if ('accept' in receiver) await receiver.close()
       })
 
-      test.skipIf(!peer.available)(`Node → ${name}, ${type} ${mode}`, async () => {
+      test.skipIf(!peer.available)(`Node → ${name}, ${type} ${mode}${peer.available ? '' : ` (skipped: ${peer.why})`}`, async () => {
         const address = tmpPath()
         const file = tmpPath('file')
         fs.writeFileSync(file, 'sent by Node')

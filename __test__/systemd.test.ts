@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import * as net from 'node:net'
 import { once } from 'node:events'
 import { afterEach, describe, expect, test } from 'vitest'
-import { bind, formatNotifyState, listenFds, notify, notifySocketAddress } from '..'
+import { bind, formatNotifyState, listenFds, notify, notifySocketAddress, runtime } from '..'
 import { cleanup, fixture, sleep, tmpPath } from './helpers'
 
 afterEach(cleanup)
@@ -26,7 +26,7 @@ describe('notify', () => {
     fake.close()
   })
 
-  test('FDSTORE=1 with FDNAME= carries the descriptors; abstract @ addresses work', async () => {
+  test.runIf(runtime.supportsAbstract)('FDSTORE=1 with FDNAME= carries the descriptors; abstract @ addresses work', async () => {
     const name = `fdpass-notify-${process.pid}`
     const fake = await bind({ abstract: name })
     const server = net.createServer().listen(0, '127.0.0.1')

@@ -14,7 +14,7 @@ const MESSAGES = Number(opt('messages', 1_000_000))
 const SECONDS = Number(opt('seconds', 300))
 const RSS_MIB = Number(opt('rss-mib', 32))
 const TYPE = opt('type', 'stream')
-const openFds = () => fs.readdirSync('/proc/self/fd').length
+const openFds = () => fs.readdirSync(process.platform === 'darwin' ? '/dev/fd' : '/proc/self/fd').length
 
 if (argv[0] === '--child') {
   // The sender: adopts fd 3, sends MESSAGES messages with 1–3 fds each.

@@ -6,7 +6,7 @@ const fs = require('node:fs')
 const [role, path, a, b, c] = process.argv.slice(2)
 const print = (v) => process.stdout.write(JSON.stringify(v) + '\n')
 process.stdout.write('\n') // libuv opens a reserve fd when stdout starts: before counting
-const openFds = () => fs.readdirSync('/proc/self/fd').length
+const openFds = () => fs.readdirSync(process.platform === 'darwin' ? '/dev/fd' : '/proc/self/fd').length
 const cpuUs = () => {
   const u = process.resourceUsage()
   return u.userCPUTime + u.systemCPUTime

@@ -12,9 +12,13 @@ fn devnull(n: usize) -> Vec<OwnedFd> {
 }
 
 fn open_fds() -> usize {
-  std::fs::read_dir("/proc/self/fd")
-    .map(|d| d.count())
-    .unwrap_or(0)
+  std::fs::read_dir(if cfg!(target_os = "macos") {
+    "/dev/fd"
+  } else {
+    "/proc/self/fd"
+  })
+  .map(|d| d.count())
+  .unwrap_or(0)
 }
 
 fn hex(s: &str) -> Vec<u8> {

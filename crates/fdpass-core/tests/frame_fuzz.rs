@@ -11,9 +11,13 @@ use std::os::fd::OwnedFd;
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn open_fds() -> usize {
-  std::fs::read_dir("/proc/self/fd")
-    .map(|d| d.count())
-    .unwrap_or(0)
+  std::fs::read_dir(if cfg!(target_os = "macos") {
+    "/dev/fd"
+  } else {
+    "/proc/self/fd"
+  })
+  .map(|d| d.count())
+  .unwrap_or(0)
 }
 
 fn devnull(n: usize) -> Vec<OwnedFd> {

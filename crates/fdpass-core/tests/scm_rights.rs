@@ -10,11 +10,7 @@ use std::os::fd::{AsFd, AsRawFd};
 
 #[test]
 fn a_pipe_read_end_passes_and_reads_what_the_sender_wrote() {
-  for ty in [
-    SocketType::Stream,
-    SocketType::SeqPacket,
-    SocketType::Datagram,
-  ] {
+  for ty in [SocketType::Stream, MESSAGE, SocketType::Datagram] {
     let (a, b) = socketpair(ty).unwrap();
     let (r, w) = pipe();
     assert_eq!(send(&a, ty, b"x", &[r.as_raw_fd()]).unwrap(), 1);
@@ -58,31 +54,31 @@ fn received_descriptors_are_close_on_exec() {
 
 #[test]
 fn the_maximum_of_253_passes_and_254_is_refused_before_any_syscall() {
-  let (a, b) = socketpair(SocketType::SeqPacket).unwrap();
+  let (a, b) = socketpair(MESSAGE).unwrap();
   let files: Vec<_> = (0..MAX_FDS_PER_MESSAGE)
     .map(|_| std::fs::File::open("/dev/null").unwrap())
     .collect();
   let raws: Vec<_> = files.iter().map(|f| f.as_raw_fd()).collect();
-  send(&a, SocketType::SeqPacket, b"many", &raws).unwrap();
+  send(&a, MESSAGE, b"many", &raws).unwrap();
   let (_, fds, info) = recv(&b, &mut ControlBuffer::new());
   assert_eq!(fds.len(), 253);
   assert!(!info.fds_truncated);
 
   let mut more = raws.clone();
   more.push(raws[0]);
-  let err = send(&a, SocketType::SeqPacket, b"too many", &more).unwrap_err();
+  let err = send(&a, MESSAGE, b"too many", &more).unwrap_err();
   assert_eq!(err.code(), "ERR_FDPASS_TOO_MANY_FDS");
   assert!(err.to_string().contains("253"));
 }
 
 #[test]
 fn a_small_control_buffer_truncates_and_the_arrived_fds_are_owned() {
-  let (a, b) = socketpair(SocketType::SeqPacket).unwrap();
+  let (a, b) = socketpair(MESSAGE).unwrap();
   let files: Vec<_> = (0..8)
     .map(|_| std::fs::File::open("/dev/null").unwrap())
     .collect();
   let raws: Vec<_> = files.iter().map(|f| f.as_raw_fd()).collect();
-  send(&a, SocketType::SeqPacket, b"eight", &raws).unwrap();
+  send(&a, MESSAGE, b"eight", &raws).unwrap();
   let before = open_fd_count();
   let (data, fds, info) = recv(&b, &mut ControlBuffer::with_fd_capacity(2));
   assert_eq!(data, b"eight");

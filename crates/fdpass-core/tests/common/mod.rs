@@ -8,6 +8,14 @@ use std::io::IoSlice;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
+/// A message-oriented type for tests that only need boundaries: seqpacket
+/// where Unix sockets have it (Linux), dgram elsewhere (macOS).
+pub const MESSAGE: SocketType = if cfg!(target_os = "linux") {
+  SocketType::SeqPacket
+} else {
+  SocketType::Datagram
+};
+
 pub fn pipe() -> (OwnedFd, OwnedFd) {
   nix::unistd::pipe().unwrap()
 }
@@ -35,9 +43,13 @@ pub fn recv(sock: &OwnedFd, control: &mut ControlBuffer) -> (Vec<u8>, Vec<OwnedF
 
 /// Number of open descriptors in this process.
 pub fn open_fd_count() -> usize {
-  std::fs::read_dir("/proc/self/fd")
-    .map(|d| d.count())
-    .unwrap_or(0)
+  std::fs::read_dir(if cfg!(target_os = "macos") {
+    "/dev/fd"
+  } else {
+    "/proc/self/fd"
+  })
+  .map(|d| d.count())
+  .unwrap_or(0)
 }
 
 pub fn same_file(a: &impl AsFd, b: &impl AsFd) -> bool {
