@@ -1,15 +1,18 @@
 import { defineConfig } from 'vitest/config'
 
 // The whole suite runs twice: once per readiness mechanism, so both code
-// paths are tested on every run (README "Design").
+// paths are tested on every run (README "Design"). Each project sets
+// FDPASS_REACTOR in the environment of its test processes, and the child
+// processes the tests spawn inherit it.
 const reactors = ['uv', 'thread'] as const
 
 export default defineConfig({
   test: {
-    pool: 'forks', // native addon: one process per test file
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
-    reporters: process.env.CI ? ['default'] : ['default'],
+    pool: 'forks', // native addon: one process per test file, never threads
+    testTimeout: 20_000,
+    hookTimeout: 20_000,
+    teardownTimeout: 10_000,
+    reporters: ['default'],
     projects: reactors.map((reactor) => ({
       extends: true,
       test: {

@@ -1,6 +1,6 @@
 // Shared helpers for the test suite: temp paths, descriptor counts, and
 // child processes that speak JSON lines.
-import { type ChildProcess, spawn, type SpawnOptions } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync, type SpawnOptions } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
@@ -94,4 +94,64 @@ export function sleep(ms: number): Promise<void> {
 export function identity(fd: number): { dev: number; ino: number } {
   const st = fs.fstatSync(fd)
   return { dev: st.dev, ino: st.ino }
+}
+
+/**
+ * The next `event` of `emitter`, rejecting after `ms` (so a missing event
+ * fails the test with a message instead of hanging until the test timeout).
+ */
+export function waitFor<T = unknown[]>(emitter: NodeJS.EventEmitter, event: string, ms = 10_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.off(event, on)
+      reject(new Error(`no '${event}' event within ${ms} ms`))
+    }, ms)
+    const on = (...args: unknown[]) => {
+      clearTimeout(timer)
+      resolve(args as T)
+    }
+    emitter.once(event, on)
+  })
+}
+
+/** Poll `check` until it returns true, failing after `ms`. */
+export async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(5)
+  }
+}
+
+/**
+ * A real pipe (S_IFIFO): Node has no pipe(2), so a FIFO is opened at both
+ * ends and unlinked. The read end is non-blocking (a FIFO cannot be opened
+ * for writing without a reader); write before reading.
+ */
+export function makePipe(): { readEnd: number; writeEnd: number } {
+  const p = tmpPath('fifo')
+  const r = spawnSync('mkfifo', ['-m', '600', p])
+  if (r.status !== 0) throw new Error(`mkfifo failed: ${r.stderr}`)
+  const readEnd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK)
+  const writeEnd = fs.openSync(p, fs.constants.O_WRONLY)
+  fs.rmSync(p)
+  return { readEnd, writeEnd }
+}
+
+/** Run a fixture under bash with a lower RLIMIT_NOFILE (`ulimit -n`). */
+export function runLimited(limit: number, name: string, args: string[] = []): Child {
+  const quoted = [process.execPath, fixture(name), ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ')
+  return wrap(spawn('bash', ['-c', `ulimit -n ${limit} && exec ${quoted}`], { stdio: ['ignore', 'pipe', 'pipe'] }))
+}
+
+/** A regular temp file with `content`, opened read-write; the path is removed by cleanup(). */
+export function tempFile(content: string): { path: string; fd: number } {
+  const p = tmpPath('file')
+  fs.writeFileSync(p, content)
+  return { path: p, fd: fs.openSync(p, 'r+') }
+}
+
+/** A unique abstract-namespace name. */
+export function abstractName(tag = 'abs'): { abstract: string } {
+  return { abstract: `fdpass-test-${tag}-${process.pid}-${randomBytes(6).toString('hex')}` }
 }
