@@ -3,7 +3,8 @@
 
 Copy HEADER, send_frame and FrameReader into your program to exchange
 descriptors with an fdpass 'stream' socket. On seqpacket and dgram sockets
-(and raw streams) there is no framing: use socket.send_fds / recv_fds.
+(and raw streams) there is no framing: one sendmsg is one message
+(send_msg; socket.recv_fds).
 
 Frame: version (1) | flags (0) | fd count u16 BE | payload length u32 BE | payload.
 A frame's fds ride on the sendmsg that carries its first byte.
@@ -13,6 +14,7 @@ CLI (see ../README.md):
                  (--connect PATH | --listen PATH) [--count N] [--fds K]
 """
 import argparse
+import array
 import collections
 import json
 import os
@@ -33,6 +35,16 @@ class FrameError(Exception):
     """The peer broke the protocol, or the kernel truncated descriptors."""
 
 
+def send_msg(sock, data, fds=(), address=None):
+    """One sendmsg carrying data and fds (unframed: seqpacket, dgram, raw
+    stream). Not socket.send_fds, which ignores its flags and address
+    arguments in some Python versions (3.11 among them)."""
+    anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', fds))] if fds else []
+    if address is None:
+        return sock.sendmsg([data], anc)
+    return sock.sendmsg([data], anc, 0, address)
+
+
 def send_frame(sock, data, fds=()):
     """Send one frame. Its fds ride on the sendmsg that carries the first
     byte; if that sendmsg is partial, the rest goes without fds."""
@@ -40,7 +52,7 @@ def send_frame(sock, data, fds=()):
     if len(fds) > MAX_FDS:
         raise ValueError(f'at most {MAX_FDS} fds per message')
     buf = HEADER.pack(VERSION, 0, len(fds), len(data)) + bytes(data)
-    sent = socket.send_fds(sock, [buf], fds) if fds else sock.send(buf)
+    sent = send_msg(sock, buf, fds)
     while sent < len(buf):
         sent += sock.send(buf[sent:])
 
@@ -148,7 +160,7 @@ class Peer:
         if self.framed:
             send_frame(self.sock, data, fds)
         else:
-            socket.send_fds(self.sock, [data], fds, 0, addr)
+            send_msg(self.sock, data, fds, addr)
 
     def recv(self):
         """(data, fds, sender address); raises FrameError, EOFError."""
