@@ -155,3 +155,16 @@ export function tempFile(content: string): { path: string; fd: number } {
 export function abstractName(tag = 'abs'): { abstract: string } {
   return { abstract: `fdpass-test-${tag}-${process.pid}-${randomBytes(6).toString('hex')}` }
 }
+
+/** How many of this process's descriptors refer to `target` (a path, or e.g. 'pipe:[123]'), per /proc/self/fd. */
+export function openFdsTo(target: string): number {
+  let n = 0
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      if (fs.readlinkSync(`/proc/self/fd/${fd}`) === target) n++
+    } catch {
+      // readdir's own descriptor, gone by now
+    }
+  }
+  return n
+}
