@@ -3,7 +3,8 @@
 # (python/go/c × python/go/c) on stream (framed and raw), seqpacket and
 # dgram, checking that each receiver got the sender's files (dev, ino,
 # content). Also: the sender listening (stream), frames coalesced into one
-# sendmsg (stream), and `echo` for each peer. Exits non-zero on any failure.
+# sendmsg (stream), `echo` for each peer, and that each receiver rejects
+# broken streams (exit non-zero, with a message). Exits non-zero on any failure.
 #
 #   examples/peers/selftest.sh            N=50 messages of K=3 fds
 #   N=200 K=10 examples/peers/selftest.sh
@@ -119,6 +120,33 @@ for i in range(n):
     for fd in fds + back_fds:
         os.close(fd)
 print('ok')
+EOF
+
+# Sends one broken stream; the receiver must exit non-zero with a message.
+cat >"$work/bad_sender.py" <<'EOF'
+import os, socket, struct, sys, time
+case, path = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(path)
+fd = os.open('/dev/null', os.O_RDONLY)
+rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack('i', fd))]
+frame = lambda v, fl, n, data: struct.pack('>BBHI', v, fl, n, len(data)) + data
+if case == 'version':
+    s.sendall(frame(2, 0, 0, b'msg-0'))
+elif case == 'flags':
+    s.sendall(frame(1, 4, 0, b'msg-0'))
+elif case == 'missing-fds':  # declares 1 fd, sends none
+    s.sendall(frame(1, 0, 1, b'msg-0'))
+elif case == 'late-fds':  # the fd comes after the frame's first byte
+    f = frame(1, 0, 1, b'msg-0')
+    s.sendall(f[:4])
+    time.sleep(0.2)  # let the receiver read the first part alone
+    s.sendmsg([f[4:]], rights)
+elif case == 'closed-mid-frame':
+    s.sendall(frame(1, 0, 0, b'msg-0')[:6])
+elif case == 'extra-fds':  # an fd no frame declares
+    s.sendmsg([frame(1, 0, 0, b'msg-0')], rights)
+s.close()
 EOF
 
 cat >"$work/verify.py" <<'EOF'
@@ -245,6 +273,30 @@ run_echo() { # mode peer
   result[$key]=ok
 }
 
+bad_cases=(version flags missing-fds late-fds closed-mid-frame extra-fds)
+run_bad() { # case receiver
+  local c=$1 p=$2 key="bad $1 $2" dir lpid rc=0
+  dir=$work/bad-${c}-${p}
+  mkdir -p "$dir"
+  cmd_of "$p"
+  timeout "$TIMEOUT" "${CMD[@]}" recv --type stream --listen "$dir/sock" --count 1 --fds 1 \
+    >"$dir/recv.out" 2>"$dir/recv.err" &
+  lpid=$!
+  if ! wait_listening "$dir/recv.err" "$lpid"; then
+    kill "$lpid" 2>/dev/null || true
+    wait "$lpid" 2>/dev/null || true
+    fail "$key" "$dir" "the $p recv never printed 'listening'"
+    return
+  fi
+  python3 "$work/bad_sender.py" "$c" "$dir/sock" || true
+  wait "$lpid" || rc=$?
+  if [ "$rc" = 0 ] || [ "$rc" = 124 ] || ! grep -qv '^listening' "$dir/recv.err"; then
+    fail "$key" "$dir" "the $p recv exited $rc (want non-zero, not a timeout, with a message)"
+    return
+  fi
+  result[$key]=ok
+}
+
 modes=(stream stream-raw seqpacket dgram stream-listen)
 for mode in "${modes[@]}"; do
   for s in "${peers[@]}"; do
@@ -262,25 +314,36 @@ for mode in stream stream-raw seqpacket dgram; do
   done
 done
 
+for c in "${bad_cases[@]}"; do
+  for r in "${peers[@]}"; do
+    run_bad "$c" "$r"
+  done
+done
+
 # Summary: one row per mode and sender, one column per receiver.
 echo
 echo "N=$N messages x K=$K fds; rows: mode and sender, columns: receiver"
-printf '%-18s %-12s' mode sender
+printf '%-26s %-12s' mode sender
 printf ' %-6s' "${peers[@]}"
 echo
 for mode in "${modes[@]}"; do
   for s in "${peers[@]}"; do
-    printf '%-18s %-12s' "$mode" "$s"
+    printf '%-26s %-12s' "$mode" "$s"
     for r in "${peers[@]}"; do printf ' %-6s' "${result[$mode $s $r]:-?}"; done
     echo
   done
 done
-printf '%-18s %-12s' stream-coalesced py-coalesce
+printf '%-26s %-12s' stream-coalesced py-coalesce
 for r in "${peers[@]}"; do printf ' %-6s' "${result[stream-coalesced py-coalesce $r]:-?}"; done
 echo
 for mode in stream stream-raw seqpacket dgram; do
-  printf '%-18s %-12s' "echo $mode" py-driver
+  printf '%-26s %-12s' "echo $mode" py-driver
   for p in "${peers[@]}"; do printf ' %-6s' "${result[echo $mode $p]:-?}"; done
+  echo
+done
+for c in "${bad_cases[@]}"; do
+  printf '%-26s %-12s' "rejects $c" py-bad
+  for r in "${peers[@]}"; do printf ' %-6s' "${result[bad $c $r]:-?}"; done
   echo
 done
 echo

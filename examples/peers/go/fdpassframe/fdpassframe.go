@@ -102,6 +102,9 @@ func RecvMsg(c *net.UnixConn) (data []byte, fds []int, from *net.UnixAddr, err e
 func recvmsg(c *net.UnixConn, buf []byte) ([]byte, []int, *net.UnixAddr, bool, error) {
 	oob := make([]byte, syscall.CmsgSpace(4*MaxFDs))
 	n, oobn, flags, from, err := c.ReadMsgUnix(buf, oob)
+	if errors.Is(err, io.EOF) {
+		return nil, nil, nil, false, io.EOF
+	}
 	if err != nil {
 		return nil, nil, nil, false, err
 	}

@@ -67,7 +67,7 @@ func main() {
 		os.Remove(o.listen)
 	}
 	if err != nil {
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			err = errors.New("the peer closed before all messages arrived")
 		}
 		fmt.Fprintf(os.Stderr, "fdpass-peer %s: %v\n", o.role, err)
@@ -119,9 +119,9 @@ func open(o options, network string) (*net.UnixConn, error) {
 }
 
 type fdInfo struct {
-	Dev     uint64  `json:"dev"`
-	Ino     uint64  `json:"ino"`
-	Content *string `json:"content,omitempty"`
+	Dev     uint64          `json:"dev"`
+	Ino     uint64          `json:"ino"`
+	Content json.RawMessage `json:"content,omitempty"` // recv/echo only
 }
 
 type line struct {
@@ -137,10 +137,12 @@ func describe(fd int, content bool) (fdInfo, error) {
 	info := fdInfo{Dev: uint64(st.Dev), Ino: st.Ino}
 	if content {
 		buf := make([]byte, 65536)
+		info.Content = json.RawMessage("null") // not a file (pipe, socket...)
 		if n, err := unix.Pread(fd, buf, 0); err == nil {
-			s := string(buf[:n])
-			info.Content = &s
-		} // else: not a file (pipe, socket...); content is null
+			if info.Content, err = json.Marshal(string(buf[:n])); err != nil {
+				return fdInfo{}, err
+			}
+		}
 	}
 	return info, nil
 }
