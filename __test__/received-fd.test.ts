@@ -4,9 +4,11 @@ import { once } from 'node:events'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as net from 'node:net'
+import { tmpdir } from 'node:os'
 import { afterEach, describe, expect, test } from 'vitest'
-import { socketpair, type ReceivedFd } from '..'
-import { cleanup, identity, tmpPath } from './helpers'
+import { spawnSync } from 'node:child_process'
+import { listen, socketpair, type ReceivedFd } from '..'
+import { cleanup, fixture, identity, openFdCount, run, tmpPath, waitFor } from './helpers'
 
 afterEach(cleanup)
 
@@ -36,6 +38,35 @@ describe('ReceivedFd', () => {
     expect(two.closed).toBe(true)
     expect(fs.fstatSync(m).isCharacterDevice()).toBe(true) // still open: ours now
     fs.closeSync(m)
+  })
+
+  test('after release() the ReceivedFd is inert: close() leaves the number alone, fd/stat throw ERR_FDPASS_FD_CLOSED', async () => {
+    const nul = devnull()
+    const [r] = await pass([nul])
+    fs.closeSync(nul)
+    const before = openFdCount()
+    const n = r.release()
+    r.close() // not ours any more: must not close n
+    expect(fs.fstatSync(n).isCharacterDevice()).toBe(true)
+    expect(() => r.fd).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_FD_CLOSED' }))
+    expect(() => r.stat()).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_FD_CLOSED' }))
+    expect(() => r.release()).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_FD_CLOSED' }))
+    expect(() => r.toNetSocket()).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_FD_CLOSED' }))
+    expect(openFdCount()).toBe(before)
+    fs.closeSync(n)
+  })
+
+  test('kind() tells files, directories, pipes, sockets and devices apart', async () => {
+    const dir = fs.openSync(tmpdir(), 'r')
+    const [x, y] = socketpair()
+    const nul = devnull()
+    const file = fs.openSync(__filename, 'r')
+    const got = await pass([file, dir, x, nul])
+    expect(got.map((f) => f.kind())).toEqual(['file', 'directory', 'socket', 'character-device'])
+    for (const f of got) f.close()
+    for (const fd of [dir, nul, file]) fs.closeSync(fd)
+    x.close()
+    y.close()
   })
 
   test('Symbol.dispose closes; stat() and kind() describe it', async () => {
@@ -71,6 +102,44 @@ describe('converters', () => {
     })
     expect(body).toBe('received')
     server.close()
+  })
+
+  test("toNetServer(): a child's net.Server, sent as the object itself, serves real HTTP here after the child exits", async () => {
+    const address = tmpPath()
+    const server = await listen(address)
+    const child = run('tcp-server-sender.js', [address])
+    const socket = await server.accept()
+    const m = await socket.receive()
+    const { port, pid } = JSON.parse(m.data.toString())
+    expect(pid).toBe(child.proc.pid)
+    expect(m.fds).toHaveLength(1)
+    expect(m.fds[0].kind()).toBe('socket')
+    // The child closed its copy and exited: only this process holds the listening socket now.
+    expect(await child.exit).toEqual({ code: 0, signal: null })
+    const web = http.createServer((req, res) => res.end(`served here: ${req.method} ${req.url}`))
+    const listener = m.fds[0].toNetServer({}, (c) => web.emit('connection', c))
+    expect(m.fds[0].closed).toBe(true)
+    await waitFor(listener, 'listening')
+    expect((listener.address() as net.AddressInfo).port).toBe(port)
+    const res = await fetch(`http://127.0.0.1:${port}/hello`)
+    expect(res.status).toBe(200)
+    expect(await res.text()).toBe('served here: GET /hello')
+    listener.close()
+    web.closeAllConnections()
+    socket.close()
+    await server.close()
+  })
+
+  test('toNetSocket() on a received Unix socket (an FdSocket end): bytes flow to the other end', async () => {
+    const [x, y] = socketpair({ raw: true })
+    const [fd] = await pass([x])
+    x.close()
+    const sock = fd.toNetSocket()
+    sock.write('from a net.Socket')
+    const m = await y.receive()
+    expect(m.data.toString()).toBe('from a net.Socket')
+    sock.destroy()
+    y.close()
   })
 
   test('http.Server.listen({ fd: received.release() }) works the same', async () => {
@@ -157,6 +226,66 @@ describe('converters', () => {
     await handle.close()
     x.close()
     y.close()
+  })
+
+  test('every kind of descriptor owner can be sent: number, net.Server, net.Socket, dgram.Socket, FileHandle, ReceivedFd, FdSocket, FdServer, { fd }', async () => {
+    const tcp = net.createServer().listen(0, '127.0.0.1')
+    await once(tcp, 'listening')
+    const client = net.connect((tcp.address() as net.AddressInfo).port, '127.0.0.1')
+    await once(client, 'connect')
+    const udp = dgram.createSocket('udp4')
+    udp.bind(0, '127.0.0.1')
+    await once(udp, 'listening')
+    const handle = await fs.promises.open(__filename, 'r')
+    const [x, y] = socketpair()
+    const fdServer = await listen(tmpPath())
+    const nul = devnull()
+    const [received] = await pass([nul])
+    const owners = [nul, tcp, client, udp, handle, received, x, fdServer, { fd: nul }]
+    const got = await pass(owners as never)
+    expect(got.map((f) => f.kind())).toEqual(['character-device', 'socket', 'socket', 'socket', 'file', 'character-device', 'socket', 'socket', 'character-device'])
+    expect(identity(got[4].fd)).toEqual(identity(handle.fd))
+    expect(identity(got[1].fd)).toEqual(identity((tcp as unknown as { _handle: { fd: number } })._handle.fd))
+    for (const f of got) f.close()
+    received.close()
+    fs.closeSync(nul)
+    await handle.close()
+    client.destroy()
+    tcp.close()
+    udp.close()
+    x.close()
+    y.close()
+    await fdServer.close()
+  })
+
+  test('owners without a descriptor (not listening, not bound, closed) are ERR_FDPASS_INVALID_FD, thrown synchronously', async () => {
+    const [a, b] = socketpair()
+    const closedHandle = await fs.promises.open(__filename, 'r')
+    await closedHandle.close()
+    const [c, d] = socketpair()
+    c.close()
+    for (const owner of [net.createServer(), new net.Socket(), dgram.createSocket('udp4'), closedHandle, c]) {
+      expect(() => a.send('x', [owner as never])).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_INVALID_FD' }))
+    }
+    const nul = devnull()
+    const [r] = await pass([nul])
+    fs.closeSync(nul)
+    r.close()
+    expect(() => a.send('x', [r])).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_FD_CLOSED' }))
+    for (const s of [a, b, d]) s.close()
+  })
+
+  // BUG (ts/fd-like.ts, handleFd, line 32): `(obj as WithHandle)._handle` is
+  // read first for every object, and on a dgram.Socket `_handle` is a
+  // deprecated getter (DEP0112), so sending a dgram.Socket prints
+  // "DeprecationWarning: Socket.prototype._handle is deprecated" in the
+  // user's process. Fix: look for the 'state symbol' first (or test
+  // `obj instanceof dgram.Socket`) and read `_handle` only for net objects.
+  test.fails('sending Node objects emits no process warning (dgram.Socket triggers DEP0112)', () => {
+    const r = spawnSync(process.execPath, [fixture('warnings.js')], { encoding: 'utf8', env: process.env })
+    const out = JSON.parse(r.stdout)
+    expect(out.sent.map((x: { kind: string }) => x.kind)).toEqual(['socket', 'socket', 'socket', 'file'])
+    expect(out.warnings).toEqual([])
   })
 
   test('a converter refuses the wrong kind and keeps ownership', async () => {

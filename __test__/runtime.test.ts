@@ -13,13 +13,56 @@ describe('worker_threads', () => {
     const file = tmpPath('file')
     fs.writeFileSync(file, 'read in the main thread')
     const child = run('workers-main.js', [dir, file])
-    const results = await child.next()
-    expect(results).toHaveLength(3)
-    for (const r of results) {
-      expect(r).toMatchObject({ kind: 'file', reactor: process.env.FDPASS_REACTOR, content: 'read in the main thread' })
-    }
+    const { threads, toWorker } = await child.next()
+    // Workers 1 and 2 run at once; each received an fd in its own thread
+    // and posted the released number, read here in the main thread.
+    expect(threads).toEqual([
+      { id: 1, after: 'terminate', kind: 'file', reactor: process.env.FDPASS_REACTOR, content: 'read in the main thread' },
+      { id: 2, after: 'exit', kind: 'file', reactor: process.env.FDPASS_REACTOR, content: 'read in the main thread' },
+      { id: 3, after: 'terminate', kind: 'file', reactor: process.env.FDPASS_REACTOR, content: 'read in the main thread' },
+    ])
+    // The main thread passed a file to a worker over an fdpass socket.
+    expect(toWorker).toMatchObject({
+      data: 'for the worker',
+      count: 1,
+      sameFile: true,
+      cloexec: true,
+      content: 'read in the main thread',
+      reply: 'thanks',
+      exitCode: 0,
+      reactor: process.env.FDPASS_REACTOR,
+    })
+    // Terminated and exited workers with open sockets: the process neither aborted nor hung.
     expect(await child.exit).toEqual({ code: 0, signal: null })
     expect(child.stderr()).toBe('')
+  })
+})
+
+describe('worker_threads under traffic', () => {
+  // BUG (crates/fdpass-napi/src/js.rs, int32_array, lines 196-199): the
+  // status of napi_create_arraybuffer is not checked. While a worker is
+  // being terminated, V8 refuses to create values (napi_pending_exception),
+  // `dst` stays null, and ptr::copy_nonoverlapping(..., dst, bytes) writes
+  // through a null pointer: SIGSEGV in memcpy on the worker's thread, from
+  // SocketCell::deliver (crates/fdpass-napi/src/socket.rs, Outcome::Messages),
+  // with both reactors (gdb: memcpy <- fdpass.node <- uv__io_poll <-
+  // node::worker::Worker::Run). Fix: check every napi_status in js.rs
+  // (buffer_copy, int32_array, ...) and, in deliver(), drop the batch
+  // (closing its OwnedFds instead of into_raw_fd) and stop delivering when
+  // a value cannot be created or the env can no longer call into JS.
+  test.fails('a worker terminated while messages with fds stream into it does not crash the process', async () => {
+    const dir = tmpPath('dir')
+    fs.mkdirSync(dir, { mode: 0o700 })
+    const file = tmpPath('file')
+    fs.writeFileSync(file, 'x')
+    const child = run('workers-main.js', [dir, file, 'busy'])
+    const report = child.next().catch((e: Error) => ({ busy: e.message }))
+    expect(await child.exit, child.stderr()).toEqual({ code: 0, signal: null })
+    const { busy } = await report
+    expect(busy).toHaveLength(10)
+    for (const r of busy) {
+      expect(r).toMatchObject({ terminated: true, sentMany: true, failure: expect.stringMatching(/^(EPIPE|ECONNRESET)$/) })
+    }
   })
 })
 
