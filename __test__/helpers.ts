@@ -168,3 +168,13 @@ export function openFdsTo(target: string): number {
   }
   return n
 }
+
+/** The next JSON line of `child` that satisfies `pred` (earlier lines are skipped). */
+export async function nextWhere(child: Child, pred: (line: any) => boolean, what = 'a matching line'): Promise<any> {
+  for (;;) {
+    const line = await child.next().catch((e: Error) => {
+      throw new Error(`waiting for ${what}: ${e.message}`)
+    })
+    if (pred(line)) return line
+  }
+}
