@@ -52,7 +52,7 @@ describe('worker_threads under traffic', () => {
     const { busy } = await report
     expect(busy).toHaveLength(10)
     for (const r of busy) {
-      expect(r).toMatchObject({ terminated: true, sentMany: true, failure: expect.stringMatching(/^(EPIPE|ECONNRESET)$/) })
+      expect(r).toMatchObject({ terminated: true, sentMany: true, failure: expect.stringMatching(/^(EPIPE|ECONNRESET|ERR_FDPASS_SOCKET_CLOSED)$/) })
     }
   })
 })

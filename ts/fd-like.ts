@@ -27,15 +27,16 @@ interface WithHandle {
 }
 
 function handleFd(obj: object): number | undefined {
-  // net.Server and net.Socket keep their libuv handle in `_handle`;
-  // dgram.Socket keeps it in an internal state object.
-  const h = (obj as WithHandle)._handle
-  if (h && typeof h.fd === 'number') return h.fd
+  // dgram.Socket keeps its handle in an internal state object; its
+  // `_handle` is a deprecated getter (DEP0112), so look there first.
   const stateKey = Object.getOwnPropertySymbols(obj).find((s) => s.description === 'state symbol')
   if (stateKey) {
     const handle = (obj as Record<symbol, { handle?: { fd?: number } }>)[stateKey]?.handle
-    if (handle && typeof handle.fd === 'number') return handle.fd
+    return handle && typeof handle.fd === 'number' ? handle.fd : -1
   }
+  // net.Server and net.Socket keep their libuv handle in `_handle`.
+  const h = (obj as WithHandle)._handle
+  if (h && typeof h.fd === 'number') return h.fd
   return undefined
 }
 

@@ -173,41 +173,52 @@ pub unsafe fn null(env: RawEnv) -> RawValue {
 ///
 /// # Safety
 /// As for `int`.
-pub unsafe fn buffer_copy(env: RawEnv, data: &[u8]) -> RawValue {
+/// `None` when the environment can no longer create values (a worker
+/// being terminated).
+pub unsafe fn buffer_copy(env: RawEnv, data: &[u8]) -> Option<RawValue> {
   let mut out = ptr::null_mut();
   let mut dst: *mut c_void = ptr::null_mut();
   // SAFETY: napi copies data.len() bytes from a live slice.
-  unsafe {
+  let status = unsafe {
     sys::napi_create_buffer_copy(env, data.len(), data.as_ptr().cast(), &mut dst, &mut out)
   };
-  out
+  (ok(status) && !out.is_null()).then_some(out)
 }
 
 /// An Int32Array holding a copy of `data`.
 ///
 /// # Safety
 /// As for `int`.
-pub unsafe fn int32_array(env: RawEnv, data: &[i32]) -> RawValue {
+/// `None` when the environment can no longer create values (a worker
+/// being terminated): V8 then leaves the buffer pointer null.
+pub unsafe fn int32_array(env: RawEnv, data: &[i32]) -> Option<RawValue> {
   let bytes = std::mem::size_of_val(data);
   let mut ab = ptr::null_mut();
   let mut dst: *mut c_void = ptr::null_mut();
   let mut out = ptr::null_mut();
-  // SAFETY: the new ArrayBuffer has room for `bytes` bytes; the copy stays within it.
+  // SAFETY: the copy happens only into an ArrayBuffer that was created,
+  // whose data pointer is non-null and has room for `bytes` bytes.
   unsafe {
-    sys::napi_create_arraybuffer(env, bytes, &mut dst, &mut ab);
+    if !ok(sys::napi_create_arraybuffer(env, bytes, &mut dst, &mut ab))
+      || (bytes > 0 && dst.is_null())
+    {
+      return None;
+    }
     if bytes > 0 {
       ptr::copy_nonoverlapping(data.as_ptr().cast::<u8>(), dst.cast::<u8>(), bytes);
     }
-    sys::napi_create_typedarray(
+    if !ok(sys::napi_create_typedarray(
       env,
       sys::TypedarrayType::int32_array,
       data.len(),
       ab,
       0,
       &mut out,
-    );
+    )) {
+      return None;
+    }
   }
-  out
+  Some(out)
 }
 
 /// # Safety

@@ -591,8 +591,14 @@ impl SocketCell {
             state.call(func, &[js::int(env, EV_ERROR), js::error_value(env, &e)])
           }
           Outcome::Messages(batch) => {
-            let data = js::buffer_copy(env, &batch.data);
-            let meta = js::int32_array(env, &batch.meta);
+            // If JavaScript can no longer take them (a worker being
+            // terminated), stop: dropping the batch closes its descriptors.
+            let (Some(data), Some(meta)) = (
+              js::buffer_copy(env, &batch.data),
+              js::int32_array(env, &batch.meta),
+            ) else {
+              return;
+            };
             let addresses = match &batch.addresses {
               Some(list) => addresses_array(env, list),
               None => js::undefined(env),
