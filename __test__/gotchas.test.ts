@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
 import { MAX_FDS_PER_MESSAGE, connect, listen, runtime, socketpair } from '..'
-import { FD_DIR, linuxOnly, MESSAGE_TYPE, cleanup, fixture, identity, openFdCount, root, runLimited, sleep, tmpPath, wrap } from './helpers'
+import { FD_DIR, linuxOnly, MESSAGE_TYPE, cleanup, fixture, identity, openFdCount, root, run, runLimited, sleep, tmpPath, wrap } from './helpers'
 
 afterEach(cleanup)
 
@@ -93,10 +93,41 @@ describe('SCM_MAX_FD', () => {
     b.close()
   })
 
+  test('253 descriptors in one message between two processes, framed stream and seqpacket, both ways', async () => {
+    for (const type of runtime.supportsSeqpacket ? (['stream', 'seqpacket'] as const) : (['stream'] as const)) {
+      const address = tmpPath()
+      const server = await listen(address, { type })
+      const child = run('peer.js', [{ address, type, mode: 'echo', count: 1 }])
+      const socket = await server.accept()
+      await child.next()
+      const fd = fs.openSync('/dev/null', 'r')
+      await socket.send('many', Array(MAX_FDS_PER_MESSAGE).fill(fd))
+      const m = await socket.receive() // echoed back by the child with all 253
+      expect(m.data.toString()).toBe('many')
+      expect(m.fds).toHaveLength(253)
+      expect(new Set(m.fds.map((f) => f.fd)).size).toBe(253)
+      for (const f of m.fds) {
+        expect(identity(f.fd)).toEqual(identity(fd))
+        f.close()
+      }
+      const done = await child.next()
+      expect(done).toMatchObject({ received: 1 })
+      expect(done.fdsAfter).toBe(done.fdsBefore)
+      fs.closeSync(fd)
+      socket.close()
+      await server.close()
+    }
+  })
+
   test('254 throw before any syscall, naming the limit', () => {
     const [a, b] = socketpair()
     expect(() => a.send('x', Array(254).fill(0))).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_TOO_MANY_FDS', limit: 253, count: 254 }))
     expect(() => a.send('x', Array(254).fill(0))).toThrow(/253/)
+    expect(MAX_FDS_PER_MESSAGE).toBe(253)
+    const [s1, s2] = socketpair({ type: MESSAGE_TYPE })
+    expect(() => s1.send('x', Array(254).fill(0))).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_TOO_MANY_FDS', limit: 253 }))
+    s1.close()
+    s2.close()
     a.close()
     b.close()
   })
