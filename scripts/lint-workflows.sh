@@ -20,6 +20,7 @@ if [ ! -x "$actionlint" ] || [ "$("$actionlint" -version 2>/dev/null | head -n 1
     exit 2
   fi
   mkdir -p "$bin"
+  rm -f "$actionlint" # go install refuses to replace a file it did not build
   echo "lint-workflows: installing actionlint $version into $bin" >&2
   GOBIN="$bin" CGO_ENABLED=0 GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@$version"
 fi
