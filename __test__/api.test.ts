@@ -118,6 +118,17 @@ describe('bad inputs get clear errors and leak nothing', () => {
       expect(fs.existsSync(long)).toBe(false)
     })
 
+    test.runIf(runtime.supportsAbstract)('abstract names: EADDRINUSE and ECONNREFUSED name the address as @name', async () => {
+      const name = `fdpass-api-abs-${process.pid}-${Date.now()}`
+      const server = await listen({ abstract: name })
+      await expect(listen({ abstract: name })).rejects.toMatchObject({ code: 'EADDRINUSE', errno: -98, syscall: 'bind', address: `@${name}` })
+      await expect(connect({ abstract: `${name}-nobody` })).rejects.toMatchObject({ code: 'ECONNREFUSED', errno: -111, syscall: 'connect', address: `@${name}-nobody` })
+      await server.close()
+      // Closing frees an abstract name at once: nothing is left behind.
+      const again = await listen({ abstract: name })
+      await again.close()
+    })
+
     test('a socket type that does not match the peer: EPROTOTYPE', async () => {
       const address = tmpPath()
       const server = await listen(address)
@@ -288,6 +299,17 @@ describe('FdSocket lifecycle', () => {
     await server.close()
   })
 
+  test('concurrent receive() calls are answered in order; one still waiting when the socket closes rejects', async () => {
+    const [a, b] = socketpair()
+    const waiting = [b.receive(), b.receive(), b.receive()]
+    for (const text of ['1', '2', '3']) await a.send(text)
+    expect((await Promise.all(waiting)).map((m) => m.data.toString())).toEqual(['1', '2', '3'])
+    const last = b.receive()
+    b.close()
+    await expect(last).rejects.toMatchObject({ code: 'ERR_FDPASS_SOCKET_CLOSED' })
+    a.close()
+  })
+
   test('breaking out of for await does not close the socket', async () => {
     const [a, b] = socketpair()
     await a.send('first')
@@ -378,6 +400,17 @@ describe('FdServer', () => {
     expect(fs.existsSync(address)).toBe(false)
     await expect(server.accept()).rejects.toMatchObject({ code: 'ERR_FDPASS_SOCKET_CLOSED' })
     await expect(connect(address)).rejects.toMatchObject({ code: 'ENOENT' })
+  })
+
+  test("connections nobody took are closed with the server: the client sees 'end'", async () => {
+    const address = tmpPath()
+    const server = await listen(address)
+    const client = await connect(address)
+    const ended = waitFor(client, 'end')
+    await sleep(20) // accepted into the server's queue by now
+    await server.close()
+    await ended
+    expect(client.readyState).toBe('closed')
   })
 
   test('a pending accept() ends when the server closes; accept({ signal }) aborts', async () => {

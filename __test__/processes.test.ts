@@ -48,7 +48,7 @@ describe('between two processes', () => {
         expect({ dev: st.dev, ino: st.ino }).toEqual({ dev: original.dev, ino: original.ino })
         expect(received.fd).not.toBe(fd)
         // Write through the received descriptor, read through the original.
-        fs.writeSync(received.fd, 'CHANGED', 0, 'utf8', 0)
+        fs.writeSync(received.fd, 'CHANGED', 0, 'utf8') // at position 0
         const buf = Buffer.alloc(7)
         fs.readSync(fd, buf, 0, 7, 0)
         expect(buf.toString()).toBe('CHANGED')

@@ -68,7 +68,7 @@ describe('socket activation', () => {
     proc.stderr.on('data', (d) => (stderr += d))
     while (!stderr.includes('Listening on')) await sleep(20)
     const res = await fetch(`http://127.0.0.1:${port}/`)
-    const body = await res.json()
+    const body = (await res.json()) as { fds: unknown; sockets: unknown; env: unknown }
     expect(body.fds).toEqual([{ fd: 3, name: 'http' }])
     expect(body.sockets).toEqual([true]) // a socket, made close-on-exec
     expect(body.env).toEqual([null, null, null]) // unset after reading
