@@ -9,7 +9,10 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 target="$(node -p "require('$repo/package.json').napi.binaryName").linux-x64-gnu"
-[ "$(uname -sm)" = "Linux x86_64" ] || { echo "verify-pack: this script packs linux-x64-gnu; skipping on $(uname -sm)"; exit 0; }
+if [ "$(uname -sm)" != "Linux x86_64" ] || ldd --version 2>&1 | grep -qi musl; then
+  echo "verify-pack: skipped: this script packs linux-x64-gnu, and this is $(uname -sm)$(ldd --version 2>&1 | grep -qi musl && echo ' with musl')"
+  exit 0
+fi
 
 mkdir -p "$work/platform" "$work/app"
 cp -r "$repo/npm/linux-x64-gnu/." "$work/platform/"
