@@ -80,10 +80,11 @@ export declare function bindInetSocket(kind: string, host: string, port: number,
 export declare function closeFd(fd: number): void
 
 /**
- * Choose the readiness mechanism for this environment: `'uv'` or `'thread'`.
- * Returns the one in use. Called once by the TS layer at load time.
+ * Choose the readiness mechanism for this environment: `'uv'` or `'thread'`,
+ * and say which runtime hosts it (`'node'`, `'bun'` or `'deno'`; teardown
+ * differs). Returns the mechanism in use. Called once by the TS layer at load time.
  */
-export declare function configure(reactor: string): string
+export declare function configure(reactor: string, runtime?: string | undefined | null): string
 
 /** Connect to a listening socket. On a full backlog this throws EAGAIN and the caller retries. */
 export declare function connect(socketTypeName: string, address: NativeAddress, framed: boolean, maxMessage: number): NativeSocket

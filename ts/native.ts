@@ -73,9 +73,13 @@ function chooseReactor(): Reactor {
   if (forced !== undefined && forced !== '') {
     throw new FdpassError('ERR_INVALID_ARG_VALUE', `FDPASS_REACTOR must be 'uv' or 'thread', not '${forced}'`)
   }
-  if (typeof Bun !== 'undefined' || typeof Deno !== 'undefined') return 'thread'
+  if (runtimeName !== 'node') return 'thread'
   return binding.hasLibuv() ? 'uv' : 'thread'
 }
 
-export const reactor = binding.configure(chooseReactor()) as Reactor
+/** The JavaScript runtime: Node-API behaves the same in each but for teardown. */
+export const runtimeName: 'node' | 'bun' | 'deno' =
+  typeof Bun !== 'undefined' ? 'bun' : typeof Deno !== 'undefined' ? 'deno' : 'node'
+
+export const reactor = binding.configure(chooseReactor(), runtimeName) as Reactor
 export const platform = binding.platformInfo()

@@ -15,8 +15,33 @@ pub trait Resource {
   fn close_for_teardown(&self);
 }
 
+/// The runtime hosting this environment. Node-API is the same everywhere
+/// except at teardown, where Deno needs two things done differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+  Node,
+  Bun,
+  Deno,
+}
+
+impl Host {
+  /// Deno (2.x) aborts the process ("Cannot create a handle without a
+  /// HandleScope") on `napi_async_destroy` from a cleanup hook, even inside
+  /// a handle scope; the context dies with the isolate anyway.
+  fn destroys_async_context_at_teardown(self) -> bool {
+    self != Host::Deno
+  }
+
+  /// Deno frees an async cleanup hook's handle itself after the hook
+  /// returns; removing it as Node requires is a double free there.
+  fn removes_hook_itself(self) -> bool {
+    self == Host::Deno
+  }
+}
+
 pub struct EnvState {
   pub env: RawEnv,
+  host: Host,
   pub reactor: Reactor,
   callbacks: RefCell<Option<CallbackContext>>,
   resources: RefCell<HashMap<u64, Weak<dyn Resource>>>,
@@ -41,7 +66,7 @@ pub fn get(env: RawEnv) -> napi::Result<Rc<EnvState>> {
 
 /// Create this environment's state with the chosen reactor. Idempotent for
 /// the same kind; asking for another kind later is an error.
-pub fn configure(env: RawEnv, kind: ReactorKind) -> napi::Result<ReactorKind> {
+pub fn configure(env: RawEnv, kind: ReactorKind, host: Host) -> napi::Result<ReactorKind> {
   if let Ok(st) = get(env) {
     let have = st.reactor.kind();
     if have != kind {
@@ -71,6 +96,7 @@ pub fn configure(env: RawEnv, kind: ReactorKind) -> napi::Result<ReactorKind> {
   };
   let st = Rc::new(EnvState {
     env,
+    host,
     reactor,
     callbacks: RefCell::new(Some(callbacks)),
     resources: RefCell::new(HashMap::new()),
@@ -130,7 +156,10 @@ impl EnvState {
     if let Reactor::Thread(t) = &self.reactor {
       t.shutdown();
     }
-    self.callbacks.borrow_mut().take();
+    let callbacks = self.callbacks.borrow_mut().take();
+    if !self.host.destroys_async_context_at_teardown() {
+      std::mem::forget(callbacks);
+    }
   }
 }
 
@@ -187,6 +216,9 @@ unsafe extern "C" fn async_cleanup(handle: sys::napi_async_cleanup_hook_handle, 
     return;
   };
   st.teardown();
+  if st.host.removes_hook_itself() {
+    return;
+  }
   match &st.reactor {
     Reactor::Uv(uv) if uv.pending_closes() > 0 => uv.when_closed(Box::new(move || {
       // SAFETY: removing our own hook once, after the last handle closed.

@@ -30,14 +30,25 @@ fn socket_type(env: &Env, s: &str) -> Result<SocketType> {
   })
 }
 
-/// Choose the readiness mechanism for this environment: `'uv'` or `'thread'`.
-/// Returns the one in use. Called once by the TS layer at load time.
+/// Choose the readiness mechanism for this environment: `'uv'` or `'thread'`,
+/// and say which runtime hosts it (`'node'`, `'bun'` or `'deno'`; teardown
+/// differs). Returns the mechanism in use. Called once by the TS layer at load time.
 #[napi]
-pub fn configure(env: Env, reactor: String) -> Result<String> {
+pub fn configure(env: Env, reactor: String, runtime: Option<String>) -> Result<String> {
   let kind = reactor::ReactorKind::parse(&reactor).ok_or_else(|| {
     Error::from_reason(format!("unknown reactor '{reactor}': use 'uv' or 'thread'"))
   })?;
-  env_state::configure(env.raw(), kind).map(|k| k.as_str().to_string())
+  let host = match runtime.as_deref() {
+    None | Some("node") => env_state::Host::Node,
+    Some("bun") => env_state::Host::Bun,
+    Some("deno") => env_state::Host::Deno,
+    Some(other) => {
+      return Err(Error::from_reason(format!(
+        "unknown runtime '{other}': use 'node', 'bun' or 'deno'"
+      )))
+    }
+  };
+  env_state::configure(env.raw(), kind, host).map(|k| k.as_str().to_string())
 }
 
 /// Whether this process exports libuv's poll functions (Node, Electron).
