@@ -156,6 +156,13 @@ export interface PlatformInfo {
   supportsPidfd: boolean
 }
 
+/**
+ * Read up to `length` bytes from `fd` at `position` (current offset when
+ * null or -1) on the thread pool. Resolves with a Buffer, or with an Error
+ * value (not a rejection) carrying `code`, `errno` and `syscall`.
+ */
+export declare function readFd(fd: number, length: number, position?: number | undefined | null): Promise<Buffer | Error>
+
 /** Set close-on-exec on a descriptor the caller owns (inherited ones, e.g. LISTEN_FDS). */
 export declare function setCloexec(fd: number): void
 
@@ -174,3 +181,10 @@ export declare function socketpair(socketTypeName: string, framed: boolean, maxM
  * The caller owns the returned descriptor (close-on-exec).
  */
 export declare function takeFd(pid: number, fd: number): number
+
+/**
+ * Write all of `data` to `fd` at `position` (current offset when null or
+ * -1) on the thread pool. Resolves with the count written, or with an Error
+ * value carrying `code`, `errno` and `syscall`.
+ */
+export declare function writeFd(fd: number, data: Uint8Array, position?: number | undefined | null): Promise<number | Error>

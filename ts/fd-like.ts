@@ -3,7 +3,7 @@ import type * as dgram from 'node:dgram'
 import type { FileHandle } from 'node:fs/promises'
 import type * as net from 'node:net'
 import { FdpassError, invalidArgType, outOfRange } from './errors'
-import { platform } from './native'
+import { platform, runtimeName } from './native'
 
 /**
  * Anything that owns one descriptor: a number, a `ReceivedFd`, an
@@ -58,6 +58,12 @@ export function fdOf(x: unknown, name: string): number {
       return fdOf(fd, name)
     }
     if (fd === undefined && ('listening' in x || 'remoteAddress' in x || 'address' in x)) {
+      if (runtimeName === 'deno') {
+        throw new FdpassError(
+          'ERR_FDPASS_UNSUPPORTED',
+          `${name}: Deno's net and dgram objects have no file descriptor to send (Deno keeps its own resource ids); send a FileHandle, a ReceivedFd, an FdSocket/FdServer or a descriptor number instead`,
+        )
+      }
       throw new FdpassError('ERR_FDPASS_INVALID_FD', `${name} has no descriptor yet: wait until it is listening, connected or bound`)
     }
   }

@@ -4,7 +4,7 @@ import { type Address, toNativeAddress } from './address'
 import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue, outOfRange } from './errors'
 import { fdOf } from './fd-like'
 import type { FdKind } from './received-fd'
-import { binding, platform, reactor } from './native'
+import { binding, platform, reactor, runtimeName } from './native'
 import { FdServer, type PeerFilter, wrapServer } from './server'
 import { FdSocket, type SocketSettings, type SocketType } from './socket'
 
@@ -26,6 +26,8 @@ export const MAX_FDS_PER_MESSAGE: number = platform.maxFdsPerMessage
 
 /** Facts about this build and runtime. */
 export const runtime = {
+  /** The JavaScript runtime fdpass detected: 'node' (also Electron), 'bun' or 'deno'. */
+  name: runtimeName,
   /** The readiness mechanism in use: 'uv' (Node, Electron) or 'thread' (Node-API only). */
   reactor,
   /** Usable bytes of a socket path (sun_path minus its NUL): 107 on Linux, 103 on macOS. */

@@ -69,6 +69,10 @@ declare const Deno: unknown
  */
 function chooseReactor(): Reactor {
   const forced = process.env.FDPASS_REACTOR
+  if (forced === 'uv' && runtimeName !== 'node') {
+    // Bun aborts the process on uv_poll_*; Deno's shim stops after one callback.
+    throw new FdpassError('ERR_FDPASS_UNSUPPORTED', `FDPASS_REACTOR=uv needs Node's own libuv, which ${runtimeName} does not have: use 'thread' or unset it`)
+  }
   if (forced === 'uv' || forced === 'thread') return forced
   if (forced !== undefined && forced !== '') {
     throw new FdpassError('ERR_INVALID_ARG_VALUE', `FDPASS_REACTOR must be 'uv' or 'thread', not '${forced}'`)
@@ -82,4 +86,17 @@ export const runtimeName: 'node' | 'bun' | 'deno' =
   typeof Bun !== 'undefined' ? 'bun' : typeof Deno !== 'undefined' ? 'deno' : 'node'
 
 export const reactor = binding.configure(chooseReactor(), runtimeName) as Reactor
+
+/**
+ * What the runtime's own node modules cannot do with a descriptor they did
+ * not open (seen on Bun 1.4 and Deno 2.9; README "Runtimes").
+ */
+export const runtimeLimits = {
+  /** Deno's node:fs rejects foreign fds with EBADF: fs streams go through the addon. */
+  fsRefusesForeignFds: runtimeName === 'deno',
+  /** Bun's `new net.Socket({ fd })` closes at once (ERR_SOCKET_CLOSED). */
+  noNetSocketFromFd: runtimeName === 'bun',
+  /** Deno's `dgram` bind({ fd }) fails with ERR_INVALID_FD_TYPE. */
+  noDgramFromFd: runtimeName === 'deno',
+}
 export const platform = binding.platformInfo()

@@ -3,7 +3,8 @@ import * as dgram from 'node:dgram'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
 import { FdpassError, callNative } from './errors'
-import { binding, type FdStat } from './native'
+import { nativeReadFs, nativeWriteFs } from './fd-streams'
+import { binding, runtimeLimits, runtimeName, type FdStat } from './native'
 
 // A ReceivedFd that is garbage-collected while still owning its descriptor
 // closes it and warns, as fs.promises.FileHandle does.
@@ -90,12 +91,18 @@ export class ReceivedFd {
   /** A `net.Socket` over this connected TCP or Unix socket. Takes ownership. */
   toNetSocket(options?: Omit<net.SocketConstructorOpts, 'fd'>): net.Socket {
     this.#expectKind('socket', 'toNetSocket')
+    if (runtimeLimits.noNetSocketFromFd) {
+      throw unsupported('toNetSocket', "its net.Socket cannot wrap an existing descriptor; for a Unix socket, adopt(received.release(), { raw: true }) gives an FdSocket")
+    }
     return new net.Socket({ readable: true, writable: true, ...options, fd: this.release() })
   }
 
   /** A `dgram.Socket` over this UDP socket (already bound). Takes ownership. */
   toDgramSocket(type: 'udp4' | 'udp6', options?: Omit<dgram.SocketOptions, 'type'>): dgram.Socket {
     this.#expectKind('socket', 'toDgramSocket')
+    if (runtimeLimits.noDgramFromFd) {
+      throw unsupported('toDgramSocket', 'its dgram module cannot bind to an existing descriptor (ERR_INVALID_FD_TYPE)')
+    }
     const socket = dgram.createSocket({ ...options, type })
     socket.bind({ fd: this.release() })
     return socket
@@ -103,12 +110,12 @@ export class ReceivedFd {
 
   /** A readable stream over this file or pipe. Takes ownership (closed when the stream ends). */
   createReadStream(options?: { start?: number; end?: number; highWaterMark?: number; autoClose?: boolean }): fs.ReadStream {
-    return fs.createReadStream('', { ...options, fd: this.release() })
+    return fs.createReadStream('', { ...options, ...streamFs('read'), fd: this.release() })
   }
 
   /** A writable stream over this file or pipe. Takes ownership. */
   createWriteStream(options?: { start?: number; highWaterMark?: number; autoClose?: boolean }): fs.WriteStream {
-    return fs.createWriteStream('', { ...options, fd: this.release() })
+    return fs.createWriteStream('', { ...options, ...streamFs('write'), fd: this.release() })
   }
 
   #expectKind(kind: FdKind, method: string): void {
@@ -137,4 +144,17 @@ export function closeRaw(fds: ArrayLike<number>, from: number, to: number): void
       // already closed: nothing leaks
     }
   }
+}
+
+function unsupported(method: string, why: string): FdpassError {
+  return new FdpassError(
+    'ERR_FDPASS_UNSUPPORTED',
+    `${method}() does not work on ${runtimeName}: ${why}. The descriptor is still yours (use release() to take the number).`,
+  )
+}
+
+/** On runtimes whose node:fs refuses foreign fds, streams do their I/O through the addon. */
+function streamFs(direction: 'read' | 'write'): { fs?: never } {
+  if (!runtimeLimits.fsRefusesForeignFds) return {}
+  return { fs: (direction === 'read' ? nativeReadFs : nativeWriteFs) as never }
 }

@@ -121,3 +121,51 @@ pub fn close_raw(raw: RawFd) -> Result<()> {
   let owned = unsafe { OwnedFd::from_raw_fd(raw) };
   nix::unistd::close(owned).syscall("close")
 }
+
+/// Read up to `buf.len()` bytes at `position` (`pread`), or at the current
+/// offset when `None` (`read`), retrying on EINTR. Blocks on a pipe or socket:
+/// callers run it off the JS thread.
+pub fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], position: Option<u64>) -> Result<usize> {
+  loop {
+    let r = match position {
+      Some(p) => nix::sys::uio::pread(fd, buf, p as libc::off_t).syscall("read"),
+      None => nix::unistd::read(fd, buf).syscall("read"),
+    };
+    match r {
+      Err(Error::Sys {
+        errno: nix::errno::Errno::EINTR,
+        ..
+      }) => continue,
+      other => return other,
+    }
+  }
+}
+
+/// Write all of `buf` at `position` (`pwrite`), or at the current offset when
+/// `None` (`write`), retrying on EINTR and short writes. Blocks like `read_at`.
+pub fn write_all_at(
+  fd: BorrowedFd<'_>,
+  mut buf: &[u8],
+  mut position: Option<u64>,
+) -> Result<usize> {
+  let total = buf.len();
+  while !buf.is_empty() {
+    let r = match position {
+      Some(p) => nix::sys::uio::pwrite(fd, buf, p as libc::off_t).syscall("write"),
+      None => nix::unistd::write(fd, buf).syscall("write"),
+    };
+    match r {
+      Err(Error::Sys {
+        errno: nix::errno::Errno::EINTR,
+        ..
+      }) => continue,
+      Err(e) => return Err(e),
+      Ok(0) => break,
+      Ok(n) => {
+        buf = &buf[n..];
+        position = position.map(|p| p + n as u64);
+      }
+    }
+  }
+  Ok(total - buf.len())
+}

@@ -5,6 +5,7 @@
 #![allow(clippy::new_without_default)]
 
 mod env_state;
+pub mod fd_io;
 mod js;
 pub mod listeners;
 mod reactor;

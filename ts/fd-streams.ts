@@ -1,0 +1,49 @@
+// fs streams whose I/O goes through the addon instead of node:fs, for
+// runtimes whose node:fs refuses descriptors it did not open itself (Deno
+// rejects fs.read/fs.write/fs.close on a received fd with EBADF). Node's
+// ReadStream/WriteStream accept such an `fs` in their options.
+import { binding } from './native'
+import { fromNative } from './errors'
+
+type Callback<T> = (err: Error | null, value?: T, buffer?: Uint8Array) => void
+
+const unused = (): never => {
+  throw new Error('fdpass streams are always opened on an existing fd')
+}
+
+function close(fd: number, cb: (err: Error | null) => void): void {
+  try {
+    binding.closeFd(fd)
+    queueMicrotask(() => cb(null))
+  } catch (e) {
+    queueMicrotask(() => cb(fromNative(e)))
+  }
+}
+
+/** The `fs` option for a ReadStream over a descriptor the runtime's fs refuses. */
+export const nativeReadFs = {
+  open: unused,
+  close,
+  read(fd: number, buffer: Uint8Array, offset: number, length: number, position: number | bigint | null, cb: Callback<number>): void {
+    binding.readFd(fd, length, position === null ? null : Number(position)).then(
+      (r) => {
+        if (r instanceof Error) return cb(r)
+        buffer.set(r, offset)
+        cb(null, r.length, buffer)
+      },
+      (e: unknown) => cb(fromNative(e)),
+    )
+  },
+}
+
+/** The `fs` option for a WriteStream over a descriptor the runtime's fs refuses. */
+export const nativeWriteFs = {
+  open: unused,
+  close,
+  write(fd: number, buffer: Uint8Array, offset: number, length: number, position: number | null, cb: Callback<number>): void {
+    binding.writeFd(fd, buffer.subarray(offset, offset + length), position).then(
+      (r) => (r instanceof Error ? cb(r) : cb(null, r, buffer)),
+      (e: unknown) => cb(fromNative(e)),
+    )
+  },
+}
