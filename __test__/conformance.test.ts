@@ -11,7 +11,8 @@ describe('conformance suite', () => {
     const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l))
     const { summary } = lines.at(-1)
     expect(lines.filter((l) => l.ok === false), r.stderr).toEqual([])
-    expect(summary).toMatchObject({ runtime: 'node', reactor: process.env.FDPASS_REACTOR, failed: 0, passed: 8 })
+    expect(summary).toMatchObject({ runtime: 'node', reactor: process.env.FDPASS_REACTOR, failed: 0, passed: lines.length - 1 })
+    expect(lines.length - 1).toBeGreaterThanOrEqual(9)
     expect(r.status).toBe(0)
   }, 130_000)
 

@@ -243,6 +243,40 @@ test('1,000 messages with no fd leaked', async () => {
   assert.equal(await settledOpenFds(), before, 'open descriptors after = before')
 })
 
+test('worker threads', async () => {
+  // Two workers at once; one exits by itself, one is terminated with its sockets open.
+  const { Worker } = require('node:worker_threads')
+  const file = tmpPath('for-workers')
+  fs.writeFileSync(file, 'w')
+  const ino = Number(fs.statSync(file).ino)
+  const start = () => {
+    const w = new Worker(path.join(__dirname, 'worker.cjs'), { workerData: { file } })
+    const message = new Promise((resolve, reject) => {
+      w.once('message', resolve)
+      w.once('error', reject)
+    })
+    const exit = new Promise((resolve) => w.once('exit', resolve))
+    return { w, message, exit }
+  }
+  const one = start()
+  const two = start()
+  for (const { message } of [one, two]) {
+    assert.deepEqual(await message, { data: 'in a worker', ino, reactor: fdpass.runtime.reactor })
+  }
+  await one.w.terminate()
+  two.w.unref()
+  await one.exit
+  // The second worker's open sockets keep it alive until it is terminated too.
+  await two.w.terminate()
+  await two.exit
+  // This thread still works afterwards.
+  const [a, b] = fdpass.socketpair()
+  await a.send('after', [])
+  assert.equal((await b.receive()).data.toString(), 'after')
+  a.close()
+  b.close()
+})
+
 test('readiness mechanism', async () => {
   const forced = process.env.FDPASS_REACTOR
   assert.equal(fdpass.runtime.reactor, forced || (runtime === 'node' ? 'uv' : 'thread'))
