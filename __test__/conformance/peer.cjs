@@ -39,7 +39,20 @@ async function sendThenWait() {
   setInterval(() => {}, 1000) // until killed
 }
 
-const modes = { 'connect-and-send': connectAndSend, 'send-then-wait': sendThenWait, load: async () => say({ reactor: fdpass.runtime.reactor }) }
+// Sockets and a server that are unref()ed must not keep the process alive.
+async function unrefExits() {
+  const [a, b] = fdpass.socketpair()
+  b.on('message', () => {})
+  a.unref()
+  b.unref()
+  const server = await fdpass.listen(path.join(dir, `unref-${process.pid}.sock`))
+  server.unref()
+  say({ unrefed: true })
+}
+
+const modes = {
+  unref: unrefExits,
+  'connect-and-send': connectAndSend, 'send-then-wait': sendThenWait, load: async () => say({ reactor: fdpass.runtime.reactor }) }
 modes[mode]().catch((e) => {
   console.error(e)
   process.exit(1)

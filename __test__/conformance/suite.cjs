@@ -277,6 +277,14 @@ test('worker threads', async () => {
   b.close()
 })
 
+test('unref() lets the process exit', async () => {
+  const peer = startPeer(['unref', '', '', tmp])
+  assert.deepEqual(await peer.next(), { unrefed: true })
+  const timer = setTimeout(() => peer.child.kill('SIGKILL'), 10_000)
+  assert.deepEqual(await peer.exited, { code: 0, signal: null }, 'exited by itself, not killed')
+  clearTimeout(timer)
+})
+
 test('readiness mechanism', async () => {
   const forced = process.env.FDPASS_REACTOR
   assert.equal(fdpass.runtime.reactor, forced || (runtime === 'node' ? 'uv' : 'thread'))
