@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
 import { MAX_FDS_PER_MESSAGE, connect, listen, runtime, socketpair } from '..'
-import { FD_DIR, linuxOnly, MESSAGE_TYPE, cleanup, fixture, identity, openFdCount, root, run, runLimited, tmpPath, wrap } from './helpers'
+import { FD_DIR, linuxOnly, MESSAGE_TYPE, cleanup, fixture, identity, openFdCount, root, settledFdCount, run, runLimited, tmpPath, wrap } from './helpers'
 
 afterEach(cleanup)
 
@@ -311,7 +311,7 @@ describe('descriptor versus description', () => {
 
 describe('nothing leaks', () => {
   test('fd count is unchanged after sockets, messages and errors', async () => {
-    const before = openFdCount()
+    const before = await settledFdCount()
     for (let i = 0; i < 20; i++) {
       const [a, b] = socketpair()
       await a.send('x', [0, 1])
@@ -321,7 +321,7 @@ describe('nothing leaks', () => {
       a.close()
       b.close()
     }
-    expect(openFdCount()).toBe(before)
+    expect(await settledFdCount()).toBe(before)
   })
 })
 

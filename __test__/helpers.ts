@@ -36,6 +36,18 @@ export function openFdCount(): number {
   return fs.readdirSync(FD_DIR).length
 }
 
+/** The open-descriptor count once earlier tests' asynchronous closes (child pipes, timers) have landed. */
+export async function settledFdCount(): Promise<number> {
+  let last = openFdCount()
+  for (let stable = 0; stable < 3; ) {
+    await new Promise((r) => setTimeout(r, 20))
+    const now = openFdCount()
+    stable = now === last ? stable + 1 : 0
+    last = now
+  }
+  return last
+}
+
 export interface Child {
   proc: ChildProcess
   /** The next JSON line the child prints on stdout. */

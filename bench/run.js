@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // fd-passing benchmark: every implementation between two processes over a
 // Unix socket, in one run. Prints a table and writes JSON to bench/out/.
-//   node bench/run.js [--quick] [--runs N] [--only c,fdpass-seqpacket-uv] [--workloads W1,W3]
+//   node bench/run.js [--quick] [--runs N] [--only c,fdpass-seqpacket-uv] [--workloads W1,W3] [--runtimes]
+// --runtimes adds fdpass on Node 22 and 24 (both mechanisms), Bun and Deno,
+// installed from the npm registry by scripts/runtimes.js (W1 and W3).
 'use strict'
 const { spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -44,6 +46,24 @@ const IMPLS = {
   'fdpass-seqpacket-thread': { ...node('fdpass.js', { FDPASS_REACTOR: 'thread', FDPASS_BENCH_TYPE: 'seqpacket' }), w: ['W1', 'W2', 'W3', 'W4'] },
   'fdpass-stream-uv': { ...node('fdpass.js', { FDPASS_REACTOR: 'uv', FDPASS_BENCH_TYPE: 'stream' }), w: ['W1', 'W2', 'W3'] },
   'fdpass-stream-thread': { ...node('fdpass.js', { FDPASS_REACTOR: 'thread', FDPASS_BENCH_TYPE: 'stream' }), w: ['W1', 'W2', 'W3'] },
+}
+if (argv.includes('--runtimes')) {
+  const { install } = require('../scripts/runtimes.js')
+  const fdpassOn = (id, reactor, pre = []) => ({
+    cmd: install(id),
+    pre: [...pre, path.join(dir, 'impl', 'fdpass.js')],
+    env: { FDPASS_REACTOR: reactor, FDPASS_BENCH_TYPE: 'seqpacket' },
+    w: ['W1', 'W3'],
+    runtime: id,
+  })
+  Object.assign(IMPLS, {
+    'fdpass-node22-uv': fdpassOn('node22', 'uv'),
+    'fdpass-node22-thread': fdpassOn('node22', 'thread'),
+    'fdpass-node24-uv': fdpassOn('node24', 'uv'),
+    'fdpass-node24-thread': fdpassOn('node24', 'thread'),
+    'fdpass-bun-thread': fdpassOn('bun', 'thread'),
+    'fdpass-deno-thread': fdpassOn('deno', 'thread', ['run', '-A']),
+  })
 }
 const ONLY = opt('only', Object.keys(IMPLS).join(',')).split(',')
 
@@ -177,6 +197,7 @@ function report(results) {
       ].join(' '),
     )
   }
+  reportRuntimes(results)
   const f = results['fdpass-seqpacket-uv']
   if (!c || !f) return
   const checks = [
@@ -190,7 +211,33 @@ function report(results) {
     ['0 fds lost, 0 leaked', Object.entries(results).filter(([n]) => n.startsWith('fdpass')).every(([, r]) => ['W1', 'W2'].every((w) => !r[w] || (r[w].lost === 0 && r[w].leaked === 0 && r[w].bad === 0)))],
   ]
   console.log('\nfdpass (seqpacket, uv) against the targets:')
-  for (const [name, ok] of checks) console.log(`  ${ok ? 'met    ' : 'NOT MET'}  ${name}`)
+  for (const [name, ok] of checks) console.log(`  ${ok === undefined ? 'not run' : ok ? 'met    ' : 'NOT MET'}  ${name}`)
+}
+
+/** fdpass on each runtime and mechanism, against the best mechanism on this Node. */
+function reportRuntimes(results) {
+  const rows = Object.entries(results).filter(([n]) => /^fdpass-(seqpacket-(uv|thread)|node\d+-|bun-|deno-)/.test(n))
+  if (rows.length < 2) return
+  const nodeUv = results['fdpass-seqpacket-uv']?.W1?.fdsPerSecond.median
+  const nodeThread = results['fdpass-seqpacket-thread']?.W1?.fdsPerSecond.median
+  const best = Math.max(nodeUv ?? 0, nodeThread ?? 0)
+  console.log(`\nfdpass per runtime (seqpacket; W1 as a share of the best mechanism on Node ${process.versions.node})`)
+  console.log('runtime, mechanism           W1 fds/s (of best)     W3 pinned p50/p99 µs  W3 unpinned p50/p99 µs')
+  for (const [name, r] of rows) {
+    const w1 = r.W1?.fdsPerSecond.median
+    console.log(
+      [
+        name.replace(/^fdpass-/, '').replace('seqpacket-', `node${process.versions.node.split('.')[0]}-`).padEnd(29),
+        `${w1 === undefined ? 'n/a' : w1.toFixed(0)} ${w1 && best ? `(${((w1 / best) * 100).toFixed(0)}%)` : ''}`.padEnd(22),
+        `${r.W3?.pinnedP50.median.toFixed(1) ?? 'n/a'}/${r.W3?.pinnedP99.median.toFixed(1) ?? 'n/a'}`.padEnd(21),
+        `${r.W3?.unpinnedP50.median.toFixed(1) ?? 'n/a'}/${r.W3?.unpinnedP99.median.toFixed(1) ?? 'n/a'}`,
+      ].join(' '),
+    )
+  }
+  if (nodeUv && nodeThread) {
+    const share = nodeThread / Math.max(nodeUv, nodeThread)
+    console.log(`  ${share >= 0.8 ? 'met    ' : 'NOT MET'}  the Node-API-only mechanism (thread) reaches ≥ 80% of the best mechanism's W1 on Node: ${(share * 100).toFixed(0)}%`)
+  }
 }
 
 main().catch((e) => {

@@ -168,4 +168,6 @@ function printTable(rows) {
   }
 }
 
-main()
+if (require.main === module) main()
+
+module.exports = { install, tools }

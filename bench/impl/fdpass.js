@@ -5,6 +5,8 @@ const fs = require('node:fs')
 const fdpass = require('../..')
 const { role, path, args, print, cpuUs, receiver, percentiles } = require('./common')
 const type = process.env.FDPASS_BENCH_TYPE ?? 'seqpacket'
+// Deno's node:fs refuses received descriptors: verify with the addon's fstat there.
+const statFd = fdpass.runtime.name === 'deno' ? (fd) => require('../../binding.js').fdStat(fd) : fs.fstatSync
 
 async function main() {
   if (role === 'recv') {
@@ -15,9 +17,13 @@ async function main() {
     await server.close()
     const r = receiver(count, nfds, file)
     socket.on('message', (m) => {
-      const done = r.take(m.fds.map((f) => f.fd), () => {
-        for (const f of m.fds) f.close()
-      })
+      const done = r.take(
+        m.fds.map((f) => f.fd),
+        () => {
+          for (const f of m.fds) f.close()
+        },
+        statFd,
+      )
       if (done) {
         r.report()
         socket.close()
