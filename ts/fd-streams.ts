@@ -24,10 +24,13 @@ function close(fd: number, cb: (err: Error | null) => void): void {
 export const nativeReadFs = {
   open: unused,
   close,
-  read(fd: number, buffer: Uint8Array, offset: number, length: number, position: number | bigint | null, cb: Callback<number>): void {
-    binding.readFd(fd, length, position === null ? null : Number(position)).then(
+  read(fd: number, buffer: Uint8Array, offset: number, length: number, position: number | bigint | null | undefined, cb: Callback<number>): void {
+    // ReadStream passes undefined (not null) for "at the current offset".
+    const at = typeof position === 'number' || typeof position === 'bigint' ? Number(position) : null
+    binding.readFd(fd, length, at).then(
+      // Realm-independent checks: the addon's values may come from another context's Error.
       (r) => {
-        if (r instanceof Error) return cb(r)
+        if (!ArrayBuffer.isView(r)) return cb(r)
         buffer.set(r, offset)
         cb(null, r.length, buffer)
       },
@@ -40,9 +43,9 @@ export const nativeReadFs = {
 export const nativeWriteFs = {
   open: unused,
   close,
-  write(fd: number, buffer: Uint8Array, offset: number, length: number, position: number | null, cb: Callback<number>): void {
-    binding.writeFd(fd, buffer.subarray(offset, offset + length), position).then(
-      (r) => (r instanceof Error ? cb(r) : cb(null, r, buffer)),
+  write(fd: number, buffer: Uint8Array, offset: number, length: number, position: number | null | undefined, cb: Callback<number>): void {
+    binding.writeFd(fd, buffer.subarray(offset, offset + length), typeof position === 'number' ? position : null).then(
+      (r) => (typeof r === 'number' ? cb(null, r, buffer) : cb(r)),
       (e: unknown) => cb(fromNative(e)),
     )
   },
