@@ -2,13 +2,21 @@
 import * as dgram from 'node:dgram'
 import * as fs from 'node:fs'
 import * as net from 'node:net'
-import { FdpassError, callNative } from './errors'
+import { FdpassError, callNative, fromNative } from './errors'
 import { nativeReadFs, nativeWriteFs } from './fd-streams'
 import { binding, runtimeLimits, runtimeName, type FdStat } from './native'
 
 // A ReceivedFd that is garbage-collected while still owning its descriptor
-// closes it and warns, as fs.promises.FileHandle does.
-const unclaimed = new FinalizationRegistry<number>((fd) => {
+// closes it and warns, as fs.promises.FileHandle does. The registry holds a
+// small shared cell rather than an unregister token: closing just empties
+// the cell, which is cheaper than unregistering on every close.
+interface Cell {
+  fd: number
+}
+const unclaimed = new FinalizationRegistry<Cell>((cell) => {
+  const fd = cell.fd
+  if (fd < 0) return
+  cell.fd = -1
   try {
     binding.closeFd(fd)
   } catch {
@@ -29,29 +37,35 @@ export type FdKind = FdStat['kind']
  * closed by the garbage collector, with a process warning.
  */
 export class ReceivedFd {
-  #fd: number
+  readonly #cell: Cell
 
   /** @internal */
   constructor(fd: number) {
-    this.#fd = fd
-    unclaimed.register(this, fd, this)
+    this.#cell = { fd }
+    unclaimed.register(this, this.#cell)
   }
 
   /** The descriptor number. Throws ERR_FDPASS_FD_CLOSED after close() or release(). */
   get fd(): number {
-    if (this.#fd < 0) throw new FdpassError('ERR_FDPASS_FD_CLOSED', 'this ReceivedFd was closed or released')
-    return this.#fd
+    const fd = this.#cell.fd
+    if (fd < 0) throw new FdpassError('ERR_FDPASS_FD_CLOSED', 'this ReceivedFd was closed or released')
+    return fd
   }
 
   /** True once closed or released. */
   get closed(): boolean {
-    return this.#fd < 0
+    return this.#cell.fd < 0
   }
 
   /** Close the descriptor. Idempotent. Closes natively, so it works on every runtime. */
   close(): void {
     const fd = this.#take()
-    if (fd >= 0) callNative(() => binding.closeFd(fd))
+    if (fd < 0) return
+    try {
+      binding.closeFd(fd)
+    } catch (e) {
+      throw fromNative(e)
+    }
   }
 
   /** Give up ownership and return the number; the caller must close it. */
@@ -121,16 +135,13 @@ export class ReceivedFd {
   #expectKind(kind: FdKind, method: string): void {
     const actual = this.kind()
     if (actual !== kind) {
-      throw new FdpassError('ERR_FDPASS_INVALID_FD', `${method}() needs a ${kind}, but fd ${this.#fd} is a ${actual}`, { fd: this.#fd })
+      throw new FdpassError('ERR_FDPASS_INVALID_FD', `${method}() needs a ${kind}, but fd ${this.#cell.fd} is a ${actual}`, { fd: this.#cell.fd })
     }
   }
 
   #take(): number {
-    const fd = this.#fd
-    if (fd >= 0) {
-      this.#fd = -1
-      unclaimed.unregister(this)
-    }
+    const fd = this.#cell.fd
+    this.#cell.fd = -1
     return fd
   }
 }

@@ -516,11 +516,7 @@ fn concat(header: Option<&[u8; 8]>, data: &[u8]) -> Vec<u8> {
 fn duplicate_all(fds: &[i32]) -> fdpass_core::Result<Vec<OwnedFd>> {
   fds
     .iter()
-    .map(|&raw| {
-      fdpass_core::fd::check_open(raw)?;
-      // SAFETY: checked open just above; borrowed only for the dup.
-      fdpass_core::fd::dup_cloexec(unsafe { BorrowedFd::borrow_raw(raw) })
-    })
+    .map(|&raw| fdpass_core::fd::dup_raw_cloexec(raw))
     .collect()
 }
 
