@@ -7,15 +7,33 @@ const [role, path, a, b, c] = process.argv.slice(2)
 const print = (v) => process.stdout.write(JSON.stringify(v) + '\n')
 process.stdout.write('\n') // libuv opens a reserve fd when stdout starts: before counting
 const openFds = () => fs.readdirSync(process.platform === 'darwin' ? '/dev/fd' : '/proc/self/fd').length
+/**
+ * Descriptors open on `file`: a leaked received fd is one of these. Counting
+ * them rather than all fds keeps a runtime's own lazily opened descriptors
+ * (Deno opens sockets as it runs) out of the leak count. Linux only; other
+ * systems count every descriptor.
+ */
+const openOn = (file) => {
+  if (!fs.existsSync('/proc/self/fd')) return openFds()
+  let n = 0
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      if (fs.readlinkSync(`/proc/self/fd/${fd}`) === file) n++
+    } catch {
+      // the directory's own descriptor, gone by now
+    }
+  }
+  return n
+}
 const cpuUs = () => {
   const u = process.resourceUsage()
   return u.userCPUTime + u.systemCPUTime
 }
 
 /** Receiver bookkeeping: verify each fd's identity, close it, count. */
-function receiver(count, nfds, file) {
+function receiver(count, nfds, file, before = openOn(file)) {
   const want = fs.statSync(file)
-  const state = { msgs: 0, fds: 0, bad: 0, first: 0n, before: openFds(), cpu0: cpuUs() }
+  const state = { msgs: 0, fds: 0, bad: 0, first: 0n, before, cpu0: cpuUs() }
   return {
     state,
     /**
@@ -40,7 +58,7 @@ function receiver(count, nfds, file) {
         fds: state.fds,
         bad: state.bad,
         lost: count * nfds - state.fds,
-        leaked: openFds() - state.before,
+        leaked: openOn(file) - state.before,
         ns: Number(process.hrtime.bigint() - state.first),
         cpuUs: cpuUs() - state.cpu0,
       })
@@ -53,4 +71,4 @@ function percentiles(lat) {
   return { p50: +lat[lat.length >> 1].toFixed(2), p99: +lat[Math.floor(lat.length * 0.99)].toFixed(2) }
 }
 
-module.exports = { role, path, args: [a, b, c], print, openFds, cpuUs, receiver, percentiles }
+module.exports = { role, path, args: [a, b, c], print, openFds, openOn, cpuUs, receiver, percentiles }

@@ -3,7 +3,7 @@
 'use strict'
 const fs = require('node:fs')
 const fdpass = require('../..')
-const { role, path, args, print, cpuUs, receiver, percentiles } = require('./common')
+const { role, path, args, print, cpuUs, openOn, receiver, percentiles } = require('./common')
 const type = process.env.FDPASS_BENCH_TYPE ?? 'seqpacket'
 // Deno's node:fs refuses received descriptors: verify with the addon's fstat there.
 const statFd = fdpass.runtime.name === 'deno' ? (fd) => require('../../binding.js').fdStat(fd) : fs.fstatSync
@@ -11,11 +11,14 @@ const statFd = fdpass.runtime.name === 'deno' ? (fd) => require('../../binding.j
 async function main() {
   if (role === 'recv') {
     const [count, nfds, file] = [Number(args[0]), Number(args[1]), args[2]]
+    // Counted before the socket exists: it starts reading as soon as it is
+    // accepted, so a later count could include descriptors already received.
+    const before = openOn(file)
     const server = await fdpass.listen(path, { type })
     print({ ready: 1 })
     const socket = await server.accept()
     await server.close()
-    const r = receiver(count, nfds, file)
+    const r = receiver(count, nfds, file, before)
     socket.on('message', (m) => {
       const done = r.take(
         m.fds.map((f) => f.fd),
@@ -25,8 +28,8 @@ async function main() {
         statFd,
       )
       if (done) {
+        socket.close() // before the count: the baseline was taken without it
         r.report()
-        socket.close()
       }
     })
   } else if (role === 'send') {
