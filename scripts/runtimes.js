@@ -50,12 +50,17 @@ function install(id) {
   fs.mkdirSync(dir, { recursive: true })
   fs.writeFileSync(path.join(dir, 'package.json'), '{"private":true}\n')
   // Bun's bin needs its postinstall (it fetches nothing: the binary is in an
-  // optional dependency), so install scripts must run.
-  const r = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', PACKAGES[id]], {
+  // optional dependency): without it `bun` only prints an error. So install
+  // scripts must run, whatever the user's npm config says.
+  const r = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', '--ignore-scripts=false', PACKAGES[id]], {
     cwd: dir,
     stdio: ['ignore', 'inherit', 'inherit'],
   })
   if (r.status !== 0 || !fs.existsSync(bin)) throw new Error(`installing ${PACKAGES[id]} failed (npm exit ${r.status})`)
+  const v = spawnSync(bin, ['--version'], { encoding: 'utf8' })
+  if (v.status !== 0) {
+    throw new Error(`${PACKAGES[id]} was installed but does not run (${(v.stderr || v.stdout || '').trim().split('\n')[0]}); did its install script run?`)
+  }
   fs.writeFileSync(stamp, PACKAGES[id])
   return bin
 }
