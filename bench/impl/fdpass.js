@@ -6,7 +6,7 @@ const fdpass = require('../..')
 const { role, path, args, print, cpuUs, openOn, receiver, percentiles } = require('./common')
 const type = process.env.FDPASS_BENCH_TYPE ?? 'seqpacket'
 // Deno's node:fs refuses received descriptors: verify with the addon's fstat there.
-const statFd = fdpass.runtime.name === 'deno' ? (fd) => require('../../binding.js').fdStat(fd) : fs.fstatSync
+const statFd = fdpass.runtime.name === 'deno' ? require('../../binding.js').fdStat : fs.fstatSync
 
 async function main() {
   if (role === 'recv') {
