@@ -42,6 +42,9 @@ impl ToNapiValue for IoOutcome {
   }
 }
 
+/// The most one read returns (fs streams read 64 KiB at a time by default).
+const MAX_READ: usize = 8 << 20;
+
 fn at(p: Option<i64>) -> Option<u64> {
   // fs streams pass -1 or null for "at the current offset".
   p.filter(|&p| p >= 0).map(|p| p as u64)
@@ -117,7 +120,9 @@ pub fn read_fd(fd: i32, length: u32, position: Option<i64>) -> Result<AsyncTask<
   }
   Ok(AsyncTask::new(ReadTask {
     fd,
-    length: length as usize,
+    // A stream asks for its highWaterMark; a larger request is served in part,
+    // as read(2) may do anyway, rather than allocating whatever was asked.
+    length: (length as usize).min(MAX_READ),
     position: at(position),
   }))
 }
