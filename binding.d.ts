@@ -92,17 +92,14 @@ export declare function connect(socketTypeName: string, address: NativeAddress, 
 /** A close-on-exec duplicate of `fd`, owned by the caller. */
 export declare function dupFd(fd: number): number
 
-export declare function fdStat(fd: number): FdStat
-
-/** Identity and kind of an open descriptor. */
-export interface FdStat {
-  kind: 'file' | 'directory' | 'pipe' | 'socket' | 'character-device' | 'block-device' | 'symlink' | 'unknown'
-  dev: number
-  ino: number
-  mode: number
-  size: number
-  cloexec: boolean
-}
+/**
+ * fstat of an open descriptor, for `ReceivedFd.stat()`: fills `out` with
+ * dev, ino, mode, size and close-on-exec (0 or 1) and returns the kind's
+ * index (crates/fdpass-core FdKind, in the order of ts/native.ts KINDS).
+ * Numbers in a caller's buffer rather than an object: building an object
+ * here cost twice Node's own fs.fstatSync.
+ */
+export declare function fdStatInto(fd: number, out: Float64Array): number
 
 /** Whether this process exports libuv's poll functions (Node, Electron). */
 export declare function hasLibuv(): boolean

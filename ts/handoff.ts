@@ -8,7 +8,7 @@ import type * as http from 'node:http'
 import * as net from 'node:net'
 import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
 import { adoptServer, connect } from './index'
-import { binding } from './native'
+import { binding, fdStat } from './native'
 import { notify } from './notify'
 import { type ListenFd, listenFds } from './systemd'
 import type { FdServer } from './server'
@@ -104,7 +104,7 @@ function systemdFd(name: string): number {
 
 function systemdKind(listener: string, name: string): Kind {
   const fd = systemdFd(name)
-  const stat = callNative(() => binding.fdStat(fd))
+  const stat = callNative(() => fdStat(fd))
   if (stat.kind !== 'socket') throw invalidArgValue(`listeners.${listener}`, name, 'is not a socket')
   const info = callNative(() => binding.inspectSocket(fd))
   if (info.family === 'unix') {

@@ -2,7 +2,7 @@
 // readiness mechanism is chosen for this runtime (see README "Design").
 import { FdpassError } from './errors'
 
-export type { NativeAddress, NativeSocket, NativeServer, FdStat } from '../binding.js'
+export type { NativeAddress, NativeSocket, NativeServer } from '../binding.js'
 
 type Binding = typeof import('../binding.js')
 
@@ -100,3 +100,29 @@ export const runtimeLimits = {
   noDgramFromFd: runtimeName === 'deno',
 }
 export const platform = binding.platformInfo()
+
+/** What a descriptor refers to, as fstat sees it. */
+export type FdKind = 'file' | 'directory' | 'pipe' | 'socket' | 'character-device' | 'block-device' | 'symlink' | 'unknown'
+
+/** Identity and kind of an open descriptor. */
+export interface FdStat {
+  kind: FdKind
+  /** Device and inode: together they identify the file. */
+  dev: number
+  ino: number
+  mode: number
+  size: number
+  /** Whether the descriptor is close-on-exec. */
+  cloexec: boolean
+}
+
+// In the order of crates/fdpass-core FdKind: the binding returns the index.
+const KINDS: readonly FdKind[] = ['file', 'directory', 'pipe', 'socket', 'character-device', 'block-device', 'symlink', 'unknown']
+// Off-heap from the start, so that handing it to the addon costs nothing.
+const STAT = new Float64Array(new ArrayBuffer(5 * 8))
+
+/** fstat of a descriptor (the addon fills numbers; the object is built here, where it is cheap). */
+export function fdStat(fd: number): FdStat {
+  const kind = KINDS[binding.fdStatInto(fd, STAT)] ?? 'unknown'
+  return { kind, dev: STAT[0], ino: STAT[1], mode: STAT[2], size: STAT[3], cloexec: STAT[4] === 1 }
+}

@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as net from 'node:net'
 import { FdpassError, callNative, fromNative } from './errors'
 import { nativeReadFs, nativeWriteFs } from './fd-streams'
-import { binding, runtimeLimits, runtimeName, type FdStat } from './native'
+import { binding, fdStat, runtimeLimits, runtimeName, type FdKind, type FdStat } from './native'
 
 // A ReceivedFd that is garbage-collected while still owning its descriptor
 // closes it and warns, as fs.promises.FileHandle does. The registry holds a
@@ -28,7 +28,7 @@ const unclaimed = new FinalizationRegistry<Cell>((cell) => {
   )
 })
 
-export type FdKind = FdStat['kind']
+export type { FdKind }
 
 /**
  * A descriptor that arrived with a message. It owns the descriptor: call
@@ -78,7 +78,7 @@ export class ReceivedFd {
   /** fstat of the descriptor: kind, device and inode (to compare identity), mode, size. */
   stat(): FdStat {
     const fd = this.fd
-    return callNative(() => binding.fdStat(fd))
+    return callNative(() => fdStat(fd))
   }
 
   /** What the descriptor refers to: 'file', 'pipe', 'socket', 'directory', ... */

@@ -37,15 +37,14 @@ function receiver(count, nfds, file, before = openOn(file)) {
   return {
     state,
     /**
-     * One message's fd numbers (already owned by the caller's wrapper
-     * objects). `statFd` replaces fs.fstatSync where the runtime's fs
-     * refuses descriptors it did not open (Deno).
+     * One message's descriptors (numbers, or the caller's wrapper objects
+     * with `statFd` to fstat them: fdpass's receivers use ReceivedFd.stat()).
      */
-    take(fdNumbers, close, statFd = fs.fstatSync) {
+    take(fds, close, statFd = fs.fstatSync) {
       if (state.msgs === 0) state.first = process.hrtime.bigint()
       state.msgs++
-      state.fds += fdNumbers.length
-      for (const fd of fdNumbers) {
+      state.fds += fds.length
+      for (const fd of fds) {
         const st = statFd(fd)
         if (Number(st.ino) !== Number(want.ino) || Number(st.dev) !== Number(want.dev)) state.bad++
       }

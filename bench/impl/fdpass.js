@@ -5,8 +5,6 @@ const fs = require('node:fs')
 const fdpass = require('../..')
 const { role, path, args, print, cpuUs, openOn, receiver, percentiles } = require('./common')
 const type = process.env.FDPASS_BENCH_TYPE ?? 'seqpacket'
-// Deno's node:fs refuses received descriptors: verify with the addon's fstat there.
-const statFd = fdpass.runtime.name === 'deno' ? require('../../binding.js').fdStat : fs.fstatSync
 
 async function main() {
   if (role === 'recv') {
@@ -20,12 +18,14 @@ async function main() {
     await server.close()
     const r = receiver(count, nfds, file, before)
     socket.on('message', (m) => {
+      // The check goes through ReceivedFd.stat(), as a user's would (and
+      // Deno's node:fs refuses received descriptors).
       const done = r.take(
-        m.fds.map((f) => f.fd),
+        m.fds,
         () => {
           for (const f of m.fds) f.close()
         },
-        statFd,
+        (f) => f.stat(),
       )
       if (done) {
         socket.close() // before the count: the baseline was taken without it
@@ -83,7 +83,7 @@ async function main() {
       s.on('message', (m) => {
         if (!first) first = process.hrtime.bigint()
         for (const f of m.fds) {
-          if (fs.fstatSync(f.fd).ino !== want.ino) bad++
+          if (f.stat().ino !== Number(want.ino)) bad++
           f.close()
         }
         got += m.fds.length

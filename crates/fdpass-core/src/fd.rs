@@ -66,7 +66,9 @@ pub unsafe fn adopt(raw: RawFd) -> Result<OwnedFd> {
 
 /// What a descriptor refers to, as `fstat` sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
 pub enum FdKind {
+  // The order is the TS layer's KINDS (ts/native.ts): the binding passes the index.
   File,
   Directory,
   Pipe,
@@ -104,6 +106,30 @@ impl FdKind {
       _ => FdKind::Unknown,
     }
   }
+}
+
+/// fstat and the close-on-exec flag of a number the caller vouches for, with
+/// no check first: fstat itself says EBADF for a number that is not open.
+pub fn stat_raw(raw: RawFd) -> Result<(FileStat, bool)> {
+  if raw < 0 {
+    return Err(not_open(raw));
+  }
+  let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+  // SAFETY: fstat writes a whole struct stat or fails.
+  if unsafe { libc::fstat(raw, st.as_mut_ptr()) } != 0 {
+    return Err(match nix::errno::Errno::last() {
+      nix::errno::Errno::EBADF => not_open(raw),
+      e => Error::sys(e, "fstat"),
+    });
+  }
+  // SAFETY: fstat succeeded, so the struct is initialised.
+  let st = unsafe { st.assume_init() };
+  // SAFETY: F_GETFD only reads the descriptor table.
+  let flags = unsafe { libc::fcntl(raw, libc::F_GETFD) };
+  if flags < 0 {
+    return Err(Error::sys(nix::errno::Errno::last(), "fcntl"));
+  }
+  Ok((st, flags & libc::FD_CLOEXEC != 0))
 }
 
 pub fn stat(fd: BorrowedFd<'_>) -> Result<FileStat> {
