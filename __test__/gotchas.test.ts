@@ -346,6 +346,10 @@ describe('unclaimed descriptors', () => {
     expect(r.warnings).toContain('FDPASS_UNCLOSED_FD')
     expect(r.buffered).toBe(r.base + 5)
     expect(r.afterClose).toBe(r.base - 1) // the five buffered ones, and b itself
+    // Through 'message' listeners: 8 dropped unclosed, 3 closed by the listener.
+    expect(r.listenerHeld).toBe(r.base2 + 8)
+    expect(r.listenerAfterGc).toBe(r.base2)
+    expect(r.listenerWarnings).toBe(8)
   })
 })
 

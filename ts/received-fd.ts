@@ -39,10 +39,20 @@ export type { FdKind }
 export class ReceivedFd {
   readonly #cell: Cell
 
-  /** @internal */
-  constructor(fd: number) {
+  /** @internal With `guarded` false, the creator must call `ReceivedFd.guard()` before it lets go of the object. */
+  constructor(fd: number, guarded = true) {
     this.#cell = { fd }
-    unclaimed.register(this, this.#cell)
+    if (guarded) unclaimed.register(this, this.#cell)
+  }
+
+  /**
+   * @internal Give the garbage collector's safety net to those still open.
+   * A socket delivers a message first and guards its descriptors after its
+   * listeners ran: the ones a listener closed or released at once (the
+   * common case) never pay for a registry entry.
+   */
+  static guard(fds: readonly ReceivedFd[]): void {
+    for (const r of fds) if (r.#cell.fd >= 0) unclaimed.register(r, r.#cell)
   }
 
   /** The descriptor number. Throws ERR_FDPASS_FD_CLOSED after close() or release(). */

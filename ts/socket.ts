@@ -375,7 +375,7 @@ export class FdSocket extends EventEmitter {
       const lost = meta[i + 2]
       const flags = meta[i + 3]
       const fds: ReceivedFd[] = []
-      for (let k = 0; k < count; k++) fds.push(new ReceivedFd(meta[i + 4 + k]))
+      for (let k = 0; k < count; k++) fds.push(new ReceivedFd(meta[i + 4 + k], false))
       i += 4 + count
       const body = data.subarray(offset, offset + len)
       offset += len
@@ -400,6 +400,8 @@ export class FdSocket extends EventEmitter {
         this.#dispatch(item)
       } catch (e) {
         thrown ??= e
+      } finally {
+        if (!(item instanceof Error)) ReceivedFd.guard(item.fds)
       }
     }
     this.#updateReading()
