@@ -9,7 +9,7 @@
 //
 //   node scripts/runtimes.js [--only node22,bun] [--no-arm64]
 //
-// Runtimes are cached in $FDPASS_TOOLS (default ~/.cache/fdpass).
+// Runtimes are cached in $FDPASS_RUNTIMES_DIR, else $FDPASS_TOOLS (default ~/.cache/fdpass).
 'use strict'
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -17,7 +17,8 @@ const os = require('node:os')
 const path = require('node:path')
 
 const root = path.join(__dirname, '..')
-const tools = process.env.FDPASS_TOOLS || path.join(os.homedir(), '.cache', 'fdpass')
+// FDPASS_RUNTIMES_DIR where FDPASS_TOOLS is read-only (CI's containers mount it so).
+const tools = process.env.FDPASS_RUNTIMES_DIR || process.env.FDPASS_TOOLS || path.join(os.homedir(), '.cache', 'fdpass')
 const suite = path.join(root, '__test__', 'conformance', 'suite.cjs')
 const argv = process.argv.slice(2)
 const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1].split(',') : null
