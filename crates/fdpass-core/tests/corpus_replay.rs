@@ -2,24 +2,10 @@
 //! with the descriptors that arrive with each read, and what must come out.
 //! A new edge case found by the property tests belongs here.
 
+mod common;
+
+use common::{devnull, open_fd_count};
 use fdpass_core::frame::FrameDecoder;
-use std::os::fd::OwnedFd;
-
-fn devnull(n: usize) -> Vec<OwnedFd> {
-  (0..n)
-    .map(|_| std::fs::File::open("/dev/null").unwrap().into())
-    .collect()
-}
-
-fn open_fds() -> usize {
-  std::fs::read_dir(if cfg!(target_os = "macos") {
-    "/dev/fd"
-  } else {
-    "/proc/self/fd"
-  })
-  .map(|d| d.count())
-  .unwrap_or(0)
-}
 
 fn hex(s: &str) -> Vec<u8> {
   (0..s.len())
@@ -60,7 +46,7 @@ fn every_corpus_case_decodes_as_recorded_and_leaks_nothing() {
   for entry in std::fs::read_dir(&dir).unwrap() {
     let path = entry.unwrap().path();
     let (reads, expected, error) = parse(&std::fs::read_to_string(&path).unwrap());
-    let before = open_fds();
+    let before = open_fd_count();
     let mut d = FrameDecoder::new(1 << 20);
     let mut got = Vec::new();
     let mut failed = None;
@@ -84,7 +70,12 @@ fn every_corpus_case_decodes_as_recorded_and_leaks_nothing() {
     drop(d);
     assert_eq!(got, expected, "{}", path.display());
     assert_eq!(failed, error, "{}", path.display());
-    assert_eq!(open_fds(), before, "{}: descriptors leaked", path.display());
+    assert_eq!(
+      open_fd_count(),
+      before,
+      "{}: descriptors leaked",
+      path.display()
+    );
     cases += 1;
   }
   assert!(cases >= 10, "the corpus is there");

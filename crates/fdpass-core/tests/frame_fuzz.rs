@@ -3,28 +3,14 @@
 //! descriptor, and fail cleanly; valid streams split anywhere decode exactly.
 //! Alone in its own binary so that counting /proc/self/fd is exact.
 
+mod common;
+
+use common::{devnull, open_fd_count};
 use fdpass_core::frame::{FrameDecoder, FrameHeader, FRAME_HEADER_LEN};
 use proptest::prelude::*;
-use std::os::fd::OwnedFd;
 
 /// The two properties run on parallel threads; fd counting needs them apart.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn open_fds() -> usize {
-  std::fs::read_dir(if cfg!(target_os = "macos") {
-    "/dev/fd"
-  } else {
-    "/proc/self/fd"
-  })
-  .map(|d| d.count())
-  .unwrap_or(0)
-}
-
-fn devnull(n: usize) -> Vec<OwnedFd> {
-  (0..n)
-    .map(|_| std::fs::File::open("/dev/null").unwrap().into())
-    .collect()
-}
 
 /// Feed reads into a decoder, draining frames as a socket would; returns
 /// the frames (payload, fds) or the first error.
@@ -62,12 +48,12 @@ proptest! {
     max in 0usize..256,
   ) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let before = open_fds();
+    let before = open_fd_count();
     let r = run(&reads, max);
     if let Err(code) = &r {
       prop_assert!(["ERR_FDPASS_PROTOCOL", "ERR_FDPASS_MESSAGE_TOO_LARGE"].contains(&code.as_str()), "{}", code);
     }
-    prop_assert_eq!(open_fds(), before, "every descriptor is closed");
+    prop_assert_eq!(open_fd_count(), before, "every descriptor is closed");
   }
 
   #[test]
@@ -76,7 +62,7 @@ proptest! {
     cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
   ) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let before = open_fds();
+    let before = open_fd_count();
     // Serialise, remembering where each frame starts.
     // Frames whose flag is false share the previous frame's sendmsg: their
     // descriptors travel with that sendmsg's first byte.
@@ -110,7 +96,7 @@ proptest! {
       prop_assert_eq!(nfds, got_fds);
       prop_assert_eq!(*lost, 0);
     }
-    prop_assert_eq!(open_fds(), before);
+    prop_assert_eq!(open_fd_count(), before);
     let _ = FRAME_HEADER_LEN;
   }
 }

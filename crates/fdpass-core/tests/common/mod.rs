@@ -41,6 +41,13 @@ pub fn recv(sock: &OwnedFd, control: &mut ControlBuffer) -> (Vec<u8>, Vec<OwnedF
   (data, fds, r)
 }
 
+/// `n` descriptors of /dev/null, to stand for received ones.
+pub fn devnull(n: usize) -> Vec<OwnedFd> {
+  (0..n)
+    .map(|_| std::fs::File::open("/dev/null").unwrap().into())
+    .collect()
+}
+
 /// Number of open descriptors in this process.
 pub fn open_fd_count() -> usize {
   std::fs::read_dir(if cfg!(target_os = "macos") {
