@@ -54,6 +54,18 @@ export declare class NativeSocket {
   send(data: Uint8Array, fds: Int32Array): boolean
   /** Send one datagram to `address`. */
   sendTo(address: NativeAddress, data: Uint8Array, fds: Int32Array): boolean
+  /**
+   * Send one message, blocking the thread while the kernel's buffer is
+   * full, for `sendSync()`. The caller makes sure no send is queued.
+   */
+  sendSync(data: Uint8Array, fds: Int32Array): void
+  /**
+   * Read what is queued, blocking the thread up to `timeoutMs` (-1: no
+   * limit) for a first message, for `receiveSync()`. What was read goes to
+   * the callback before this returns, as EV_MESSAGES, EV_END or EV_ERROR
+   * would from the event loop. False when the time ran out.
+   */
+  receiveSync(timeoutMs: number): boolean
   /** Close the socket now. Returns how many queued sends were dropped. */
   close(): number
   peerCredentials(): NativePeerCredentials
@@ -80,6 +92,13 @@ export declare function bindInetSocket(kind: string, host: string, port: number,
 export declare function closeFd(fd: number): void
 
 /**
+ * Close the first `count` descriptors of `fds` in one call, for
+ * `ReceivedFd.closeAll()`. Every one is closed even when some fail; then
+ * the first failure is thrown.
+ */
+export declare function closeFds(fds: Int32Array, count: number): void
+
+/**
  * Choose the readiness mechanism for this environment: `'uv'` or `'thread'`,
  * and say which runtime hosts it (`'node'`, `'bun'` or `'deno'`; teardown
  * differs). Returns the mechanism in use. Called once by the TS layer at load time.
@@ -100,6 +119,16 @@ export declare function dupFd(fd: number): number
  * here cost twice Node's own fs.fstatSync.
  */
 export declare function fdStatInto(fd: number, out: Float64Array): number
+
+/**
+ * fstat of the first `count` descriptors of `fds` in one call, for
+ * `ReceivedFd.statAll()`: record `i` is `out[5 * i ..]`: the kind's index, dev, ino, mode and
+ * size. One crossing for a whole message's descriptors instead of one per
+ * descriptor, and one syscall each: no `fcntl` for close-on-exec, which
+ * is a flag of the descriptor, not of the file, and would cost a second.
+ * Throws at the first descriptor that fails (the error names it).
+ */
+export declare function fdStatMany(fds: Int32Array, count: number, out: Float64Array): void
 
 /** Whether this process exports libuv's poll functions (Node, Electron). */
 export declare function hasLibuv(): boolean

@@ -28,7 +28,7 @@ fs.writeFileSync(file, 'every receiver checks it got this file')
 
 function build() {
   fs.mkdirSync(path.join(dir, '.build'), { recursive: true })
-  const cc = spawnSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', path.join(dir, '.build/fdbench'), path.join(dir, 'c/fdbench.c')], { stdio: 'inherit' })
+  const cc = spawnSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-pthread', '-o', path.join(dir, '.build/fdbench'), path.join(dir, 'c/fdbench.c')], { stdio: 'inherit' })
   if (cc.status !== 0) throw new Error('cc failed')
   if (!fs.existsSync(path.join(dir, '.deps/node_modules/usocket/build/Release/uwrap.node'))) {
     const npm = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--foreground-scripts'], { cwd: path.join(dir, '.deps'), stdio: 'inherit' })
@@ -39,10 +39,14 @@ function build() {
 const node = (script, env = {}) => ({ cmd: process.execPath, pre: [path.join(dir, 'impl', script)], env })
 const IMPLS = {
   c: { cmd: path.join(dir, '.build/fdbench'), pre: [], env: {}, w: ['W1', 'W2', 'W3', 'W4'] },
+  // The same C program as a process with threads, as every runtime's is.
+  'c-threaded': { cmd: path.join(dir, '.build/fdbench'), pre: [], env: { FDBENCH_THREAD: '1' }, w: ['W1', 'W2', 'W3'] },
   python: { cmd: 'python3', pre: [path.join(dir, 'impl/python.py')], env: {}, w: ['W1', 'W2', 'W3'] },
   'node-ipc': { special: 'ipc', w: ['W1'] },
   usocket: { ...node('usocket.js'), w: ['W1', 'W2', 'W3'] },
   'fdpass-seqpacket-uv': { ...node('fdpass.js', { FDPASS_REACTOR: 'uv', FDPASS_BENCH_TYPE: 'seqpacket' }), w: ['W1', 'W2', 'W3', 'W4'] },
+  'fdpass-seqpacket-uv-batch': { ...node('fdpass.js', { FDPASS_REACTOR: 'uv', FDPASS_BENCH_TYPE: 'seqpacket', FDPASS_BENCH_API: 'batch' }), w: ['W2'] },
+  'fdpass-seqpacket-uv-sync': { ...node('fdpass.js', { FDPASS_REACTOR: 'uv', FDPASS_BENCH_TYPE: 'seqpacket', FDPASS_BENCH_API: 'sync' }), w: ['W3'] },
   'fdpass-seqpacket-thread': { ...node('fdpass.js', { FDPASS_REACTOR: 'thread', FDPASS_BENCH_TYPE: 'seqpacket' }), w: ['W1', 'W2', 'W3', 'W4'] },
   'fdpass-stream-uv': { ...node('fdpass.js', { FDPASS_REACTOR: 'uv', FDPASS_BENCH_TYPE: 'stream' }), w: ['W1', 'W2', 'W3'] },
   'fdpass-stream-thread': { ...node('fdpass.js', { FDPASS_REACTOR: 'thread', FDPASS_BENCH_TYPE: 'stream' }), w: ['W1', 'W2', 'W3'] },

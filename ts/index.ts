@@ -18,8 +18,8 @@ export { takeFd } from './pidfd'
 export type { Address } from './address'
 export type { FdLike } from './fd-like'
 export type { FdKind } from './received-fd'
-export type { FdStat } from './native'
-export type { Message, PeerCredentials, ReceiveOptions, SocketType } from './socket'
+export type { FdStat, FileStat } from './native'
+export type { Message, PeerCredentials, ReceiveOptions, ReceiveSyncOptions, SocketType } from './socket'
 
 /** The most descriptors one message may carry (SCM_MAX_FD on Linux). */
 export const MAX_FDS_PER_MESSAGE: number = platform.maxFdsPerMessage

@@ -104,15 +104,19 @@ export const platform = binding.platformInfo()
 /** What a descriptor refers to, as fstat sees it. */
 export type FdKind = 'file' | 'directory' | 'pipe' | 'socket' | 'character-device' | 'block-device' | 'symlink' | 'unknown'
 
-/** Identity and kind of an open descriptor. */
-export interface FdStat {
+/** What fstat says of the file a descriptor refers to: its kind and identity. */
+export interface FileStat {
   kind: FdKind
   /** Device and inode: together they identify the file. */
   dev: number
   ino: number
   mode: number
   size: number
-  /** Whether the descriptor is close-on-exec. */
+}
+
+/** FileStat, and the descriptor's own close-on-exec flag. */
+export interface FdStat extends FileStat {
+  /** Whether the descriptor is close-on-exec (every received one is). */
   cloexec: boolean
 }
 
@@ -125,4 +129,26 @@ const STAT = new Float64Array(new ArrayBuffer(5 * 8))
 export function fdStat(fd: number): FdStat {
   const kind = KINDS[binding.fdStatInto(fd, STAT)] ?? 'unknown'
   return { kind, dev: STAT[0], ino: STAT[1], mode: STAT[2], size: STAT[3], cloexec: STAT[4] === 1 }
+}
+
+/**
+ * Descriptor numbers for the batch calls below: fill the first `n`
+ * (at most FD_BATCH_SIZE), then call. Off-heap, so handing it over is
+ * free; no user code may run between filling and the call.
+ */
+export const FD_BATCH_SIZE = 256
+export const FD_BATCH = new Int32Array(new ArrayBuffer(4 * FD_BATCH_SIZE))
+const BATCH_STATS = new Float64Array(new ArrayBuffer(8 * 5 * FD_BATCH_SIZE))
+
+/** fstat of FD_BATCH's first `n`, appended to `out`, one syscall each. */
+export function fileStatBatch(n: number, out: FileStat[]): void {
+  binding.fdStatMany(FD_BATCH, n, BATCH_STATS)
+  for (let i = 0, r = 0; i < n; i++, r += 5) {
+    out.push({ kind: KINDS[BATCH_STATS[r]] ?? 'unknown', dev: BATCH_STATS[r + 1], ino: BATCH_STATS[r + 2], mode: BATCH_STATS[r + 3], size: BATCH_STATS[r + 4] })
+  }
+}
+
+/** Close FD_BATCH's first `n`: all of them, then the first failure throws. */
+export function closeBatch(n: number): void {
+  binding.closeFds(FD_BATCH, n)
 }

@@ -1,9 +1,10 @@
 // FdSocket: a connected (or datagram) Unix socket that carries messages
 // with descriptors, with net.Socket's lifecycle conventions.
 import { EventEmitter } from 'node:events'
+import { constants as osConstants } from 'node:os'
 import { type Waiter as WaiterOf, waitInLine } from './waiters'
 import { type Address, toNativeAddress } from './address'
-import { FdpassError, abortError, callNative, fromNative, invalidArgType, socketClosed } from './errors'
+import { FdpassError, abortError, callNative, fromNative, invalidArgType, outOfRange, socketClosed } from './errors'
 import { dataBytes, fdArray, type FdLike } from './fd-like'
 import {
   EV_END,
@@ -36,6 +37,11 @@ export interface PeerCredentials {
 
 export interface ReceiveOptions {
   signal?: AbortSignal
+}
+
+export interface ReceiveSyncOptions {
+  /** Milliseconds to wait for a message; throws ETIMEDOUT after that. Default: no limit. */
+  timeout?: number
 }
 
 /** @internal */
@@ -81,6 +87,8 @@ export class FdSocket extends EventEmitter {
   #readingNative = true
   #ended = false
   #emittedClose = false
+  /** While receiveSync() reads: what arrives is queued for it, never emitted. */
+  #receivingSync = false
   #fd: number
 
   /** @internal Use connect(), socketpair(), bind() or adopt(). */
@@ -188,6 +196,71 @@ export class FdSocket extends EventEmitter {
       if (m === DONE) throw socketClosed('receive')
       return m
     })
+  }
+
+  /**
+   * Send `data` with `fds` as one message now, blocking the thread while
+   * the peer's buffer is full (no limit: like a blocking write). When it
+   * returns the whole message is in the kernel. For code that may block:
+   * a worker thread, a short-lived helper, a request/response loop where
+   * latency matters more than the event loop. Throws
+   * ERR_FDPASS_SENDS_QUEUED while earlier send() calls still wait (it
+   * cannot overtake them: await them first).
+   */
+  sendSync(data: string | Uint8Array, fds?: readonly FdLike[]): void {
+    const bytes = dataBytes(data)
+    const nums = fdArray(fds)
+    const native = this.#native
+    if (!native) throw socketClosed('sendSync')
+    if (this.#sends.length > 0) {
+      throw new FdpassError(
+        'ERR_FDPASS_SENDS_QUEUED',
+        `sendSync() cannot overtake the ${this.#sends.length} send()s still waiting for room in the peer's buffer: await them (or socket.end()) first`,
+      )
+    }
+    callNative(() => native.sendSync(bytes, nums))
+  }
+
+  /**
+   * The next message, blocking the thread until one arrives (or `timeout`
+   * ms pass: then it throws ETIMEDOUT). A buffered message is returned at
+   * once. Throws as `receive()` rejects: ERR_FDPASS_SOCKET_CLOSED after the
+   * peer closed and every message was taken, ERR_FDPASS_TRUNCATED for a
+   * truncated message. Messages read along with the first wait, in order,
+   * for the next call (or for `receive()` and `'message'`). For code that
+   * may block, as `sendSync()`; do not mix it with a waiting `receive()`.
+   */
+  receiveSync(options?: ReceiveSyncOptions): Message {
+    const timeout = options?.timeout
+    if (timeout !== undefined) {
+      if (typeof timeout !== 'number' || Number.isNaN(timeout)) throw invalidArgType('options.timeout', 'a number', timeout)
+      if (timeout < 0) throw outOfRange('options.timeout', '>= 0', timeout)
+    }
+    let item = this.#dequeue()
+    if (item === undefined && this.#native) {
+      if (this.#waiters.length > 0) {
+        throw new FdpassError('ERR_FDPASS_RECEIVE_PENDING', 'receiveSync() cannot take a message while a receive() waits for it: use one style per socket')
+      }
+      const native = this.#native
+      this.#receivingSync = true
+      let got: boolean
+      try {
+        got = callNative(() => native.receiveSync(timeout === undefined || timeout === Infinity ? -1 : Math.ceil(timeout)))
+      } finally {
+        this.#receivingSync = false
+      }
+      item = this.#dequeue()
+      if (item === undefined && !got && this.#native) {
+        throw new FdpassError('ETIMEDOUT', `receiveSync ETIMEDOUT: no message within ${timeout} ms`, {
+          errno: -osConstants.errno.ETIMEDOUT,
+          syscall: 'recvmsg',
+        })
+      }
+    }
+    this.#updateReading()
+    if (item === undefined) throw socketClosed('receiveSync')
+    if (item instanceof Error) throw item
+    return item
   }
 
   async *[Symbol.asyncIterator](): AsyncIterableIterator<Message> {
@@ -312,7 +385,7 @@ export class FdSocket extends EventEmitter {
       else waiter.resolve(item)
       return
     }
-    if (!this.#paused && this.#queue.length === 0) {
+    if (!this.#paused && !this.#receivingSync && this.#queue.length === 0) {
       if (item instanceof Error) {
         // Flowing ('message' listeners): errors go where Node sends them,
         // to 'error' (uncaught without a listener), never silently queued
@@ -436,7 +509,8 @@ export class FdSocket extends EventEmitter {
   }
 
   #dispatchFatal(error: Error): void {
-    if (this.listenerCount('error') > 0) {
+    // receiveSync() reports it to its caller, like a receive() would.
+    if (this.listenerCount('error') > 0 && !this.#receivingSync) {
       process.nextTick(() => this.emit('error', error))
       return
     }

@@ -285,6 +285,28 @@ test('unref() lets the process exit', async () => {
   clearTimeout(timer)
 })
 
+test('sendSync, receiveSync and the batch calls', async () => {
+  const file = tmpPath('sync')
+  fs.writeFileSync(file, 'sync')
+  const before = await settledOpenFds()
+  const [a, b] = fdpass.socketpair({ type: messageType })
+  const fd = fs.openSync(file, 'r')
+  a.sendSync('64', Array(64).fill(fd))
+  fs.closeSync(fd)
+  const m = b.receiveSync({ timeout: 5000 })
+  assert.equal(m.data.toString(), '64')
+  const stats = fdpass.ReceivedFd.statAll(m.fds)
+  assert.equal(stats.length, 64)
+  const want = fs.statSync(file)
+  assert.ok(stats.every((s) => s.kind === 'file' && s.ino === want.ino && s.dev === want.dev), 'statAll sees the file sent')
+  fdpass.ReceivedFd.closeAll(m.fds)
+  assert.ok(m.fds.every((f) => f.closed))
+  assert.throws(() => b.receiveSync({ timeout: 20 }), { code: 'ETIMEDOUT', syscall: 'recvmsg' })
+  a.close()
+  b.close()
+  assert.equal(await settledOpenFds(), before, 'no descriptor left open')
+})
+
 test('readiness mechanism', async () => {
   const forced = process.env.FDPASS_REACTOR
   assert.equal(fdpass.runtime.reactor, forced || (runtime === 'node' ? 'uv' : 'thread'))

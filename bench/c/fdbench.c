@@ -3,6 +3,10 @@
  *   fdbench recv PATH COUNT NFDS FILE | send PATH COUNT NFDS FILE
  *   fdbench echo PATH COUNT           | ping PATH COUNT FILE
  *   fdbench many-recv PATH CONNS PER FILE | many-send PATH CONNS PER FILE
+ * With FDBENCH_THREAD=1 the process first starts one idle thread: the same
+ * program, as a process with threads (every Node process has several). The
+ * kernel then takes a reference on each file a syscall looks up (fdget), and
+ * glibc makes close a cancellation point: the limit for a runtime's process.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -18,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <poll.h>
+#include <pthread.h>
 
 #define MAXFDS 253
 static void die(const char *what) { perror(what); exit(1); }
@@ -77,8 +82,14 @@ static int recv_fds(int s, char *buf, size_t cap, int *fds, int *truncated) {
 
 static int by_value(const void *a, const void *b) { double x = *(const double *)a, y = *(const double *)b; return x < y ? -1 : x > y; }
 
+static void *idle(void *unused) { (void)unused; for (;;) pause(); return NULL; }
+
 int main(int argc, char **argv) {
   if (argc < 4) { fprintf(stderr, "usage: see the comment at the top\n"); return 2; }
+  if (getenv("FDBENCH_THREAD") && !strcmp(getenv("FDBENCH_THREAD"), "1")) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, idle, NULL)) die("pthread_create");
+  }
   const char *role = argv[1], *path = argv[2];
   long count = atol(argv[3]);
   int fds[MAXFDS]; char buf[256];

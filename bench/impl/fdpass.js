@@ -5,6 +5,11 @@ const fs = require('node:fs')
 const fdpass = require('../..')
 const { role, path, args, print, cpuUs, openOn, receiver, percentiles } = require('./common')
 const type = process.env.FDPASS_BENCH_TYPE ?? 'seqpacket'
+// FDPASS_BENCH_API=batch: the receiver checks and closes a message's
+// descriptors with ReceivedFd.statAll() and ReceivedFd.closeAll(), one call
+// each per message. =sync: ping-pong with receiveSync() and sendSync().
+const batch = process.env.FDPASS_BENCH_API === 'batch'
+const sync = process.env.FDPASS_BENCH_API === 'sync'
 
 async function main() {
   if (role === 'recv') {
@@ -20,13 +25,15 @@ async function main() {
     socket.on('message', (m) => {
       // The check goes through ReceivedFd.stat(), as a user's would (and
       // Deno's node:fs refuses received descriptors).
-      const done = r.take(
-        m.fds,
-        () => {
-          for (const f of m.fds) f.close()
-        },
-        (f) => f.stat(),
-      )
+      const done = batch
+        ? r.takeStats(m.fds.length, fdpass.ReceivedFd.statAll(m.fds), () => fdpass.ReceivedFd.closeAll(m.fds))
+        : r.take(
+            m.fds,
+            () => {
+              for (const f of m.fds) f.close()
+            },
+            (f) => f.stat(),
+          )
       if (done) {
         socket.close() // before the count: the baseline was taken without it
         r.report()
@@ -46,6 +53,19 @@ async function main() {
     print({ ready: 1 })
     const socket = await server.accept()
     await server.close()
+    if (sync) {
+      for (;;) {
+        let m
+        try {
+          m = socket.receiveSync()
+        } catch (e) {
+          if (e.code === 'ERR_FDPASS_SOCKET_CLOSED') return
+          throw e
+        }
+        socket.sendSync('p', m.fds)
+        for (const f of m.fds) f.close()
+      }
+    }
     socket.on('message', async (m) => {
       await socket.send('p', m.fds)
       for (const f of m.fds) f.close()
@@ -57,8 +77,14 @@ async function main() {
     const lat = []
     for (let i = 0; i < count; i++) {
       const t0 = process.hrtime.bigint()
-      await socket.send('x', [fd])
-      const m = await socket.receive()
+      let m
+      if (sync) {
+        socket.sendSync('x', [fd])
+        m = socket.receiveSync()
+      } else {
+        await socket.send('x', [fd])
+        m = await socket.receive()
+      }
       lat.push(Number(process.hrtime.bigint() - t0) / 1000)
       m.fds[0].close()
     }

@@ -111,6 +111,17 @@ impl FdKind {
 /// fstat and the close-on-exec flag of a number the caller vouches for, with
 /// no check first: fstat itself says EBADF for a number that is not open.
 pub fn stat_raw(raw: RawFd) -> Result<(FileStat, bool)> {
+  let st = fstat_raw(raw)?;
+  // SAFETY: F_GETFD only reads the descriptor table.
+  let flags = unsafe { libc::fcntl(raw, libc::F_GETFD) };
+  if flags < 0 {
+    return Err(Error::sys(nix::errno::Errno::last(), "fcntl"));
+  }
+  Ok((st, flags & libc::FD_CLOEXEC != 0))
+}
+
+/// fstat of a number the caller vouches for, and nothing else: one syscall.
+pub fn fstat_raw(raw: RawFd) -> Result<FileStat> {
   if raw < 0 {
     return Err(not_open(raw));
   }
@@ -123,13 +134,7 @@ pub fn stat_raw(raw: RawFd) -> Result<(FileStat, bool)> {
     });
   }
   // SAFETY: fstat succeeded, so the struct is initialised.
-  let st = unsafe { st.assume_init() };
-  // SAFETY: F_GETFD only reads the descriptor table.
-  let flags = unsafe { libc::fcntl(raw, libc::F_GETFD) };
-  if flags < 0 {
-    return Err(Error::sys(nix::errno::Errno::last(), "fcntl"));
-  }
-  Ok((st, flags & libc::FD_CLOEXEC != 0))
+  Ok(unsafe { st.assume_init() })
 }
 
 pub fn stat(fd: BorrowedFd<'_>) -> Result<FileStat> {
@@ -148,7 +153,7 @@ pub fn close_raw(raw: RawFd) -> Result<()> {
   }
   // SAFETY: the caller owns `raw` and never uses the number again; a number
   // that is not open only makes close fail with EBADF.
-  if unsafe { libc::close(raw) } == 0 {
+  if unsafe { crate::platform::close(raw) } == 0 {
     return Ok(());
   }
   match nix::errno::Errno::last() {

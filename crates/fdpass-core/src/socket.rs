@@ -213,6 +213,32 @@ pub fn connect_fd(fd: BorrowedFd<'_>, addr: &UnixAddr, shown: &SocketAddress) ->
   }
 }
 
+/// Block until `fd` is readable (or, with `writable`, writable), for at most
+/// `timeout_ms` milliseconds (negative: no limit). Ok(false) when the time
+/// ran out. An error or hang-up on the socket counts as ready: the next read
+/// or write reports it. A signal also returns Ok(true): the caller tries
+/// its I/O again and waits again with what is left of its time.
+pub fn wait_ready(fd: BorrowedFd<'_>, writable: bool, timeout_ms: i32) -> Result<bool> {
+  let mut p = libc::pollfd {
+    fd: fd.as_raw_fd(),
+    events: if writable {
+      libc::POLLOUT
+    } else {
+      libc::POLLIN
+    },
+    revents: 0,
+  };
+  // SAFETY: one valid pollfd for the duration of the call.
+  match unsafe { libc::poll(&mut p, 1, timeout_ms) } {
+    0 => Ok(false),
+    n if n > 0 => Ok(true),
+    _ => match Errno::last() {
+      Errno::EINTR => Ok(true),
+      e => Err(Error::sys(e, "poll")),
+    },
+  }
+}
+
 pub fn socketpair(ty: SocketType) -> Result<(OwnedFd, OwnedFd)> {
   platform::new_socketpair(ty)
 }

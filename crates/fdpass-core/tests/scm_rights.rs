@@ -215,3 +215,38 @@ fn datagrams_carry_the_senders_address() {
   std::fs::remove_file(pa).unwrap();
   std::fs::remove_file(pb).unwrap();
 }
+
+#[test]
+fn wait_ready_times_out_then_sees_a_message() {
+  let (a, b) = socketpair(SocketType::SeqPacket).unwrap();
+  let started = std::time::Instant::now();
+  assert!(
+    !fdpass_core::socket::wait_ready(b.as_fd(), false, 30).unwrap(),
+    "nothing to read yet"
+  );
+  assert!(started.elapsed() >= std::time::Duration::from_millis(29));
+  assert!(
+    fdpass_core::socket::wait_ready(a.as_fd(), true, 0).unwrap(),
+    "room to write"
+  );
+  send(&a, SocketType::SeqPacket, b"x", &[]).unwrap();
+  assert!(fdpass_core::socket::wait_ready(b.as_fd(), false, -1).unwrap());
+}
+
+#[test]
+fn close_raw_and_fstat_raw_work_on_numbers_and_name_one_that_is_not_open() {
+  let (a, b) = socketpair(SocketType::Stream).unwrap();
+  let st = fd::fstat_raw(a.as_raw_fd()).unwrap();
+  assert_eq!(fd::FdKind::from_stat(&st), fd::FdKind::Socket);
+  let n = std::os::fd::IntoRawFd::into_raw_fd(a);
+  fd::close_raw(n).unwrap();
+  // The peer sees the close: the number really was closed.
+  let mut byte = [0u8; 1];
+  assert_eq!(nix::unistd::read(b.as_fd(), &mut byte).unwrap(), 0);
+  for err in [
+    fd::close_raw(999_999).unwrap_err(),
+    fd::fstat_raw(999_999).unwrap_err(),
+  ] {
+    assert_eq!(err.code(), "ERR_FDPASS_INVALID_FD");
+  }
+}

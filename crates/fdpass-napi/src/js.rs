@@ -119,6 +119,24 @@ impl Drop for CallbackContext {
   }
 }
 
+/// Call `func` from inside a call from JavaScript (a synchronous method):
+/// no async context and no microtask checkpoint, which belong to calls
+/// from the event loop. Returns false when it threw; the exception stays
+/// pending for the method to return.
+///
+/// # Safety
+/// On the JS thread of `env`, inside a handle scope; live handles.
+pub unsafe fn call_direct(env: RawEnv, func: RawValue, args: &[RawValue]) -> bool {
+  // SAFETY: all handles belong to env, and we are on its thread.
+  unsafe {
+    let mut recv = ptr::null_mut();
+    sys::napi_get_undefined(env, &mut recv);
+    let mut result = ptr::null_mut();
+    sys::napi_call_function(env, recv, func, args.len(), args.as_ptr(), &mut result)
+      == sys::Status::napi_ok
+  }
+}
+
 /// Run `f` inside a fresh handle scope (event-loop callbacks have none).
 ///
 /// # Safety

@@ -195,23 +195,7 @@ impl SocketCore {
       return Err(CoreError::sys(nix::errno::Errno::EBADF, "sendmsg"));
     };
     check_fd_count(fds.len())?;
-    let header = if self.framed() {
-      if data.len() > self.max_message {
-        return Err(CoreError::MessageTooLarge {
-          size: data.len(),
-          max: self.max_message,
-        });
-      }
-      Some(
-        FrameHeader {
-          fds: fds.len() as u16,
-          len: data.len() as u32,
-        }
-        .encode(),
-      )
-    } else {
-      None
-    };
+    let header = self.frame_header(data, fds)?;
     let total = header.map_or(0, |h| h.len()) + data.len();
     if self.queue.is_empty() {
       let slices: &[IoSlice<'_>] = &match &header {
@@ -239,6 +223,107 @@ impl SocketCore {
     }
     self.update_watch();
     Ok(true)
+  }
+
+  /// The frame header a framed stream puts before `data`; None otherwise.
+  fn frame_header(&self, data: &[u8], fds: &[i32]) -> fdpass_core::Result<Option<[u8; 8]>> {
+    if !self.framed() {
+      return Ok(None);
+    }
+    if data.len() > self.max_message {
+      return Err(CoreError::MessageTooLarge {
+        size: data.len(),
+        max: self.max_message,
+      });
+    }
+    Ok(Some(
+      FrameHeader {
+        fds: fds.len() as u16,
+        len: data.len() as u32,
+      }
+      .encode(),
+    ))
+  }
+
+  /// Send one message now, waiting while the kernel's buffer is full; the
+  /// caller checked that no earlier send is queued.
+  fn send_blocking(
+    &mut self,
+    data: &[u8],
+    fds: &[i32],
+    to: Option<UnixAddr>,
+  ) -> fdpass_core::Result<()> {
+    let Some(socket) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
+      return Err(CoreError::sys(nix::errno::Errno::EBADF, "sendmsg"));
+    };
+    // SAFETY: self.fd stays open for the whole call (we hold &mut self).
+    let socket = unsafe { BorrowedFd::borrow_raw(socket) };
+    check_fd_count(fds.len())?;
+    let header = self.frame_header(data, fds)?;
+    let framed;
+    let bytes: &[u8] = match &header {
+      Some(h) => {
+        framed = concat(Some(h), data);
+        &framed
+      }
+      None => data,
+    };
+    let mut written = 0;
+    let mut pass = fds;
+    loop {
+      match send_message(
+        socket,
+        self.ty,
+        &[IoSlice::new(&bytes[written..])],
+        pass,
+        to.as_ref(),
+      ) {
+        Ok(n) => {
+          written += n;
+          // The descriptors went with the first byte.
+          pass = &[];
+          if written >= bytes.len() {
+            return Ok(());
+          }
+        }
+        Err(e) if e.is_would_block() => {
+          fdpass_core::socket::wait_ready(socket, true, -1)?;
+        }
+        Err(e) => return Err(e),
+      }
+    }
+  }
+
+  /// Read whatever is queued, waiting up to `timeout_ms` (negative: no
+  /// limit) for the first message. Empty when the time ran out.
+  fn read_blocking(&mut self, timeout_ms: i64) -> fdpass_core::Result<Vec<Outcome>> {
+    let deadline = (timeout_ms >= 0)
+      .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
+    loop {
+      let mut out = Vec::new();
+      if !self.ended {
+        self.read(&mut out);
+      }
+      if !out.is_empty() || self.ended {
+        return Ok(out);
+      }
+      let Some(socket) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
+        return Err(CoreError::sys(nix::errno::Errno::EBADF, "recvmsg"));
+      };
+      let wait = match deadline {
+        None => -1,
+        Some(d) => {
+          let left = d.saturating_duration_since(std::time::Instant::now());
+          if left.is_zero() {
+            return Ok(out);
+          }
+          // Round up: poll(0) would spin until the last millisecond.
+          left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
+        }
+      };
+      // SAFETY: self.fd stays open for the whole call (we hold &mut self).
+      fdpass_core::socket::wait_ready(unsafe { BorrowedFd::borrow_raw(socket) }, false, wait)?;
+    }
   }
 
   /// Queue a message nothing of which was sent, with our own duplicates of its fds.
@@ -539,7 +624,7 @@ impl Ready for SocketCell {
       };
       if !outcomes.is_empty() && !state.is_torn_down() {
         // SAFETY: readiness callbacks run on the env's JS thread.
-        unsafe { js::with_scope(state.env, || self.deliver(&state, outcomes)) };
+        unsafe { js::with_scope(state.env, || self.deliver(&state, outcomes, Via::EventLoop)) };
       }
       // A read that stopped at its budget may have left whole frames in
       // the decoder, and the kernel will not say "readable" for them.
@@ -552,11 +637,35 @@ impl Ready for SocketCell {
   }
 }
 
+/// How outcomes reach the JavaScript callback.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+  /// From the event loop: napi_make_callback, so that microtasks run
+  /// after it as after any I/O callback.
+  EventLoop,
+  /// From inside a synchronous method (`receiveSync`): a plain call.
+  Direct,
+}
+
 impl SocketCell {
+  /// Returns false when a `Via::Direct` call threw (the exception is
+  /// pending); what was left undelivered is dropped, closing its fds.
+  ///
   /// # Safety
   /// On the env's JS thread, inside a handle scope.
-  unsafe fn deliver(&self, state: &EnvState, outcomes: Vec<Outcome>) {
+  unsafe fn deliver(&self, state: &EnvState, outcomes: Vec<Outcome>, via: Via) -> bool {
     let env = state.env;
+    let call = |func: RawValue, args: &[RawValue]| -> bool {
+      match via {
+        Via::EventLoop => {
+          // SAFETY: deliver's caller is on the JS thread, inside a scope.
+          unsafe { state.call(func, args) };
+          true
+        }
+        // SAFETY: as above.
+        Via::Direct => unsafe { js::call_direct(env, func, args) },
+      }
+    };
     for outcome in outcomes {
       // The callback may have closed the socket; then whatever is left is
       // dropped here, which closes its descriptors.
@@ -568,13 +677,13 @@ impl SocketCell {
         .as_ref()
         .map(|r| unsafe { r.get() })
       else {
-        return;
+        return true;
       };
       // SAFETY: value creation on the JS thread.
       unsafe {
-        match outcome {
-          Outcome::Sent(n) => state.call(func, &[js::int(env, EV_SENT), js::int(env, n as i64)]),
-          Outcome::SendFailed(e, n) => state.call(
+        let called = match outcome {
+          Outcome::Sent(n) => call(func, &[js::int(env, EV_SENT), js::int(env, n as i64)]),
+          Outcome::SendFailed(e, n) => call(
             func,
             &[
               js::int(env, EV_SEND_FAILED),
@@ -582,10 +691,8 @@ impl SocketCell {
               js::int(env, n as i64),
             ],
           ),
-          Outcome::End => state.call(func, &[js::int(env, EV_END)]),
-          Outcome::Error(e) => {
-            state.call(func, &[js::int(env, EV_ERROR), js::error_value(env, &e)])
-          }
+          Outcome::End => call(func, &[js::int(env, EV_END)]),
+          Outcome::Error(e) => call(func, &[js::int(env, EV_ERROR), js::error_value(env, &e)]),
           Outcome::Messages(batch) => {
             // If JavaScript can no longer take them (a worker being
             // terminated), stop: dropping the batch closes its descriptors.
@@ -593,7 +700,7 @@ impl SocketCell {
               js::buffer_copy(env, &batch.data),
               js::int32_array(env, &batch.meta),
             ) else {
-              return;
+              return true;
             };
             let addresses = match &batch.addresses {
               Some(list) => addresses_array(env, list),
@@ -603,17 +710,22 @@ impl SocketCell {
             for fd in batch.fds {
               let _ = fd.into_raw_fd();
             }
-            state.call(func, &[js::int(env, EV_MESSAGES), data, meta, addresses]);
+            let called = call(func, &[js::int(env, EV_MESSAGES), data, meta, addresses]);
             let mut c = self.0.borrow_mut();
             if c.scratch.capacity() == 0 && batch.data.capacity() <= READ_CHUNK {
               let mut reuse = batch.data;
               reuse.clear();
               c.scratch = reuse;
             }
+            called
           }
+        };
+        if !called {
+          return false;
         }
       }
     }
+    true
   }
 }
 
@@ -763,6 +875,49 @@ impl NativeSocket {
       .borrow_mut()
       .send(data, fds, Some(to))
       .or_throw(env.raw())
+  }
+
+  /// Send one message, blocking the thread while the kernel's buffer is
+  /// full, for `sendSync()`. The caller makes sure no send is queued.
+  #[napi]
+  pub fn send_sync(&self, env: Env, data: &[u8], fds: &[i32]) -> Result<()> {
+    let mut c = self.cell.0.borrow_mut();
+    if !c.queue.is_empty() {
+      return Err(Error::new(
+        Status::GenericFailure,
+        "sendSync with sends queued",
+      ));
+    }
+    c.send_blocking(data, fds, None).or_throw(env.raw())
+  }
+
+  /// Read what is queued, blocking the thread up to `timeoutMs` (-1: no
+  /// limit) for a first message, for `receiveSync()`. What was read goes to
+  /// the callback before this returns, as EV_MESSAGES, EV_END or EV_ERROR
+  /// would from the event loop. False when the time ran out.
+  #[napi]
+  pub fn receive_sync(&self, env: Env, timeout_ms: i64) -> Result<bool> {
+    let (outcomes, state) = {
+      let mut c = self.cell.0.borrow_mut();
+      if c.fd.is_none() {
+        return Err(js::throw(
+          env.raw(),
+          &CoreError::sys(nix::errno::Errno::EBADF, "recvmsg"),
+        ));
+      }
+      let outcomes = c.read_blocking(timeout_ms).or_throw(env.raw())?;
+      (outcomes, c.state.clone())
+    };
+    if outcomes.is_empty() {
+      return Ok(false);
+    }
+    // SAFETY: a method call runs on the env's JS thread, inside its scope.
+    if unsafe { self.cell.deliver(&state, outcomes, Via::Direct) } {
+      self.cell.0.borrow_mut().update_watch();
+      Ok(true)
+    } else {
+      Err(Error::from_status(Status::PendingException))
+    }
   }
 
   /// Close the socket now. Returns how many queued sends were dropped.

@@ -1,0 +1,250 @@
+// The synchronous API (sendSync/receiveSync) and the batch calls on a
+// message's descriptors (ReceivedFd.statAll/closeAll).
+import * as fs from 'node:fs'
+import * as os from 'node:os'
+import { afterEach, describe, expect, test } from 'vitest'
+import { listen, ReceivedFd, socketpair, type SocketType } from '..'
+import { cleanup, identity, makePipe, MESSAGE_TYPE, openFdCount, run, tmpPath } from './helpers'
+
+afterEach(cleanup)
+
+function tmpFile(content: string): string {
+  const p = tmpPath('file')
+  fs.writeFileSync(p, content)
+  return p
+}
+
+/** `count` received descriptors, all for `file`, in messages of at most 200. */
+async function receivedCopies(file: string, count: number): Promise<ReceivedFd[]> {
+  const [a, b] = socketpair({ type: MESSAGE_TYPE })
+  const fd = fs.openSync(file, 'r')
+  const out: ReceivedFd[] = []
+  for (let left = count; left > 0; left -= 200) {
+    await a.send('x', Array(Math.min(200, left)).fill(fd))
+    out.push(...(await b.receive()).fds)
+  }
+  fs.closeSync(fd)
+  a.close()
+  b.close()
+  return out
+}
+
+const isOpen = (fd: number) => {
+  try {
+    fs.fstatSync(fd)
+    return true
+  } catch {
+    return false
+  }
+}
+
+describe('ReceivedFd.statAll / closeAll', () => {
+  test('statAll gives what stat() gives, without cloexec, in order, for every kind', async () => {
+    const file = tmpFile('twelve bytes')
+    const f = fs.openSync(file, 'r')
+    const dir = fs.openSync(os.tmpdir(), 'r')
+    const nul = fs.openSync('/dev/null', 'r')
+    const p = makePipe()
+    const [s1, s2] = socketpair()
+    const [a, b] = socketpair({ type: MESSAGE_TYPE })
+    await a.send('kinds', [f, dir, nul, p.readEnd, s1])
+    const { fds } = await b.receive()
+    const all = ReceivedFd.statAll(new Set(fds))
+    expect(all.map((s) => s.kind)).toEqual(['file', 'directory', 'character-device', 'pipe', 'socket'])
+    for (let i = 0; i < fds.length; i++) {
+      const { cloexec, ...rest } = fds[i].stat()
+      expect(cloexec).toBe(true)
+      expect(all[i]).toEqual(rest)
+    }
+    expect(all[0]).toMatchObject({ size: 12, ...identity(f) })
+    ReceivedFd.closeAll(fds)
+    for (const x of [f, dir, nul, p.readEnd, p.writeEnd]) fs.closeSync(x)
+    for (const s of [s1, s2, a, b]) s.close()
+  })
+
+  test('statAll and closeAll work past one batch (600 descriptors)', async () => {
+    const file = tmpFile('many')
+    const before = openFdCount()
+    const fds = await receivedCopies(file, 600)
+    expect(openFdCount()).toBe(before + 600)
+    const stats = ReceivedFd.statAll(fds)
+    expect(stats).toHaveLength(600)
+    expect(stats.every((s) => s.ino === fs.statSync(file).ino && s.kind === 'file')).toBe(true)
+    const numbers = fds.map((r) => r.fd)
+    ReceivedFd.closeAll(fds)
+    expect(openFdCount()).toBe(before)
+    expect(fds.every((r) => r.closed)).toBe(true)
+    expect(numbers.some(isOpen)).toBe(false)
+    ReceivedFd.closeAll(fds) // idempotent, like close()
+  })
+
+  test('closeAll skips the closed and released ones and closes the rest', async () => {
+    const fds = await receivedCopies(tmpFile('x'), 4)
+    fds[0].close()
+    const kept = fds[1].release()
+    const [n2, n3] = [fds[2].fd, fds[3].fd]
+    ReceivedFd.closeAll(fds)
+    expect(isOpen(kept)).toBe(true)
+    expect([isOpen(n2), isOpen(n3)]).toEqual([false, false])
+    fs.closeSync(kept)
+  })
+
+  test('closeAll closes every descriptor even when one fails, then throws that failure', async () => {
+    const fds = await receivedCopies(tmpFile('x'), 3)
+    const numbers = fds.map((r) => r.fd)
+    fs.closeSync(numbers[1]) // closed behind the ReceivedFd's back
+    expect(() => ReceivedFd.closeAll(fds)).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_INVALID_FD', fd: numbers[1] }))
+    expect(numbers.some(isOpen)).toBe(false)
+    expect(fds.every((r) => r.closed)).toBe(true)
+  })
+
+  test('bad arguments throw before any descriptor is touched', async () => {
+    const fds = await receivedCopies(tmpFile('x'), 2)
+    const numbers = fds.map((r) => r.fd)
+    expect(() => ReceivedFd.closeAll([fds[0], 3 as never, fds[1]])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('fds[1]') }))
+    expect(() => ReceivedFd.statAll(42 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+    expect(numbers.every(isOpen)).toBe(true)
+    expect(fds.some((r) => r.closed)).toBe(false)
+    fds[1].close()
+    expect(() => ReceivedFd.statAll(fds)).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_FD_CLOSED' }))
+    ReceivedFd.closeAll(fds)
+    expect(isOpen(numbers[0])).toBe(false)
+  })
+})
+
+const TYPES: Array<{ type: SocketType; raw?: boolean }> = [{ type: MESSAGE_TYPE }, { type: 'stream' }]
+
+describe('sendSync / receiveSync', () => {
+  test.each(TYPES)('a round trip with descriptors ($type)', ({ type }) => {
+    const file = tmpFile('sync')
+    const fd = fs.openSync(file, 'r')
+    const [a, b] = socketpair({ type })
+    a.sendSync('one', [fd, fd])
+    a.sendSync(Buffer.from('two'))
+    fs.closeSync(fd) // the kernel holds its own references once sendSync returned
+    const m1 = b.receiveSync()
+    const m2 = b.receiveSync()
+    expect(m1.data.toString()).toBe('one')
+    expect(m1.fds.map((r) => r.stat().ino)).toEqual([fs.statSync(file).ino, fs.statSync(file).ino])
+    expect(m2.data.toString()).toBe('two')
+    expect(m2.fds).toEqual([])
+    b.sendSync('back', m1.fds)
+    const back = a.receiveSync()
+    expect(ReceivedFd.statAll(back.fds).map((s) => s.ino)).toEqual([fs.statSync(file).ino, fs.statSync(file).ino])
+    ReceivedFd.closeAll([...m1.fds, ...back.fds])
+    a.close()
+    b.close()
+  })
+
+  test('receiveSync takes buffered messages first, then times out with ETIMEDOUT', async () => {
+    const [a, b] = socketpair({ type: MESSAGE_TYPE })
+    await a.send('buffered')
+    await new Promise((r) => setImmediate(r)) // read by the event loop into b's queue
+    a.sendSync('in the kernel')
+    expect(b.receiveSync({ timeout: 0 }).data.toString()).toBe('buffered')
+    expect(b.receiveSync({ timeout: 0 }).data.toString()).toBe('in the kernel')
+    const t0 = Date.now()
+    let err: any
+    try {
+      b.receiveSync({ timeout: 30 })
+    } catch (e) {
+      err = e
+    }
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(29)
+    expect(err).toMatchObject({ code: 'ETIMEDOUT', errno: -os.constants.errno.ETIMEDOUT, syscall: 'recvmsg' })
+    a.sendSync('still usable')
+    expect(b.receiveSync({ timeout: 1000 }).data.toString()).toBe('still usable')
+    expect(() => b.receiveSync({ timeout: -1 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
+    expect(() => b.receiveSync({ timeout: '1' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+    a.close()
+    b.close()
+  })
+
+  test('receiveSync blocks until another process sends', async () => {
+    const address = tmpPath()
+    const server = await listen(address, { type: MESSAGE_TYPE })
+    const file = tmpFile('from the other process')
+    const child = run('sync-peer.js', ['send', address, MESSAGE_TYPE, '150', file])
+    const socket = await server.accept()
+    const m = socket.receiveSync({ timeout: 10_000 }) // the child sends 150 ms after connecting
+    expect(m.data.toString()).toBe('late')
+    const mine = fs.openSync(file, 'r')
+    expect(m.fds[0].stat()).toMatchObject(identity(mine))
+    fs.closeSync(mine)
+    expect(await child.next()).toEqual({ sent: true })
+    ReceivedFd.closeAll(m.fds)
+    socket.close()
+    await server.close()
+    expect((await child.exit).code).toBe(0)
+  })
+
+  test('sendSync waits while the peer is full and loses nothing (1,000 messages to a slow receiver)', async () => {
+    const address = tmpPath()
+    const server = await listen(address, { type: MESSAGE_TYPE })
+    const file = tmpFile('x')
+    const fd = fs.openSync(file, 'r')
+    const child = run('sync-peer.js', ['drain', address, MESSAGE_TYPE, '1000', file])
+    const socket = await server.accept()
+    expect(await child.next()).toEqual({ ready: true })
+    for (let i = 0; i < 1000; i++) socket.sendSync(`#${i}`, [fd]) // blocks while the child sleeps
+    expect(await child.next()).toEqual({ received: 1000, inOrder: true, same: 1000 })
+    fs.closeSync(fd)
+    socket.close()
+    await server.close()
+  })
+
+  test('receiveSync returns the rest, then ERR_FDPASS_SOCKET_CLOSED, after the peer closed', async () => {
+    const [a, b] = socketpair({ type: 'stream' })
+    const nul = fs.openSync('/dev/null', 'r')
+    a.sendSync('last words', [nul])
+    fs.closeSync(nul)
+    a.close()
+    const m = b.receiveSync({ timeout: 1000 })
+    expect(m.data.toString()).toBe('last words')
+    m.fds[0].close()
+    expect(() => b.receiveSync({ timeout: 1000 })).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_SOCKET_CLOSED' }))
+    expect(b.readyState).toBe('closed')
+  })
+
+  test("receiveSync takes a message a 'message' listener would have had; mixing with a waiting receive() is refused", async () => {
+    const [a, b] = socketpair({ type: MESSAGE_TYPE })
+    const emitted: string[] = []
+    b.on('message', (m) => emitted.push(m.data.toString()))
+    a.sendSync('for receiveSync')
+    expect(b.receiveSync({ timeout: 1000 }).data.toString()).toBe('for receiveSync')
+    a.sendSync('for the listener')
+    await new Promise((r) => setTimeout(r, 20))
+    expect(emitted).toEqual(['for the listener'])
+    b.removeAllListeners('message')
+    const waiting = b.receive()
+    expect(() => b.receiveSync({ timeout: 0 })).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_RECEIVE_PENDING' }))
+    a.sendSync('for receive()')
+    expect((await waiting).data.toString()).toBe('for receive()')
+    a.close()
+    b.close()
+  })
+
+  test('sendSync refuses to overtake queued send()s, and works again once they are done', async () => {
+    const [a, b] = socketpair({ type: MESSAGE_TYPE })
+    b.pause()
+    const sends: Array<Promise<void>> = []
+    while (a.pendingSends === 0) sends.push(a.send('fill'))
+    expect(() => a.sendSync('overtaking')).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_SENDS_QUEUED' }))
+    b.resume()
+    await Promise.all(sends)
+    a.sendSync('after')
+    let last = ''
+    for (let i = 0; i <= sends.length; i++) last = (await b.receive()).data.toString()
+    expect(last).toBe('after')
+    a.close()
+    b.close()
+  })
+
+  test('closed sockets throw ERR_FDPASS_SOCKET_CLOSED', () => {
+    const [a, b] = socketpair()
+    a.close()
+    expect(() => a.sendSync('x')).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_SOCKET_CLOSED' }))
+    expect(() => a.receiveSync()).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_SOCKET_CLOSED' }))
+    b.close()
+  })
+})
