@@ -139,6 +139,14 @@ export declare function inetPort(fd: number): number
 /** Inspect a descriptor without taking it. */
 export declare function inspectSocket(fd: number): SocketInfo
 
+/**
+ * Lend the addon a Uint8Array and an Int32Array (off-heap) that
+ * deliveries write into when a batch fits; EV_MESSAGES then passes
+ * lengths instead of a Buffer and an Int32Array. Called once per
+ * environment by the TS layer, after `configure`.
+ */
+export declare function lendDeliveryBuffers(data: Uint8Array, meta: Int32Array): void
+
 /** Listen on `address`. */
 export declare function listen(socketTypeName: string, address: NativeAddress, backlog: number, options: NativeBindOptions, framed: boolean, maxMessage: number): NativeServer
 

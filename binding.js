@@ -850,6 +850,7 @@ module.exports.fdStatMany = nativeBinding.fdStatMany
 module.exports.hasLibuv = nativeBinding.hasLibuv
 module.exports.inetPort = nativeBinding.inetPort
 module.exports.inspectSocket = nativeBinding.inspectSocket
+module.exports.lendDeliveryBuffers = nativeBinding.lendDeliveryBuffers
 module.exports.listen = nativeBinding.listen
 module.exports.listenUnixSocket = nativeBinding.listenUnixSocket
 module.exports.platformInfo = nativeBinding.platformInfo

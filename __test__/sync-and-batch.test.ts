@@ -248,3 +248,53 @@ describe('sendSync / receiveSync', () => {
     b.close()
   })
 })
+
+describe('delivery through the lent buffers', () => {
+  const body = (i: number, size: number) => Buffer.alloc(size, `#${i}-`)
+
+  test('a batch larger than the lent data buffer (64 KiB) arrives intact', async () => {
+    const [a, b] = socketpair({ type: MESSAGE_TYPE })
+    b.pause() // let the messages pile up, so that one readiness event reads them all
+    const nul = fs.openSync('/dev/null', 'r')
+    const sizes = [10_000, 30_000, 50_000, 5, 70_000]
+    for (let i = 0; i < sizes.length; i++) await a.send(body(i, sizes[i]), [nul])
+    fs.closeSync(nul)
+    b.resume()
+    for (let i = 0; i < sizes.length; i++) {
+      const m = await b.receive()
+      expect(m.data.equals(body(i, sizes[i]))).toBe(true)
+      expect(m.fds[0].kind()).toBe('character-device')
+      m.fds[0].close()
+    }
+    a.close()
+    b.close()
+  })
+
+  test('a delivery inside a listener (receiveSync) does not disturb the batch being dispatched', async () => {
+    const [a, b] = socketpair({ type: MESSAGE_TYPE })
+    const file = tmpFile('the file')
+    const fd = fs.openSync(file, 'r')
+    b.pause()
+    for (let i = 0; i < 3; i++) await a.send(body(i, 100 + i), [fd])
+    const seen: Array<{ data: string; ino: number }> = []
+    let nested = ''
+    b.on('message', (m) => {
+      if (seen.length === 0) {
+        a.sendSync(body(9, 2000), [fd, fd])
+        const n = b.receiveSync({ timeout: 1000 }) // overwrites the lent buffers
+        nested = n.data.toString()
+        ReceivedFd.closeAll(n.fds)
+      }
+      seen.push({ data: m.data.toString(), ino: m.fds[0].stat().ino })
+      m.fds[0].close()
+    })
+    b.resume()
+    await new Promise((r) => setTimeout(r, 50))
+    const ino = fs.statSync(file).ino
+    expect(seen).toEqual([0, 1, 2].map((i) => ({ data: body(i, 100 + i).toString(), ino })))
+    expect(nested).toBe(body(9, 2000).toString())
+    fs.closeSync(fd)
+    a.close()
+    b.close()
+  })
+})

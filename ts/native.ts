@@ -87,6 +87,37 @@ export const runtimeName: 'node' | 'bun' | 'deno' =
 
 export const reactor = binding.configure(chooseReactor(), runtimeName) as Reactor
 
+// Lent to the addon for deliveries (crates/fdpass-napi env_state.rs
+// DeliveryBuffers): a batch that fits is written here and EV_MESSAGES
+// passes its lengths. 64 KiB is one stream read; the metadata holds 4
+// numbers per message plus the descriptors of a batch (1,024 and 512).
+const DELIVERY_DATA = new Uint8Array(new ArrayBuffer(64 * 1024))
+const DELIVERY_META = new Int32Array(new ArrayBuffer(4 * (4 * 1024 + 512)))
+binding.lendDeliveryBuffers(DELIVERY_DATA, DELIVERY_META)
+
+/**
+ * A delivery's data: the Buffer the addon made, or (a length) a copy of
+ * what it wrote into the lent buffer, from Node's Buffer pool when small.
+ */
+export function deliveredData(data: Buffer | number): Buffer {
+  if (typeof data !== 'number') return data
+  const out = Buffer.allocUnsafe(data)
+  out.set(DELIVERY_DATA.subarray(0, data))
+  return out
+}
+
+/**
+ * A delivery's metadata array (its length is `deliveredMetaLength`): read
+ * it before any listener runs, since the next delivery overwrites the lent one.
+ */
+export function deliveredMeta(meta: Int32Array | number): Int32Array {
+  return typeof meta === 'number' ? DELIVERY_META : meta
+}
+
+export function deliveredMetaLength(meta: Int32Array | number): number {
+  return typeof meta === 'number' ? meta : meta.length
+}
+
 /**
  * What the runtime's own node modules cannot do with a descriptor they did
  * not open (seen on Bun 1.4 and Deno 2.9; README "Runtimes").

@@ -12,6 +12,9 @@ import {
   EV_MESSAGES,
   EV_SEND_FAILED,
   EV_SENT,
+  deliveredData,
+  deliveredMeta,
+  deliveredMetaLength,
   FLAG_DATA_TRUNCATED,
   FLAG_FDS_TRUNCATED,
   type NativeSocket,
@@ -417,7 +420,13 @@ export class FdSocket extends EventEmitter {
   #onEvent(event: number, a: unknown, b: unknown, c: unknown): void {
     switch (event) {
       case EV_MESSAGES:
-        this.#onMessages(a as Buffer, b as Int32Array, c as Array<Address | null> | undefined)
+        // Read now: the lent delivery buffers are reused by the next delivery.
+        this.#onMessages(
+          deliveredData(a as Buffer | number),
+          deliveredMeta(b as Int32Array | number),
+          deliveredMetaLength(b as Int32Array | number),
+          c as Array<Address | null> | undefined,
+        )
         break
       case EV_SENT:
         this.#settleSends(a as number, null)
@@ -436,13 +445,13 @@ export class FdSocket extends EventEmitter {
     }
   }
 
-  #onMessages(data: Buffer, meta: Int32Array, from: Array<Address | null> | undefined): void {
+  #onMessages(data: Buffer, meta: Int32Array, metaLength: number, from: Array<Address | null> | undefined): void {
     // Give every descriptor an owner first, so that a throwing listener
     // can lose no message and leak no descriptor.
     const items: Array<Message | Error> = []
     let i = 0
     let offset = 0
-    while (i < meta.length) {
+    while (i < metaLength) {
       const len = meta[i]
       const count = meta[i + 1]
       const lost = meta[i + 2]

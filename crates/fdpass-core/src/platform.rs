@@ -9,7 +9,7 @@
 //! | SOCK_SEQPACKET, abstract names | yes | no |
 //! | peer credentials | `SO_PEERCRED` | `getpeereid` + `LOCAL_PEERPID` |
 //! | control buffer | sized for `SCM_MAX_FD` | larger: the kernel installs every fd before it truncates |
-//! | closing a number | the `close` syscall itself | libc's `close` |
+//! | close, sendmsg, recvmsg | the syscalls themselves | libc's functions |
 
 use crate::error::{Error, Result, SyscallContext};
 use crate::socket::{PeerCredentials, SocketType};
@@ -48,12 +48,13 @@ pub const RECV_FD_CAPACITY: usize = 253;
 #[cfg(target_os = "macos")]
 pub const RECV_FD_CAPACITY: usize = 512;
 
-/// close(2) without glibc's cancellation-point wrapper: in a process with
-/// threads (every JavaScript runtime is one) glibc enables and disables
-/// asynchronous thread cancellation around each close, 6% of a receiver's
-/// CPU when it closes a message's worth of descriptors (perf, W2). fdpass
-/// never cancels threads, so the bare syscall does the same work.
-///
+// close, sendmsg and recvmsg without glibc's cancellation-point wrappers:
+// in a process with threads (every JavaScript runtime is one) glibc enables
+// and disables asynchronous thread cancellation around each of these calls,
+// 6% of a receiver's CPU when it closes a message's worth of descriptors
+// and 3% of a synchronous round trip (perf, W2 and W3). fdpass never
+// cancels threads, so the bare syscalls do the same work. macOS keeps libc.
+
 /// # Safety
 /// The caller owns `fd` and never uses the number again.
 #[cfg(target_os = "linux")]
@@ -61,12 +62,53 @@ pub unsafe fn close(fd: std::os::fd::RawFd) -> libc::c_int {
   // SAFETY: the caller's promise; the syscall takes one int.
   unsafe { libc::syscall(libc::SYS_close, fd) as libc::c_int }
 }
+
+/// # Safety
+/// As for libc's `sendmsg`: `msg` and everything it points to are live.
+#[cfg(target_os = "linux")]
+pub unsafe fn sendmsg(
+  fd: std::os::fd::RawFd,
+  msg: *const libc::msghdr,
+  flags: libc::c_int,
+) -> isize {
+  // SAFETY: the caller's promise; the kernel's sendmsg takes these three.
+  unsafe { libc::syscall(libc::SYS_sendmsg, fd, msg, flags) as isize }
+}
+
+/// # Safety
+/// As for libc's `recvmsg`: `msg` and everything it points to are live.
+#[cfg(target_os = "linux")]
+pub unsafe fn recvmsg(fd: std::os::fd::RawFd, msg: *mut libc::msghdr, flags: libc::c_int) -> isize {
+  // SAFETY: as for sendmsg.
+  unsafe { libc::syscall(libc::SYS_recvmsg, fd, msg, flags) as isize }
+}
+
 /// # Safety
 /// The caller owns `fd` and never uses the number again.
 #[cfg(target_os = "macos")]
 pub unsafe fn close(fd: std::os::fd::RawFd) -> libc::c_int {
   // SAFETY: the caller's promise.
   unsafe { libc::close(fd) }
+}
+
+/// # Safety
+/// As for libc's `sendmsg`.
+#[cfg(target_os = "macos")]
+pub unsafe fn sendmsg(
+  fd: std::os::fd::RawFd,
+  msg: *const libc::msghdr,
+  flags: libc::c_int,
+) -> isize {
+  // SAFETY: the caller's promise.
+  unsafe { libc::sendmsg(fd, msg, flags) as isize }
+}
+
+/// # Safety
+/// As for libc's `recvmsg`.
+#[cfg(target_os = "macos")]
+pub unsafe fn recvmsg(fd: std::os::fd::RawFd, msg: *mut libc::msghdr, flags: libc::c_int) -> isize {
+  // SAFETY: the caller's promise.
+  unsafe { libc::recvmsg(fd, msg, flags) as isize }
 }
 
 /// Usable bytes of `sun_path`: one is kept for the terminating NUL.

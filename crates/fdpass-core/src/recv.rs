@@ -97,7 +97,7 @@ pub fn recv_message(
 
   let n = loop {
     // SAFETY: every pointer in mhdr refers to a live buffer of the stated length.
-    let r = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut mhdr, platform::RECV_FLAGS) };
+    let r = unsafe { platform::recvmsg(socket.as_raw_fd(), &mut mhdr, platform::RECV_FLAGS) };
     if r >= 0 {
       break r as usize;
     }

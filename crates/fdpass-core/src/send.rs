@@ -108,7 +108,7 @@ fn raw_sendmsg(
     }
   }
   // SAFETY: every pointer in mhdr refers to live buffers for the duration of the call.
-  let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &mhdr, platform::SEND_FLAGS.bits()) };
+  let n = unsafe { platform::sendmsg(socket.as_raw_fd(), &mhdr, platform::SEND_FLAGS.bits()) };
   if n < 0 {
     Err(Errno::last())
   } else {

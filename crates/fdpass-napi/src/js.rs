@@ -203,6 +203,46 @@ pub unsafe fn buffer_copy(env: RawEnv, data: &[u8]) -> Option<RawValue> {
   (ok(status) && !out.is_null()).then_some(out)
 }
 
+/// The memory behind a typed array: its element type, its first byte and
+/// its length in bytes.
+///
+/// # Safety
+/// As for `int`. The memory is valid while the array is alive.
+pub unsafe fn typed_array_memory(
+  env: RawEnv,
+  value: RawValue,
+) -> Option<(sys::napi_typedarray_type, *mut c_void, usize)> {
+  let mut ty = 0;
+  let mut length = 0;
+  let mut data = ptr::null_mut();
+  let mut buffer = ptr::null_mut();
+  let mut offset = 0;
+  let mut is = false;
+  // SAFETY: queries on a live value.
+  unsafe {
+    if !ok(sys::napi_is_typedarray(env, value, &mut is)) || !is {
+      return None;
+    }
+    if !ok(sys::napi_get_typedarray_info(
+      env,
+      value,
+      &mut ty,
+      &mut length,
+      &mut data,
+      &mut buffer,
+      &mut offset,
+    )) {
+      return None;
+    }
+  }
+  let element = match ty {
+    sys::TypedarrayType::uint8_array => 1,
+    sys::TypedarrayType::int32_array => 4,
+    _ => return None,
+  };
+  (!data.is_null()).then_some((ty, data, length * element))
+}
+
 /// An Int32Array holding a copy of `data`.
 ///
 /// # Safety

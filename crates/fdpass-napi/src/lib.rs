@@ -52,6 +52,17 @@ pub fn configure(env: Env, reactor: String, runtime: Option<String>) -> Result<S
   env_state::configure(env.raw(), kind, host).map(|k| k.as_str().to_string())
 }
 
+/// Lend the addon a Uint8Array and an Int32Array (off-heap) that
+/// deliveries write into when a batch fits; EV_MESSAGES then passes
+/// lengths instead of a Buffer and an Int32Array. Called once per
+/// environment by the TS layer, after `configure`.
+#[napi(ts_args_type = "data: Uint8Array, meta: Int32Array")]
+pub fn lend_delivery_buffers(env: Env, data: Unknown<'_>, meta: Unknown<'_>) -> Result<()> {
+  let st = state(&env)?;
+  // SAFETY: a #[napi] call on the env's thread; the values are its arguments.
+  unsafe { st.lend_delivery_buffers(data.raw(), meta.raw()) }
+}
+
 /// Whether this process exports libuv's poll functions (Node, Electron).
 #[napi]
 pub fn has_libuv() -> bool {

@@ -696,10 +696,22 @@ impl SocketCell {
           Outcome::Messages(batch) => {
             // If JavaScript can no longer take them (a worker being
             // terminated), stop: dropping the batch closes its descriptors.
-            let (Some(data), Some(meta)) = (
-              js::buffer_copy(env, &batch.data),
-              js::int32_array(env, &batch.meta),
-            ) else {
+            // Into the lent buffers when the batch fits (announced by its
+            // length), else into new ones.
+            let (data, meta) = {
+              let lent = state.delivery.borrow();
+              let lent = lent.as_ref();
+              let data = match lent {
+                Some(b) if b.put_data(&batch.data) => Some(js::int(env, batch.data.len() as i64)),
+                _ => js::buffer_copy(env, &batch.data),
+              };
+              let meta = match lent {
+                Some(b) if b.put_meta(&batch.meta) => Some(js::int(env, batch.meta.len() as i64)),
+                _ => js::int32_array(env, &batch.meta),
+              };
+              (data, meta)
+            };
+            let (Some(data), Some(meta)) = (data, meta) else {
               return true;
             };
             let addresses = match &batch.addresses {
