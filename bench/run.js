@@ -18,6 +18,9 @@ const RUNS = Number(opt('runs', quick ? 1 : 3))
 const W1_COUNT = quick ? 20_000 : 200_000
 const W2_COUNT = quick ? 1_000 : 10_000
 const W3_COUNT = quick ? 2_000 : 20_000
+// Untimed round trips first, in every implementation: the JIT compilers of
+// Node and Python (and their compiler threads, on the one pinned CPU) warm up.
+const W3_WARMUP = quick ? 200 : 2_000
 const W4_CONNS = quick ? 200 : 1_000
 const W4_PER = quick ? 10 : 50
 const WORKLOADS = opt('workloads', 'W1,W2,W3,W4').split(',')
@@ -115,7 +118,7 @@ async function pingPong(impl, pin) {
   const sock = path.join(tmp, `p-${Math.random()}`)
   const echo = start(impl, ['echo', sock, '0'], pin)
   await echo.next()
-  const ping = start(impl, ['ping', sock, String(W3_COUNT), file], pin)
+  const ping = start(impl, ['ping', sock, String(W3_COUNT), file, String(W3_WARMUP)], pin)
   const r = await ping.next()
   await ping.exited
   echo.proc.kill()

@@ -1,7 +1,7 @@
 /* The kernel's limit: sendmsg/recvmsg with SCM_RIGHTS over SOCK_SEQPACKET.
  * Same command line as every implementation in bench/impl (see run.js):
  *   fdbench recv PATH COUNT NFDS FILE | send PATH COUNT NFDS FILE
- *   fdbench echo PATH COUNT           | ping PATH COUNT FILE
+ *   fdbench echo PATH COUNT           | ping PATH COUNT FILE [WARMUP]
  *   fdbench many-recv PATH CONNS PER FILE | many-send PATH CONNS PER FILE
  * With FDBENCH_THREAD=1 the process first starts one idle thread: the same
  * program, as a process with threads (every Node process has several). The
@@ -132,11 +132,12 @@ int main(int argc, char **argv) {
   if (!strcmp(role, "ping")) {
     int f = open(argv[4], O_RDONLY | O_CLOEXEC); int s = connect_to(path);
     double *lat = malloc(sizeof(double) * count);
-    for (long i = 0; i < count; i++) {
+    long warmup = argc > 5 ? atol(argv[5]) : 0;
+    for (long i = -warmup; i < count; i++) {
       long long t0 = now_ns(); int t = 0;
       send_fds(s, "x", 1, &f, 1);
       int n = recv_fds(s, buf, sizeof buf, fds, &t);
-      lat[i] = (now_ns() - t0) / 1000.0;
+      if (i >= 0) lat[i] = (now_ns() - t0) / 1000.0;
       for (int k = 0; k < n; k++) close(fds[k]);
     }
     qsort(lat, count, sizeof(double), by_value);

@@ -3,7 +3,7 @@
 'use strict'
 const fs = require('node:fs')
 
-const [role, path, a, b, c] = process.argv.slice(2)
+const [role, path, a, b, c, d] = process.argv.slice(2)
 const print = (v) => process.stdout.write(JSON.stringify(v) + '\n')
 process.stdout.write('\n') // libuv opens a reserve fd when stdout starts: before counting
 const openFds = () => fs.readdirSync(process.platform === 'darwin' ? '/dev/fd' : '/proc/self/fd').length
@@ -79,4 +79,4 @@ function percentiles(lat) {
   return { p50: +lat[lat.length >> 1].toFixed(2), p99: +lat[Math.floor(lat.length * 0.99)].toFixed(2) }
 }
 
-module.exports = { role, path, args: [a, b, c], print, openFds, openOn, cpuUs, receiver, percentiles }
+module.exports = { role, path, args: [a, b, c, d], print, openFds, openOn, cpuUs, receiver, percentiles }

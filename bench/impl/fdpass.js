@@ -71,11 +71,11 @@ async function main() {
       for (const f of m.fds) f.close()
     })
   } else if (role === 'ping') {
-    const [count, file] = [Number(args[0]), args[1]]
+    const [count, file, warmup] = [Number(args[0]), args[1], Number(args[2] ?? 0)]
     const fd = fs.openSync(file, 'r')
     const socket = await fdpass.connect(path, { type })
     const lat = []
-    for (let i = 0; i < count; i++) {
+    for (let i = -warmup; i < count; i++) {
       const t0 = process.hrtime.bigint()
       let m
       if (sync) {
@@ -85,7 +85,7 @@ async function main() {
         await socket.send('x', [fd])
         m = await socket.receive()
       }
-      lat.push(Number(process.hrtime.bigint() - t0) / 1000)
+      if (i >= 0) lat.push(Number(process.hrtime.bigint() - t0) / 1000)
       m.fds[0].close()
     }
     print(percentiles(lat))

@@ -51,10 +51,11 @@ elif role == 'echo':
         for fd in fds: os.close(fd)
 elif role == 'ping':
     count = int(sys.argv[3]); fd = os.open(sys.argv[4], os.O_RDONLY); s = connect(); lat = []
-    for _ in range(count):
+    warmup = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    for i in range(-warmup, count):
         t0 = time.perf_counter_ns()
         socket.send_fds(s, [b'x'], [fd])
         data, fds, flags, _ = socket.recv_fds(s, 256, 253)
-        lat.append((time.perf_counter_ns() - t0) / 1000)
+        if i >= 0: lat.append((time.perf_counter_ns() - t0) / 1000)
         for f in fds: os.close(f)
     lat.sort(); out({'p50': round(lat[len(lat) // 2], 2), 'p99': round(lat[int(len(lat) * 0.99)], 2)})

@@ -78,7 +78,7 @@ async function main() {
       socket.on('end', () => server.close())
     })
   } else if (role === 'ping') {
-    const [count, file] = [Number(args[0]), args[1]]
+    const [count, file, warmup] = [Number(args[0]), args[1], Number(args[2] ?? 0)]
     const fd = fs.openSync(file, 'r')
     const socket = await connect()
     const lat = []
@@ -87,12 +87,12 @@ async function main() {
       fds.forEach((f) => fs.closeSync(f))
       pending?.()
     })
-    for (let i = 0; i < count; i++) {
+    for (let i = -warmup; i < count; i++) {
       const t0 = process.hrtime.bigint()
       const back = new Promise((r) => (pending = r))
       socket.write({ data: MSG, fds: [fd] })
       await back
-      lat.push(Number(process.hrtime.bigint() - t0) / 1000)
+      if (i >= 0) lat.push(Number(process.hrtime.bigint() - t0) / 1000)
     }
     print(percentiles(lat))
     socket.end()
