@@ -1,5 +1,6 @@
 // fdpass: pass open file descriptors between processes over Unix domain
 // sockets (SCM_RIGHTS). This file is the public entry point.
+import { constants as osConstants } from 'node:os'
 import { type Address, toNativeAddress } from './address'
 import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue, outOfRange } from './errors'
 import { fdOf } from './fd-like'
@@ -232,7 +233,7 @@ export function connect(address: Address, options?: ConnectOptions): Promise<FdS
           setTimeout(tryOnce, delay, Math.min(delay * 2, 100))
         } else if (err.code === 'EAGAIN') {
           reject(new FdpassError('ETIMEDOUT', `connect ETIMEDOUT ${err.address ?? ''}: the server's backlog stayed full for ${timeout} ms`, {
-            errno: -110,
+            errno: -osConstants.errno.ETIMEDOUT, // 110 on Linux, 60 on macOS
             syscall: 'connect',
             address: err.address,
           }))
