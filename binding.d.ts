@@ -47,25 +47,13 @@ export declare class NativeSocket {
   readBuffered(): void
   /** Whether an active socket keeps the event loop alive. */
   setRef(refed: boolean): void
-  /**
-   * Send one message. Returns false when the kernel took all of it, true
-   * when (part of) it waits in the queue; EV_SENT reports its completion.
-   */
-  send(data: Uint8Array, fds: Int32Array): boolean
   /** Send one datagram to `address`. */
   sendTo(address: NativeAddress, data: Uint8Array, fds: Int32Array): boolean
   /**
-   * Send one message, blocking the thread while the kernel's buffer is
-   * full, for `sendSync()`. The caller makes sure no send is queued.
+   * A handle for the per-message calls of `crate::hot`, which skip
+   * napi-rs's per-call glue. Taken once per socket by the TS layer.
    */
-  sendSync(data: Uint8Array, fds: Int32Array): void
-  /**
-   * Read what is queued, blocking the thread up to `timeoutMs` (-1: no
-   * limit) for a first message, for `receiveSync()`. What was read goes to
-   * the callback before this returns, as EV_MESSAGES, EV_END or EV_ERROR
-   * would from the event loop. False when the time ran out.
-   */
-  receiveSync(timeoutMs: number): boolean
+  hotHandle(): object
   /** Close the socket now. Returns how many queued sends were dropped. */
   close(): number
   peerCredentials(): NativePeerCredentials
@@ -88,16 +76,6 @@ export declare function bindDatagram(address: NativeAddress | undefined | null, 
  */
 export declare function bindInetSocket(kind: string, host: string, port: number, backlog: number, reusePort: boolean): number
 
-/** Close a descriptor natively (works where `node:fs` refuses foreign fds). */
-export declare function closeFd(fd: number): void
-
-/**
- * Close the first `count` descriptors of `fds` in one call, for
- * `ReceivedFd.closeAll()`. Every one is closed even when some fail; then
- * the first failure is thrown.
- */
-export declare function closeFds(fds: Int32Array, count: number): void
-
 /**
  * Choose the readiness mechanism for this environment: `'uv'` or `'thread'`,
  * and say which runtime hosts it (`'node'`, `'bun'` or `'deno'`; teardown
@@ -110,25 +88,6 @@ export declare function connect(socketTypeName: string, address: NativeAddress, 
 
 /** A close-on-exec duplicate of `fd`, owned by the caller. */
 export declare function dupFd(fd: number): number
-
-/**
- * fstat of an open descriptor, for `ReceivedFd.stat()`: fills `out` with
- * dev, ino, mode, size and close-on-exec (0 or 1) and returns the kind's
- * index (crates/fdpass-core FdKind, in the order of ts/native.ts KINDS).
- * Numbers in a caller's buffer rather than an object: building an object
- * here cost twice Node's own fs.fstatSync.
- */
-export declare function fdStatInto(fd: number, out: Float64Array): number
-
-/**
- * fstat of the first `count` descriptors of `fds` in one call, for
- * `ReceivedFd.statAll()`: record `i` is `out[5 * i ..]`: the kind's index, dev, ino, mode and
- * size. One crossing for a whole message's descriptors instead of one per
- * descriptor, and one syscall each: no `fcntl` for close-on-exec, which
- * is a flag of the descriptor, not of the file, and would cost a second.
- * Throws at the first descriptor that fails (the error names it).
- */
-export declare function fdStatMany(fds: Int32Array, count: number, out: Float64Array): void
 
 /** Whether this process exports libuv's poll functions (Node, Electron). */
 export declare function hasLibuv(): boolean

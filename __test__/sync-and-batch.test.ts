@@ -298,3 +298,46 @@ describe('delivery through the lent buffers', () => {
     b.close()
   })
 })
+
+describe('the plain Node-API entry points (crates/fdpass-napi/src/hot.rs)', () => {
+  // Only ts/ calls them, with checked arguments; they still refuse what
+  // they cannot use instead of trusting it.
+  const { hot } = require('../dist/native') as typeof import('../ts/native')
+  const refused = (f: () => unknown) => {
+    let err: any
+    try {
+      f()
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(TypeError)
+    expect(err.code).toBe('ERR_INVALID_ARG_TYPE')
+  }
+
+  test('a socket argument must be a socket handle; closed sockets say EBADF', () => {
+    for (const bad of [{}, 42, null, new Uint8Array(1)]) {
+      refused(() => hot.socketSend(bad as object, new Uint8Array(1), new Int32Array(0)))
+      refused(() => hot.socketReceiveSync(bad as object, 0))
+    }
+    const [a, b] = socketpair({ type: MESSAGE_TYPE })
+    expect(() => a.sendSync('x', [])).not.toThrow()
+    a.close()
+    b.close()
+    expect(() => a.sendSync('x')).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_SOCKET_CLOSED' }))
+  })
+
+  test('arrays of the wrong type or too short are refused before any syscall', () => {
+    const nul = fs.openSync('/dev/null', 'r')
+    refused(() => hot.fdStatInto(nul, new Float64Array(4)))
+    refused(() => hot.fdStatInto(nul, new Int32Array(5) as never))
+    refused(() => hot.fdStatMany(Int32Array.of(nul, nul), 2, new Float64Array(9)))
+    refused(() => hot.closeFds(Int32Array.of(nul), 2))
+    refused(() => hot.closeFds(Int32Array.of(nul), -1))
+    refused(() => hot.closeFd('3' as never))
+    expect(isOpen(nul)).toBe(true)
+    const out = new Float64Array(5)
+    expect(hot.fdStatInto(nul, out)).toBe(4) // character-device, in ts/native.ts KINDS order
+    expect(out[4]).toBe(1) // libuv opens with O_CLOEXEC
+    fs.closeSync(nul)
+  })
+})

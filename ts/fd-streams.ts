@@ -2,7 +2,7 @@
 // runtimes whose node:fs refuses descriptors it did not open itself (Deno
 // rejects fs.read/fs.write/fs.close on a received fd with EBADF). Node's
 // ReadStream/WriteStream accept such an `fs` in their options.
-import { binding } from './native'
+import { binding, hot } from './native'
 import { fromNative } from './errors'
 
 type Callback<T> = (err: Error | null, value?: T, buffer?: Uint8Array) => void
@@ -13,7 +13,7 @@ const unused = (): never => {
 
 function close(fd: number, cb: (err: Error | null) => void): void {
   try {
-    binding.closeFd(fd)
+    hot.closeFd(fd)
     queueMicrotask(() => cb(null))
   } catch (e) {
     queueMicrotask(() => cb(fromNative(e)))

@@ -8,7 +8,7 @@ import type * as http from 'node:http'
 import * as net from 'node:net'
 import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
 import { adoptServer, connect } from './index'
-import { binding, fdStat } from './native'
+import { binding, fdStat, hot } from './native'
 import { notify } from './notify'
 import { type ListenFd, listenFds } from './systemd'
 import type { FdServer } from './server'
@@ -133,7 +133,7 @@ function bindFresh(spec: ListenerSpec): number {
 function closeQuietly(fd: number): void {
   if (fd < 0) return
   try {
-    binding.closeFd(fd)
+    hot.closeFd(fd)
   } catch {
     // already closed
   }

@@ -44,6 +44,23 @@ function load(): Binding {
 
 export const binding: Binding = load()
 
+/**
+ * The per-message and per-descriptor calls, as plain Node-API callbacks
+ * (crates/fdpass-napi/src/hot.rs: napi-rs's glue cost 4–10 times their
+ * own price). napi-rs does not describe them in binding.d.ts, so here.
+ * A socket is the handle its NativeSocket's hotHandle() made.
+ */
+export interface HotBinding {
+  socketSend(socket: object, data: Uint8Array, fds: Int32Array): boolean
+  socketSendSync(socket: object, data: Uint8Array, fds: Int32Array): void
+  socketReceiveSync(socket: object, timeoutMs: number): boolean
+  closeFd(fd: number): void
+  closeFds(fds: Int32Array, count: number): void
+  fdStatInto(fd: number, out: Float64Array): number
+  fdStatMany(fds: Int32Array, count: number, out: Float64Array): void
+}
+export const hot = binding as unknown as HotBinding
+
 /** Event codes of the native callbacks (crates/fdpass-napi/src/socket.rs). */
 export const EV_MESSAGES = 1
 export const EV_SENT = 2
@@ -158,7 +175,7 @@ const STAT = new Float64Array(new ArrayBuffer(5 * 8))
 
 /** fstat of a descriptor (the addon fills numbers; the object is built here, where it is cheap). */
 export function fdStat(fd: number): FdStat {
-  const kind = KINDS[binding.fdStatInto(fd, STAT)] ?? 'unknown'
+  const kind = KINDS[hot.fdStatInto(fd, STAT)] ?? 'unknown'
   return { kind, dev: STAT[0], ino: STAT[1], mode: STAT[2], size: STAT[3], cloexec: STAT[4] === 1 }
 }
 
@@ -173,7 +190,7 @@ const BATCH_STATS = new Float64Array(new ArrayBuffer(8 * 5 * FD_BATCH_SIZE))
 
 /** fstat of FD_BATCH's first `n`, appended to `out`, one syscall each. */
 export function fileStatBatch(n: number, out: FileStat[]): void {
-  binding.fdStatMany(FD_BATCH, n, BATCH_STATS)
+  hot.fdStatMany(FD_BATCH, n, BATCH_STATS)
   for (let i = 0, r = 0; i < n; i++, r += 5) {
     out.push({ kind: KINDS[BATCH_STATS[r]] ?? 'unknown', dev: BATCH_STATS[r + 1], ino: BATCH_STATS[r + 2], mode: BATCH_STATS[r + 3], size: BATCH_STATS[r + 4] })
   }
@@ -181,5 +198,5 @@ export function fileStatBatch(n: number, out: FileStat[]): void {
 
 /** Close FD_BATCH's first `n`: all of them, then the first failure throws. */
 export function closeBatch(n: number): void {
-  binding.closeFds(FD_BATCH, n)
+  hot.closeFds(FD_BATCH, n)
 }

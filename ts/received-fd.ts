@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as net from 'node:net'
 import { FdpassError, callNative, fromNative, invalidArgType } from './errors'
 import { nativeReadFs, nativeWriteFs } from './fd-streams'
-import { binding, FD_BATCH, FD_BATCH_SIZE, closeBatch, fdStat, fileStatBatch, runtimeLimits, runtimeName, type FdKind, type FdStat, type FileStat } from './native'
+import { FD_BATCH, FD_BATCH_SIZE, closeBatch, hot, fdStat, fileStatBatch, runtimeLimits, runtimeName, type FdKind, type FdStat, type FileStat } from './native'
 
 // A ReceivedFd that is garbage-collected while still owning its descriptor
 // closes it and warns, as fs.promises.FileHandle does. The registry holds a
@@ -20,7 +20,7 @@ const unclaimed = new FinalizationRegistry<Cell>((cell) => {
   if (fd < 0) return
   cell.fd = -1
   try {
-    binding.closeFd(fd)
+    hot.closeFd(fd)
   } catch {
     return
   }
@@ -122,7 +122,7 @@ export class ReceivedFd {
     const fd = this.#take()
     if (fd < 0) return
     try {
-      binding.closeFd(fd)
+      hot.closeFd(fd)
     } catch (e) {
       throw fromNative(e)
     }
@@ -234,7 +234,7 @@ function receivedList(fds: Iterable<ReceivedFd>, method: string): readonly Recei
 export function closeRaw(fds: ArrayLike<number>, from: number, to: number): void {
   for (let i = from; i < to; i++) {
     try {
-      binding.closeFd(fds[i])
+      hot.closeFd(fds[i])
     } catch {
       // already closed: nothing leaks
     }

@@ -12,6 +12,7 @@ import {
   EV_MESSAGES,
   EV_SEND_FAILED,
   EV_SENT,
+  hot,
   deliveredData,
   deliveredMeta,
   deliveredMetaLength,
@@ -77,6 +78,8 @@ const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.f
  */
 export class FdSocket extends EventEmitter {
   #native: NativeSocket | null
+  /** The native socket's handle for the per-message calls (ts/native.ts `hot`). */
+  readonly #hot: object
   readonly #type: SocketType
   readonly #raw: boolean
   readonly #highWaterMark: number
@@ -103,6 +106,7 @@ export class FdSocket extends EventEmitter {
     this.#highWaterMark = settings.highWaterMark
     this.#acceptFds = settings.acceptFds
     this.#fd = native.fd
+    this.#hot = native.hotHandle()
     native.start((event, a, b, c) => this.#onEvent(event, a, b, c))
     native.setReading(true)
     this.on('newListener', (name) => {
@@ -160,7 +164,7 @@ export class FdSocket extends EventEmitter {
     if (!native) return Promise.reject(socketClosed('send'))
     let queued: boolean
     try {
-      queued = native.send(bytes, nums)
+      queued = hot.socketSend(this.#hot, bytes, nums)
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -221,7 +225,7 @@ export class FdSocket extends EventEmitter {
         `sendSync() cannot overtake the ${this.#sends.length} send()s still waiting for room in the peer's buffer: await them (or socket.end()) first`,
       )
     }
-    callNative(() => native.sendSync(bytes, nums))
+    callNative(() => hot.socketSendSync(this.#hot, bytes, nums))
   }
 
   /**
@@ -244,11 +248,10 @@ export class FdSocket extends EventEmitter {
       if (this.#waiters.length > 0) {
         throw new FdpassError('ERR_FDPASS_RECEIVE_PENDING', 'receiveSync() cannot take a message while a receive() waits for it: use one style per socket')
       }
-      const native = this.#native
       this.#receivingSync = true
       let got: boolean
       try {
-        got = callNative(() => native.receiveSync(timeout === undefined || timeout === Infinity ? -1 : Math.ceil(timeout)))
+        got = callNative(() => hot.socketReceiveSync(this.#hot, timeout === undefined || timeout === Infinity ? -1 : Math.ceil(timeout)))
       } finally {
         this.#receivingSync = false
       }

@@ -6,6 +6,7 @@
 
 mod env_state;
 pub mod fd_io;
+mod hot;
 mod js;
 pub mod listeners;
 mod reactor;
@@ -245,88 +246,12 @@ pub fn inspect_socket(env: Env, fd: i32) -> Result<SocketInfo> {
   })
 }
 
-/// Close a descriptor natively (works where `node:fs` refuses foreign fds).
-#[napi]
-pub fn close_fd(env: Env, fd: i32) -> Result<()> {
-  fdpass_core::fd::close_raw(fd).or_throw(env.raw())
-}
-
-/// fstat of an open descriptor, for `ReceivedFd.stat()`: fills `out` with
-/// dev, ino, mode, size and close-on-exec (0 or 1) and returns the kind's
-/// index (crates/fdpass-core FdKind, in the order of ts/native.ts KINDS).
-/// Numbers in a caller's buffer rather than an object: building an object
-/// here cost twice Node's own fs.fstatSync.
-#[napi]
-pub fn fd_stat_into(env: Env, fd: i32, mut out: Float64ArraySlice<'_>) -> Result<u32> {
-  if out.len() < 5 {
-    return Err(Error::new(Status::InvalidArg, "out must hold 5 numbers"));
-  }
-  let (st, cloexec) = fdpass_core::fd::stat_raw(fd).or_throw(env.raw())?;
-  // SAFETY: the array's memory is JS's, and nothing else touches it during this call.
-  let out = unsafe { out.as_mut() };
-  fill_file_stat(out, &st);
-  out[4] = if cloexec { 1.0 } else { 0.0 };
-  Ok(fdpass_core::fd::FdKind::from_stat(&st) as u32)
-}
-
-/// fstat of the first `count` descriptors of `fds` in one call, for
-/// `ReceivedFd.statAll()`: record `i` is `out[5 * i ..]`: the kind's index, dev, ino, mode and
-/// size. One crossing for a whole message's descriptors instead of one per
-/// descriptor, and one syscall each: no `fcntl` for close-on-exec, which
-/// is a flag of the descriptor, not of the file, and would cost a second.
-/// Throws at the first descriptor that fails (the error names it).
-#[napi]
-pub fn fd_stat_many(
-  env: Env,
-  fds: &[i32],
-  count: u32,
-  mut out: Float64ArraySlice<'_>,
-) -> Result<()> {
-  let Some(fds) = fds.get(..count as usize) else {
-    return Err(Error::new(Status::InvalidArg, "count is larger than fds"));
-  };
-  if out.len() < fds.len() * 5 {
-    return Err(Error::new(
-      Status::InvalidArg,
-      "out must hold 5 numbers per descriptor",
-    ));
-  }
-  // SAFETY: the array's memory is JS's, and nothing else touches it during this call.
-  let out = unsafe { out.as_mut() };
-  for (&fd, record) in fds.iter().zip(out.chunks_exact_mut(5)) {
-    let st = fdpass_core::fd::fstat_raw(fd).or_throw(env.raw())?;
-    record[0] = fdpass_core::fd::FdKind::from_stat(&st) as u32 as f64;
-    fill_file_stat(&mut record[1..], &st);
-  }
-  Ok(())
-}
-
-/// dev, ino, mode, size.
-fn fill_file_stat(out: &mut [f64], st: &nix::sys::stat::FileStat) {
-  out[0] = st.st_dev as f64;
-  out[1] = st.st_ino as f64;
-  out[2] = st.st_mode as f64;
-  out[3] = st.st_size as f64;
-}
-
-/// Close the first `count` descriptors of `fds` in one call, for
-/// `ReceivedFd.closeAll()`. Every one is closed even when some fail; then
-/// the first failure is thrown.
-#[napi]
-pub fn close_fds(env: Env, fds: &[i32], count: u32) -> Result<()> {
-  let Some(fds) = fds.get(..count as usize) else {
-    return Err(Error::new(Status::InvalidArg, "count is larger than fds"));
-  };
-  let mut first = None;
-  for &fd in fds {
-    if let Err(e) = fdpass_core::fd::close_raw(fd) {
-      first.get_or_insert(e);
-    }
-  }
-  match first {
-    Some(e) => Err(e).or_throw(env.raw()),
-    None => Ok(()),
-  }
+/// The per-message and per-descriptor calls (`socketSend`, `closeFd`,
+/// `fdStatInto`, ...) are plain Node-API callbacks: see `hot.rs`.
+#[napi(module_exports)]
+pub fn define_hot_functions(exports: Object, env: Env) -> Result<()> {
+  // SAFETY: module registration runs on the env's thread.
+  unsafe { hot::define(env.raw(), exports.raw()) }
 }
 
 /// Platform facts the TS layer reports and validates against.

@@ -297,8 +297,12 @@ impl SocketCore {
   /// Read whatever is queued, waiting up to `timeout_ms` (negative: no
   /// limit) for the first message. Empty when the time ran out.
   fn read_blocking(&mut self, timeout_ms: i64) -> fdpass_core::Result<Vec<Outcome>> {
+    // A deadline past what Instant can hold is no deadline.
     let deadline = (timeout_ms >= 0)
-      .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
+      .then(|| {
+        std::time::Instant::now().checked_add(std::time::Duration::from_millis(timeout_ms as u64))
+      })
+      .flatten();
     loop {
       let mut out = Vec::new();
       if !self.ended {
@@ -637,6 +641,61 @@ impl Ready for SocketCell {
   }
 }
 
+impl SocketCell {
+  /// Send one message. Ok(false) when the kernel took all of it, Ok(true)
+  /// when (part of) it waits in the queue; EV_SENT reports its completion.
+  pub fn send(&self, data: &[u8], fds: &[i32]) -> fdpass_core::Result<bool> {
+    self.0.borrow_mut().send(data, fds, None)
+  }
+
+  /// Send one message, blocking the thread while the kernel's buffer is
+  /// full, for `sendSync()`. The TS layer refuses it while sends are
+  /// queued; here it is refused too (EBUSY), never reordered.
+  pub fn send_sync(&self, data: &[u8], fds: &[i32]) -> fdpass_core::Result<()> {
+    let mut c = self.0.borrow_mut();
+    if !c.queue.is_empty() {
+      return Err(CoreError::sys(nix::errno::Errno::EBUSY, "sendmsg"));
+    }
+    c.send_blocking(data, fds, None)
+  }
+
+  /// Read what is queued, blocking the thread up to `timeout_ms` (-1: no
+  /// limit) for a first message, for `receiveSync()`. What was read goes
+  /// to the callback before this returns, as EV_MESSAGES, EV_END or
+  /// EV_ERROR would from the event loop. Ok(false) when the time ran out;
+  /// Err(()) when a JavaScript exception is pending.
+  ///
+  /// # Safety
+  /// Inside a call from JavaScript on the env's thread.
+  pub unsafe fn receive_sync(&self, env: RawEnv, timeout_ms: i64) -> std::result::Result<bool, ()> {
+    let (outcomes, state) = {
+      let mut c = self.0.borrow_mut();
+      let read = if c.fd.is_none() {
+        Err(CoreError::sys(nix::errno::Errno::EBADF, "recvmsg"))
+      } else {
+        c.read_blocking(timeout_ms)
+      };
+      match read {
+        Ok(outcomes) => (outcomes, c.state.clone()),
+        Err(e) => {
+          js::throw(env, &e);
+          return Err(());
+        }
+      }
+    };
+    if outcomes.is_empty() {
+      return Ok(false);
+    }
+    // SAFETY: the caller's promise: on the env's JS thread, inside its scope.
+    if unsafe { self.deliver(&state, outcomes, Via::Direct) } {
+      self.0.borrow_mut().update_watch();
+      Ok(true)
+    } else {
+      Err(())
+    }
+  }
+}
+
 /// How outcomes reach the JavaScript callback.
 #[derive(Clone, Copy, PartialEq)]
 enum Via {
@@ -859,18 +918,6 @@ impl NativeSocket {
     c.update_watch();
   }
 
-  /// Send one message. Returns false when the kernel took all of it, true
-  /// when (part of) it waits in the queue; EV_SENT reports its completion.
-  #[napi]
-  pub fn send(&self, env: Env, data: &[u8], fds: &[i32]) -> Result<bool> {
-    self
-      .cell
-      .0
-      .borrow_mut()
-      .send(data, fds, None)
-      .or_throw(env.raw())
-  }
-
   /// Send one datagram to `address`.
   #[napi]
   pub fn send_to(
@@ -889,47 +936,14 @@ impl NativeSocket {
       .or_throw(env.raw())
   }
 
-  /// Send one message, blocking the thread while the kernel's buffer is
-  /// full, for `sendSync()`. The caller makes sure no send is queued.
-  #[napi]
-  pub fn send_sync(&self, env: Env, data: &[u8], fds: &[i32]) -> Result<()> {
-    let mut c = self.cell.0.borrow_mut();
-    if !c.queue.is_empty() {
-      return Err(Error::new(
-        Status::GenericFailure,
-        "sendSync with sends queued",
-      ));
-    }
-    c.send_blocking(data, fds, None).or_throw(env.raw())
-  }
-
-  /// Read what is queued, blocking the thread up to `timeoutMs` (-1: no
-  /// limit) for a first message, for `receiveSync()`. What was read goes to
-  /// the callback before this returns, as EV_MESSAGES, EV_END or EV_ERROR
-  /// would from the event loop. False when the time ran out.
-  #[napi]
-  pub fn receive_sync(&self, env: Env, timeout_ms: i64) -> Result<bool> {
-    let (outcomes, state) = {
-      let mut c = self.cell.0.borrow_mut();
-      if c.fd.is_none() {
-        return Err(js::throw(
-          env.raw(),
-          &CoreError::sys(nix::errno::Errno::EBADF, "recvmsg"),
-        ));
-      }
-      let outcomes = c.read_blocking(timeout_ms).or_throw(env.raw())?;
-      (outcomes, c.state.clone())
-    };
-    if outcomes.is_empty() {
-      return Ok(false);
-    }
-    // SAFETY: a method call runs on the env's JS thread, inside its scope.
-    if unsafe { self.cell.deliver(&state, outcomes, Via::Direct) } {
-      self.cell.0.borrow_mut().update_watch();
-      Ok(true)
-    } else {
-      Err(Error::from_status(Status::PendingException))
-    }
+  /// A handle for the per-message calls of `crate::hot`, which skip
+  /// napi-rs's per-call glue. Taken once per socket by the TS layer.
+  #[napi(ts_return_type = "object")]
+  pub fn hot_handle(&self, env: Env) -> Result<Unknown<'_>> {
+    // SAFETY: a method call on the env's thread.
+    let raw = unsafe { crate::hot::socket_handle(env.raw(), &self.cell)? };
+    // SAFETY: raw is a live value of this call.
+    Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
   }
 
   /// Close the socket now. Returns how many queued sends were dropped.

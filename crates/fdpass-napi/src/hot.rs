@@ -1,0 +1,378 @@
+//! The calls made once per message or per descriptor, as plain Node-API
+//! callbacks registered at load time.
+//!
+//! napi-rs's generated glue allocates a borrow-tracking scope at every call
+//! of a function with arguments, and a method also locks a process-wide map
+//! of borrowed instances: measured here, a call cost 94 ns through a
+//! function and 255 ns through a method, against 22 ns for a plain callback
+//! (`node` on this project's machine). For a send that is a tenth of its
+//! CPU. These callbacks take what they need from their arguments directly;
+//! a socket comes as the handle `NativeSocket.hotHandle()` made for it (an
+//! External holding a weak reference, type-tagged so that nothing else
+//! passes for one). The TS layer (ts/native.ts `hot`) is their only caller
+//! and has validated every argument; they check types anyway, and throw a
+//! TypeError rather than trust them.
+
+use crate::js::{self, RawEnv, RawValue};
+use crate::socket::SocketCell;
+use fdpass_core::Error as CoreError;
+use napi::sys;
+use std::ffi::{c_void, CStr};
+use std::ptr;
+use std::rc::{Rc, Weak};
+
+const SOCKET_TAG: sys::napi_type_tag = sys::napi_type_tag {
+  lower: 0x6664_7061_7373_736f,
+  upper: 0x636b_6574_6861_6e64,
+};
+
+/// An External for `cell` that the functions below accept as a socket.
+///
+/// # Safety
+/// Inside a call from JavaScript on the env's thread.
+pub unsafe fn socket_handle(env: RawEnv, cell: &Rc<SocketCell>) -> napi::Result<RawValue> {
+  let data = Box::into_raw(Box::new(Rc::downgrade(cell)));
+  let mut out = ptr::null_mut();
+  // SAFETY: data is a live box; the finalizer frees it once.
+  let ok = unsafe {
+    sys::napi_create_external(
+      env,
+      data.cast(),
+      Some(drop_handle),
+      ptr::null_mut(),
+      &mut out,
+    ) == sys::Status::napi_ok
+      && sys::napi_type_tag_object(env, out, &SOCKET_TAG) == sys::Status::napi_ok
+  };
+  if !ok {
+    return Err(napi::Error::from_reason("could not create a socket handle"));
+  }
+  Ok(out)
+}
+
+unsafe extern "C" fn drop_handle(_env: RawEnv, data: *mut c_void, _hint: *mut c_void) {
+  // SAFETY: data is the box made by socket_handle, finalized once.
+  drop(unsafe { Box::from_raw(data.cast::<Weak<SocketCell>>()) });
+}
+
+/// The functions, under their JavaScript names.
+pub fn exports() -> [(&'static CStr, sys::napi_callback); 7] {
+  [
+    (c"socketSend", Some(socket_send)),
+    (c"socketSendSync", Some(socket_send_sync)),
+    (c"socketReceiveSync", Some(socket_receive_sync)),
+    (c"closeFd", Some(close_fd)),
+    (c"closeFds", Some(close_fds)),
+    (c"fdStatInto", Some(fd_stat_into)),
+    (c"fdStatMany", Some(fd_stat_many)),
+  ]
+}
+
+/// Define `exports()` on `target`.
+///
+/// # Safety
+/// At module registration, on the env's thread.
+pub unsafe fn define(env: RawEnv, target: RawValue) -> napi::Result<()> {
+  for (name, cb) in exports() {
+    let mut f = ptr::null_mut();
+    // SAFETY: name is NUL-terminated; cb is a plain Node-API callback.
+    let ok = unsafe {
+      sys::napi_create_function(
+        env,
+        name.as_ptr(),
+        name.count_bytes() as isize,
+        cb,
+        ptr::null_mut(),
+        &mut f,
+      ) == sys::Status::napi_ok
+        && sys::napi_set_named_property(env, target, name.as_ptr(), f) == sys::Status::napi_ok
+    };
+    if !ok {
+      return Err(napi::Error::from_reason(format!(
+        "could not define {}",
+        name.to_string_lossy()
+      )));
+    }
+  }
+  Ok(())
+}
+
+/// socketSend(handle, data: Uint8Array, fds: Int32Array) → boolean (queued).
+unsafe extern "C" fn socket_send(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
+  // SAFETY: a Node-API callback on the env's thread, for all of the below.
+  unsafe {
+    let [h, d, f] = args(env, info);
+    let (Some(socket), Some(data), Some(fds)) = (socket(env, h), bytes(env, d), int32s(env, f))
+    else {
+      return type_error(env, c"socketSend(handle, Uint8Array, Int32Array)");
+    };
+    match socket.send(data, fds) {
+      Ok(queued) => boolean(env, queued),
+      Err(e) => throw(env, &e),
+    }
+  }
+}
+
+/// socketSendSync(handle, data: Uint8Array, fds: Int32Array) → undefined.
+unsafe extern "C" fn socket_send_sync(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
+  // SAFETY: as for socket_send.
+  unsafe {
+    let [h, d, f] = args(env, info);
+    let (Some(socket), Some(data), Some(fds)) = (socket(env, h), bytes(env, d), int32s(env, f))
+    else {
+      return type_error(env, c"socketSendSync(handle, Uint8Array, Int32Array)");
+    };
+    match socket.send_sync(data, fds) {
+      Ok(()) => js::undefined(env),
+      Err(e) => throw(env, &e),
+    }
+  }
+}
+
+/// socketReceiveSync(handle, timeoutMs: number, -1 for none) → boolean
+/// (false: the time ran out). What was read went to the socket's callback.
+unsafe extern "C" fn socket_receive_sync(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
+  // SAFETY: as for socket_send.
+  unsafe {
+    let [h, t] = args(env, info);
+    let (Some(socket), Some(timeout)) = (socket(env, h), int64(env, t)) else {
+      return type_error(env, c"socketReceiveSync(handle, number)");
+    };
+    match socket.receive_sync(env, timeout) {
+      Ok(got) => boolean(env, got),
+      Err(()) => ptr::null_mut(), // an exception is pending
+    }
+  }
+}
+
+/// closeFd(fd) → undefined. Closes natively (works where `node:fs`
+/// refuses foreign fds).
+unsafe extern "C" fn close_fd(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
+  // SAFETY: as for socket_send.
+  unsafe {
+    let [n] = args(env, info);
+    let Some(fd) = int32(env, n) else {
+      return type_error(env, c"closeFd(number)");
+    };
+    match fdpass_core::fd::close_raw(fd) {
+      Ok(()) => js::undefined(env),
+      Err(e) => throw(env, &e),
+    }
+  }
+}
+
+/// closeFds(fds: Int32Array, count) → undefined: closes the first
+/// `count`, every one even when some fail; then throws the first failure.
+unsafe extern "C" fn close_fds(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
+  // SAFETY: as for socket_send.
+  unsafe {
+    let [f, c] = args(env, info);
+    let Some(fds) = int32s(env, f)
+      .zip(int32(env, c))
+      .and_then(|(fds, n)| fds.get(..usize::try_from(n).ok()?))
+    else {
+      return type_error(env, c"closeFds(Int32Array, count within it)");
+    };
+    let mut first = None;
+    for &fd in fds {
+      if let Err(e) = fdpass_core::fd::close_raw(fd) {
+        first.get_or_insert(e);
+      }
+    }
+    match first {
+      None => js::undefined(env),
+      Some(e) => throw(env, &e),
+    }
+  }
+}
+
+/// fdStatInto(fd, out: Float64Array of 5) → kind index: fills dev, ino,
+/// mode, size and close-on-exec (0 or 1). Numbers in a caller's buffer
+/// rather than an object: building the object in JavaScript is cheaper.
+unsafe extern "C" fn fd_stat_into(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
+  // SAFETY: as for socket_send.
+  unsafe {
+    let [n, o] = args(env, info);
+    let (Some(fd), Some(out)) = (int32(env, n), float64s(env, o).filter(|o| o.len() >= 5)) else {
+      return type_error(env, c"fdStatInto(number, Float64Array of 5)");
+    };
+    match fdpass_core::fd::stat_raw(fd) {
+      Ok((st, cloexec)) => {
+        fill_file_stat(out, &st);
+        out[4] = if cloexec { 1.0 } else { 0.0 };
+        uint32(env, fdpass_core::fd::FdKind::from_stat(&st) as u32)
+      }
+      Err(e) => throw(env, &e),
+    }
+  }
+}
+
+/// fdStatMany(fds: Int32Array, count, out: Float64Array) → undefined:
+/// record `i` is `out[5 * i ..]`, the kind's index, dev, ino, mode and
+/// size, one fstat each (no `fcntl` for close-on-exec, a flag of the
+/// descriptor that would cost a second syscall). Throws at the first
+/// descriptor that fails (the error names it).
+unsafe extern "C" fn fd_stat_many(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
+  // SAFETY: as for socket_send.
+  unsafe {
+    let [f, c, o] = args(env, info);
+    let fds = int32s(env, f)
+      .zip(int32(env, c))
+      .and_then(|(fds, n)| fds.get(..usize::try_from(n).ok()?));
+    let (Some(fds), Some(out)) = (fds, float64s(env, o)) else {
+      return type_error(
+        env,
+        c"fdStatMany(Int32Array, count within it, Float64Array)",
+      );
+    };
+    if out.len() < fds.len() * 5 {
+      return type_error(env, c"fdStatMany: out must hold 5 numbers per descriptor");
+    }
+    for (&fd, record) in fds.iter().zip(out.chunks_exact_mut(5)) {
+      match fdpass_core::fd::fstat_raw(fd) {
+        Ok(st) => {
+          record[0] = fdpass_core::fd::FdKind::from_stat(&st) as u32 as f64;
+          fill_file_stat(&mut record[1..], &st);
+        }
+        Err(e) => return throw(env, &e),
+      }
+    }
+    js::undefined(env)
+  }
+}
+
+/// dev, ino, mode, size.
+fn fill_file_stat(out: &mut [f64], st: &nix::sys::stat::FileStat) {
+  out[0] = st.st_dev as f64;
+  out[1] = st.st_ino as f64;
+  out[2] = st.st_mode as f64;
+  out[3] = st.st_size as f64;
+}
+
+// Argument access. Each returns None for a value of the wrong type.
+// Safety, for all: inside a Node-API callback on the env's thread.
+
+unsafe fn args<const N: usize>(env: RawEnv, info: sys::napi_callback_info) -> [RawValue; N] {
+  let mut argv = [ptr::null_mut(); N];
+  let mut argc = N;
+  // SAFETY: argv has room for argc values; missing ones come back as undefined.
+  unsafe {
+    sys::napi_get_cb_info(
+      env,
+      info,
+      &mut argc,
+      argv.as_mut_ptr(),
+      ptr::null_mut(),
+      ptr::null_mut(),
+    );
+  }
+  argv
+}
+
+unsafe fn socket(env: RawEnv, v: RawValue) -> Option<Rc<SocketCell>> {
+  let mut tagged = false;
+  let mut data = ptr::null_mut();
+  // SAFETY: queries on a live value; the data of an External with our tag
+  // is a Weak<SocketCell> box that lives as long as the External.
+  unsafe {
+    // Only an External can be one (and the tag check would throw on null).
+    let mut ty = 0;
+    if sys::napi_typeof(env, v, &mut ty) != sys::Status::napi_ok
+      || ty != sys::ValueType::napi_external
+    {
+      return None;
+    }
+    if sys::napi_check_object_type_tag(env, v, &SOCKET_TAG, &mut tagged) != sys::Status::napi_ok
+      || !tagged
+    {
+      return None;
+    }
+    if sys::napi_get_value_external(env, v, &mut data) != sys::Status::napi_ok || data.is_null() {
+      return None;
+    }
+    (*data.cast::<Weak<SocketCell>>()).upgrade()
+  }
+}
+
+/// The typed array's elements, if it is one of type `want`.
+unsafe fn typed<'a, T>(
+  env: RawEnv,
+  v: RawValue,
+  want: sys::napi_typedarray_type,
+) -> Option<&'a mut [T]> {
+  let (mut ty, mut len, mut data, mut buffer, mut offset) =
+    (0, 0, ptr::null_mut(), ptr::null_mut(), 0);
+  // SAFETY: a query on a live value.
+  let ok = unsafe {
+    sys::napi_get_typedarray_info(
+      env,
+      v,
+      &mut ty,
+      &mut len,
+      &mut data,
+      &mut buffer,
+      &mut offset,
+    ) == sys::Status::napi_ok
+  };
+  if !ok || ty != want {
+    return None;
+  }
+  if len == 0 || data.is_null() {
+    return Some(&mut []);
+  }
+  // SAFETY: V8 reports `len` elements of T at `data`, alive for this call;
+  // nothing else touches them while the callback runs.
+  Some(unsafe { std::slice::from_raw_parts_mut(data.cast::<T>(), len) })
+}
+
+unsafe fn bytes<'a>(env: RawEnv, v: RawValue) -> Option<&'a [u8]> {
+  // SAFETY: forwarded.
+  unsafe { typed::<u8>(env, v, sys::TypedarrayType::uint8_array).map(|s| &*s) }
+}
+
+unsafe fn int32s<'a>(env: RawEnv, v: RawValue) -> Option<&'a [i32]> {
+  // SAFETY: forwarded.
+  unsafe { typed::<i32>(env, v, sys::TypedarrayType::int32_array).map(|s| &*s) }
+}
+
+unsafe fn float64s<'a>(env: RawEnv, v: RawValue) -> Option<&'a mut [f64]> {
+  // SAFETY: forwarded.
+  unsafe { typed::<f64>(env, v, sys::TypedarrayType::float64_array) }
+}
+
+unsafe fn int32(env: RawEnv, v: RawValue) -> Option<i32> {
+  let mut out = 0;
+  // SAFETY: a query on a live value.
+  (unsafe { sys::napi_get_value_int32(env, v, &mut out) } == sys::Status::napi_ok).then_some(out)
+}
+
+unsafe fn int64(env: RawEnv, v: RawValue) -> Option<i64> {
+  let mut out = 0;
+  // SAFETY: a query on a live value.
+  (unsafe { sys::napi_get_value_int64(env, v, &mut out) } == sys::Status::napi_ok).then_some(out)
+}
+
+unsafe fn boolean(env: RawEnv, b: bool) -> RawValue {
+  let mut out = ptr::null_mut();
+  // SAFETY: value creation on a live env.
+  unsafe { sys::napi_get_boolean(env, b, &mut out) };
+  out
+}
+
+unsafe fn uint32(env: RawEnv, n: u32) -> RawValue {
+  let mut out = ptr::null_mut();
+  // SAFETY: value creation on a live env.
+  unsafe { sys::napi_create_uint32(env, n, &mut out) };
+  out
+}
+
+unsafe fn throw(env: RawEnv, e: &CoreError) -> RawValue {
+  js::throw(env, e);
+  ptr::null_mut()
+}
+
+unsafe fn type_error(env: RawEnv, message: &CStr) -> RawValue {
+  // SAFETY: a NUL-terminated message on a live env.
+  unsafe { sys::napi_throw_type_error(env, c"ERR_INVALID_ARG_TYPE".as_ptr(), message.as_ptr()) };
+  ptr::null_mut()
+}
