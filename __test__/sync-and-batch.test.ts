@@ -160,6 +160,22 @@ describe('sendSync / receiveSync', () => {
     b.close()
   })
 
+  test.each(TYPES)('after a wait, receiveSync still finds a message that is already there ($type)', ({ type }) => {
+    const [a, b] = socketpair({ type })
+    expect(() => b.receiveSync({ timeout: 5 })).toThrow(expect.objectContaining({ code: 'ETIMEDOUT' }))
+    a.sendSync('one')
+    expect(b.receiveSync({ timeout: 0 }).data.toString()).toBe('one') // timeout 0 still reads
+    expect(() => b.receiveSync({ timeout: 5 })).toThrow(expect.objectContaining({ code: 'ETIMEDOUT' }))
+    a.sendSync('two')
+    a.sendSync('three')
+    a.sendSync('four')
+    expect(b.receiveSync({ timeout: 1000 }).data.toString()).toBe('two') // waits first: returns at once
+    expect(b.receiveSync().data.toString()).toBe('three')
+    expect(b.receiveSync({ timeout: 0 }).data.toString()).toBe('four')
+    a.close()
+    b.close()
+  })
+
   test('receiveSync blocks until another process sends', async () => {
     const address = tmpPath()
     const server = await listen(address, { type: MESSAGE_TYPE })
@@ -316,7 +332,7 @@ describe('the plain Node-API entry points (crates/fdpass-napi/src/hot.rs)', () =
 
   test('a socket argument must be a socket handle; closed sockets say EBADF', () => {
     for (const bad of [{}, 42, null, new Uint8Array(1)]) {
-      refused(() => hot.socketSend(bad as object, new Uint8Array(1), new Int32Array(0)))
+      refused(() => hot.socketSend(bad as object, new Uint8Array(1), 1, new Int32Array(0), 0))
       refused(() => hot.socketReceiveSync(bad as object, 0))
     }
     const [a, b] = socketpair({ type: MESSAGE_TYPE })
@@ -324,6 +340,19 @@ describe('the plain Node-API entry points (crates/fdpass-napi/src/hot.rs)', () =
     a.close()
     b.close()
     expect(() => a.sendSync('x')).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_SOCKET_CLOSED' }))
+  })
+
+  test('lengths beyond the arrays are refused, never read past', () => {
+    const { binding } = require('../dist/native') as typeof import('../ts/native')
+    const [n1, n2] = binding.socketpair(MESSAGE_TYPE, false, 65536)
+    const h = n1.hotHandle()
+    refused(() => hot.socketSend(h, new Uint8Array(1), 2, new Int32Array(0), 0))
+    refused(() => hot.socketSend(h, new Uint8Array(1), 1, new Int32Array(1), 2))
+    refused(() => hot.socketSend(h, new Uint8Array(1), -1, new Int32Array(0), 0))
+    refused(() => hot.socketSendSync(h, new Uint8Array(1), 1, new Int32Array(0), 1))
+    expect(hot.socketSend(h, Buffer.from('xyz'), 2, new Int32Array(4), 0)).toBe(false) // sent at once
+    n1.close()
+    n2.close()
   })
 
   test('arrays of the wrong type or too short are refused before any syscall', () => {

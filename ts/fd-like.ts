@@ -112,3 +112,55 @@ export function dataBytes(data: unknown): Uint8Array {
   if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
   throw invalidArgType('data', 'a string, Buffer or Uint8Array', data)
 }
+
+/** One send's arguments as the addon takes them: the first `byteLength` of `bytes`, the first `fdCount` of `fds`. */
+export interface SendArgs {
+  bytes: Uint8Array
+  byteLength: number
+  fds: Int32Array
+  fdCount: number
+}
+
+// A string of up to this many UTF-16 units is encoded into one shared
+// buffer rather than a new Buffer per send (at most 3 bytes each).
+const SHORT_STRING = 4096
+const STRING_SCRATCH = Buffer.allocUnsafeSlow(3 * SHORT_STRING)
+const ARGS: SendArgs = { bytes: STRING_SCRATCH, byteLength: 0, fds: EMPTY, fdCount: 0 }
+
+/**
+ * Validate and convert send()'s arguments, for the addon's per-message
+ * calls (ts/native.ts `hot`), without a new object per send: short
+ * strings are encoded into a shared buffer and the descriptors written
+ * into a shared array, both read by the addon before it returns (it copies
+ * what it must keep). The descriptors come first: an fd-like object's
+ * getter may send from inside fdArray, and must find the shared buffer
+ * free; nothing after that runs user code. Use the result at once.
+ */
+export function sendArgs(data: unknown, fds: unknown): SendArgs {
+  const useScratch = Array.isArray(fds) && fds.length > 0 && fds.length <= platform.maxFdsPerMessage && !scratchBusy
+  const nums = useScratch ? fillScratch(fds) : fdArray(fds)
+  if (typeof data === 'string' && data.length <= SHORT_STRING) {
+    ARGS.bytes = STRING_SCRATCH
+    ARGS.byteLength = STRING_SCRATCH.write(data, 0, 'utf8')
+  } else {
+    const bytes = dataBytes(data)
+    ARGS.bytes = bytes
+    ARGS.byteLength = bytes.length
+  }
+  ARGS.fds = nums
+  ARGS.fdCount = useScratch ? (fds as unknown[]).length : nums.length
+  return ARGS
+}
+
+const SCRATCH_FDS = new Int32Array(SCRATCH)
+
+/** fdArray's checks, into the whole shared array (no view per send). */
+function fillScratch(fds: unknown[]): Int32Array {
+  scratchBusy = true
+  try {
+    for (let i = 0; i < fds.length; i++) SCRATCH_FDS[i] = fdOf(fds[i], `fds[${i}]`)
+    return SCRATCH_FDS
+  } finally {
+    scratchBusy = false
+  }
+}

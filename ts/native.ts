@@ -51,8 +51,9 @@ export const binding: Binding = load()
  * A socket is the handle its NativeSocket's hotHandle() made.
  */
 export interface HotBinding {
-  socketSend(socket: object, data: Uint8Array, fds: Int32Array): boolean
-  socketSendSync(socket: object, data: Uint8Array, fds: Int32Array): void
+  /** The first `byteLength` bytes of `data` and the first `fdCount` of `fds`. */
+  socketSend(socket: object, data: Uint8Array, byteLength: number, fds: Int32Array, fdCount: number): boolean
+  socketSendSync(socket: object, data: Uint8Array, byteLength: number, fds: Int32Array, fdCount: number): void
   socketReceiveSync(socket: object, timeoutMs: number): boolean
   closeFd(fd: number): void
   closeFds(fds: Int32Array, count: number): void
@@ -119,7 +120,10 @@ binding.lendDeliveryBuffers(DELIVERY_DATA, DELIVERY_META)
 export function deliveredData(data: Buffer | number): Buffer {
   if (typeof data !== 'number') return data
   const out = Buffer.allocUnsafe(data)
-  out.set(DELIVERY_DATA.subarray(0, data))
+  // A few bytes (the usual message beside descriptors) copy faster than a
+  // subarray view is made.
+  if (data <= 64) for (let i = 0; i < data; i++) out[i] = DELIVERY_DATA[i]
+  else out.set(DELIVERY_DATA.subarray(0, data))
   return out
 }
 

@@ -5,7 +5,7 @@ import { constants as osConstants } from 'node:os'
 import { type Waiter as WaiterOf, waitInLine } from './waiters'
 import { type Address, toNativeAddress } from './address'
 import { FdpassError, abortError, callNative, fromNative, invalidArgType, outOfRange, socketClosed } from './errors'
-import { dataBytes, fdArray, type FdLike } from './fd-like'
+import { dataBytes, fdArray, sendArgs, type FdLike } from './fd-like'
 import {
   EV_END,
   EV_ERROR,
@@ -158,13 +158,11 @@ export class FdSocket extends EventEmitter {
    * Bad arguments throw synchronously; I/O failures reject.
    */
   send(data: string | Uint8Array, fds?: readonly FdLike[]): Promise<void> {
-    const bytes = dataBytes(data)
-    const nums = fdArray(fds)
-    const native = this.#native
-    if (!native) return Promise.reject(socketClosed('send'))
+    const args = sendArgs(data, fds)
+    if (!this.#native) return Promise.reject(socketClosed('send'))
     let queued: boolean
     try {
-      queued = hot.socketSend(this.#hot, bytes, nums)
+      queued = hot.socketSend(this.#hot, args.bytes, args.byteLength, args.fds, args.fdCount)
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -215,17 +213,15 @@ export class FdSocket extends EventEmitter {
    * cannot overtake them: await them first).
    */
   sendSync(data: string | Uint8Array, fds?: readonly FdLike[]): void {
-    const bytes = dataBytes(data)
-    const nums = fdArray(fds)
-    const native = this.#native
-    if (!native) throw socketClosed('sendSync')
+    const args = sendArgs(data, fds)
+    if (!this.#native) throw socketClosed('sendSync')
     if (this.#sends.length > 0) {
       throw new FdpassError(
         'ERR_FDPASS_SENDS_QUEUED',
         `sendSync() cannot overtake the ${this.#sends.length} send()s still waiting for room in the peer's buffer: await them (or socket.end()) first`,
       )
     }
-    callNative(() => hot.socketSendSync(this.#hot, bytes, nums))
+    callNative(() => hot.socketSendSync(this.#hot, args.bytes, args.byteLength, args.fds, args.fdCount))
   }
 
   /**
@@ -462,7 +458,7 @@ export class FdSocket extends EventEmitter {
       const fds: ReceivedFd[] = []
       for (let k = 0; k < count; k++) fds.push(new ReceivedFd(meta[i + 4 + k], false))
       i += 4 + count
-      const body = data.subarray(offset, offset + len)
+      const body = offset === 0 && len === data.length ? data : data.subarray(offset, offset + len)
       offset += len
       const refused = flags === 0 && this.#acceptFds ? refusedKinds(fds, this.#acceptFds) : null
       if (flags !== 0) {

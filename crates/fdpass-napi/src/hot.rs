@@ -97,14 +97,18 @@ pub unsafe fn define(env: RawEnv, target: RawValue) -> napi::Result<()> {
   Ok(())
 }
 
-/// socketSend(handle, data: Uint8Array, fds: Int32Array) → boolean (queued).
+/// socketSend(handle, data: Uint8Array, byteLength, fds: Int32Array,
+/// fdCount) → boolean (queued): the first `byteLength` bytes and the first
+/// `fdCount` descriptors, so that the caller can pass shared arrays
+/// (ts/fd-like.ts sendArgs) instead of a new view per send.
 unsafe extern "C" fn socket_send(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
   // SAFETY: a Node-API callback on the env's thread, for all of the below.
   unsafe {
-    let [h, d, f] = args(env, info);
-    let (Some(socket), Some(data), Some(fds)) = (socket(env, h), bytes(env, d), int32s(env, f))
-    else {
-      return type_error(env, c"socketSend(handle, Uint8Array, Int32Array)");
+    let Some((socket, data, fds)) = send_args(env, info) else {
+      return type_error(
+        env,
+        c"socketSend(handle, Uint8Array, byteLength, Int32Array, fdCount)",
+      );
     };
     match socket.send(data, fds) {
       Ok(queued) => boolean(env, queued),
@@ -113,19 +117,34 @@ unsafe extern "C" fn socket_send(env: RawEnv, info: sys::napi_callback_info) -> 
   }
 }
 
-/// socketSendSync(handle, data: Uint8Array, fds: Int32Array) → undefined.
+/// socketSendSync(handle, data, byteLength, fds, fdCount) → undefined.
 unsafe extern "C" fn socket_send_sync(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
   // SAFETY: as for socket_send.
   unsafe {
-    let [h, d, f] = args(env, info);
-    let (Some(socket), Some(data), Some(fds)) = (socket(env, h), bytes(env, d), int32s(env, f))
-    else {
-      return type_error(env, c"socketSendSync(handle, Uint8Array, Int32Array)");
+    let Some((socket, data, fds)) = send_args(env, info) else {
+      return type_error(
+        env,
+        c"socketSendSync(handle, Uint8Array, byteLength, Int32Array, fdCount)",
+      );
     };
     match socket.send_sync(data, fds) {
       Ok(()) => js::undefined(env),
       Err(e) => throw(env, &e),
     }
+  }
+}
+
+/// The socket, the bytes and the descriptors of a send.
+unsafe fn send_args<'a>(
+  env: RawEnv,
+  info: sys::napi_callback_info,
+) -> Option<(Rc<SocketCell>, &'a [u8], &'a [i32])> {
+  // SAFETY: forwarded from the callback.
+  unsafe {
+    let [h, d, dl, f, fl] = args(env, info);
+    let data = bytes(env, d)?.get(..usize::try_from(int32(env, dl)?).ok()?)?;
+    let fds = int32s(env, f)?.get(..usize::try_from(int32(env, fl)?).ok()?)?;
+    Some((socket(env, h)?, data, fds))
   }
 }
 

@@ -81,6 +81,17 @@ impl PendingSend {
   }
 }
 
+/// How much one read takes.
+#[derive(Clone, Copy, PartialEq)]
+enum Budget {
+  /// Everything queued, up to the batch limits (a readiness event).
+  Batch,
+  /// A first message, and the whole frames already buffered with it, but
+  /// no further syscall (`receiveSync`: the next call reads the rest, and
+  /// an exchange of one message at a time needs no read that says EAGAIN).
+  FirstMessage,
+}
+
 struct Batch {
   data: Vec<u8>,
   meta: Vec<i32>,
@@ -111,6 +122,8 @@ pub struct SocketCore {
   max_message: usize,
   scratch: Vec<u8>,
   scratch_fds: Vec<OwnedFd>,
+  /// The last receiveSync had to wait (see read_blocking).
+  sync_waited: bool,
 }
 
 pub struct SocketCell(RefCell<SocketCore>);
@@ -140,6 +153,7 @@ impl SocketCell {
       max_message,
       scratch: Vec::new(),
       scratch_fds: Vec::new(),
+      sync_waited: false,
     })));
     let ready: Weak<dyn Ready> = Rc::downgrade(&(cell.clone() as Rc<dyn Ready>));
     let watch = Watch::new(&state.reactor, fd.as_raw_fd(), ready)?;
@@ -294,8 +308,9 @@ impl SocketCore {
     }
   }
 
-  /// Read whatever is queued, waiting up to `timeout_ms` (negative: no
-  /// limit) for the first message. Empty when the time ran out.
+  /// Read a first message (and the whole frames buffered with it),
+  /// waiting up to `timeout_ms` (negative: no limit). Empty when the time
+  /// ran out.
   fn read_blocking(&mut self, timeout_ms: i64) -> fdpass_core::Result<Vec<Outcome>> {
     // A deadline past what Instant can hold is no deadline.
     let deadline = (timeout_ms >= 0)
@@ -303,14 +318,25 @@ impl SocketCore {
         std::time::Instant::now().checked_add(std::time::Duration::from_millis(timeout_ms as u64))
       })
       .flatten();
+    // A caller whose last message had to be waited for (an exchange of
+    // requests and replies) most likely waits again: then it waits first
+    // and skips a read that would only say EAGAIN.
+    let mut read_now = !self.sync_waited || timeout_ms == 0;
+    let mut has_read = false;
+    let mut blocked = false;
     loop {
-      let mut out = Vec::new();
-      if !self.ended {
-        self.read(&mut out);
+      if read_now {
+        let mut out = Vec::new();
+        if !self.ended {
+          CONTROL.with(|c| self.read_with(&mut c.borrow_mut(), &mut out, Budget::FirstMessage));
+        }
+        has_read = true;
+        if !out.is_empty() || self.ended {
+          self.sync_waited = blocked;
+          return Ok(out);
+        }
       }
-      if !out.is_empty() || self.ended {
-        return Ok(out);
-      }
+      read_now = true;
       let Some(socket) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
         return Err(CoreError::sys(nix::errno::Errno::EBADF, "recvmsg"));
       };
@@ -319,14 +345,21 @@ impl SocketCore {
         Some(d) => {
           let left = d.saturating_duration_since(std::time::Instant::now());
           if left.is_zero() {
-            return Ok(out);
+            if has_read {
+              self.sync_waited = true;
+              return Ok(Vec::new());
+            }
+            continue; // out of time, but read at least once
           }
           // Round up: poll(0) would spin until the last millisecond.
           left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32
         }
       };
+      let started = std::time::Instant::now();
       // SAFETY: self.fd stays open for the whole call (we hold &mut self).
       fdpass_core::socket::wait_ready(unsafe { BorrowedFd::borrow_raw(socket) }, false, wait)?;
+      // A poll that returned at once did not wait: the message was there.
+      blocked |= started.elapsed() > std::time::Duration::from_micros(2);
     }
   }
 
@@ -398,10 +431,10 @@ impl SocketCore {
     // One control buffer per thread, not per socket: reads happen one at a
     // time on the JS thread, and a thousand idle sockets then cost no
     // kilobyte each.
-    CONTROL.with(|c| self.read_with(&mut c.borrow_mut(), out));
+    CONTROL.with(|c| self.read_with(&mut c.borrow_mut(), out, Budget::Batch));
   }
 
-  fn read_with(&mut self, control: &mut ControlBuffer, out: &mut Vec<Outcome>) {
+  fn read_with(&mut self, control: &mut ControlBuffer, out: &mut Vec<Outcome>, budget: Budget) {
     let Some(socket) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
       return;
     };
@@ -416,6 +449,7 @@ impl SocketCore {
     };
     batch.data.clear();
     let mut count = 0usize;
+    let first_only = budget == Budget::FirstMessage;
     let result: fdpass_core::Result<bool> = loop {
       if count >= MAX_BATCH_MESSAGES
         || batch.data.len() >= MAX_BATCH_BYTES
@@ -445,6 +479,9 @@ impl SocketCore {
           Ok(None) => {}
           Err(e) => break Err(e),
         }
+        if first_only && count > 0 {
+          break Ok(false);
+        }
         let tmp = &mut self.scratch_fds;
         match recv_into_vec(socket, decoder.buffer(), READ_CHUNK, control, tmp, false) {
           Ok(r) if r.is_eof() => break decoder.finish().map(|_| true),
@@ -453,6 +490,9 @@ impl SocketCore {
           Err(e) => break Err(e),
         }
       } else {
+        if first_only && count > 0 {
+          break Ok(false);
+        }
         let room = if self.ty == SocketType::Stream {
           READ_CHUNK
         } else {
