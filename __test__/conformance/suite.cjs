@@ -40,6 +40,47 @@ function openFds() {
   return fs.readdirSync(fdDir).length
 }
 
+/**
+ * How many open descriptors refer to one of `targets` (what /proc/self/fd
+ * links say: a file's path, or 'socket:[inode]'). Counting these rather than
+ * every descriptor keeps a runtime's own lazily opened ones out (Deno opens
+ * a socketpair of its own at some point after a child process exited).
+ * Linux only: /dev/fd on macOS has no links.
+ */
+function openTo(targets) {
+  let n = 0
+  for (const name of fs.readdirSync(fdDir)) {
+    try {
+      if (targets.includes(fs.readlinkSync(`${fdDir}/${name}`))) n++
+    } catch {
+      // the directory's own descriptor, closed by now
+    }
+  }
+  return n
+}
+
+function linkOf(fd) {
+  try {
+    return fs.readlinkSync(`${fdDir}/${fd}`)
+  } catch {
+    return `fd ${fd}`
+  }
+}
+
+/** What each open descriptor is (Linux), for a failure message. */
+function fdLinks() {
+  return fs
+    .readdirSync(fdDir)
+    .map((n) => {
+      try {
+        return `${n}→${fs.readlinkSync(`${fdDir}/${n}`)}`
+      } catch {
+        return n
+      }
+    })
+    .join(' ')
+}
+
 /** The open-descriptor count once earlier cases' asynchronous closes have landed. */
 async function settledOpenFds() {
   let last = openFds()
@@ -225,6 +266,8 @@ test('1,000 messages with no fd leaked', async () => {
   fs.writeFileSync(file, 'leak')
   const before = await settledOpenFds()
   const [a, b] = fdpass.socketpair({ type: messageType })
+  const targets = [file, linkOf(a.fd), linkOf(b.fd)]
+  const ours = () => (fdDir === '/proc/self/fd' ? openTo(targets) : openFds() - before)
   const fd = fs.openSync(file, 'r')
   const received = (async () => {
     let n = 0
@@ -240,7 +283,8 @@ test('1,000 messages with no fd leaked', async () => {
   assert.equal(await received, 1500)
   a.close()
   b.close()
-  assert.equal(await settledOpenFds(), before, 'open descriptors after = before')
+  await settledOpenFds()
+  assert.equal(ours(), 0, `open descriptors after = before; now open: ${fdLinks()}`)
 })
 
 test('worker threads', async () => {
@@ -290,6 +334,8 @@ test('sendSync, receiveSync and the batch calls', async () => {
   fs.writeFileSync(file, 'sync')
   const before = await settledOpenFds()
   const [a, b] = fdpass.socketpair({ type: messageType })
+  const targets = [file, linkOf(a.fd), linkOf(b.fd)]
+  const ours = () => (fdDir === '/proc/self/fd' ? openTo(targets) : openFds() - before)
   const fd = fs.openSync(file, 'r')
   a.sendSync('64', Array(64).fill(fd))
   fs.closeSync(fd)
@@ -299,12 +345,14 @@ test('sendSync, receiveSync and the batch calls', async () => {
   assert.equal(stats.length, 64)
   const want = fs.statSync(file)
   assert.ok(stats.every((s) => s.kind === 'file' && s.ino === want.ino && s.dev === want.dev), 'statAll sees the file sent')
+  assert.equal(ours(), 64 + 2, 'the 64 received and the pair are open')
   fdpass.ReceivedFd.closeAll(m.fds)
   assert.ok(m.fds.every((f) => f.closed))
   assert.throws(() => b.receiveSync({ timeout: 20 }), { code: 'ETIMEDOUT', syscall: 'recvmsg' })
   a.close()
   b.close()
-  assert.equal(await settledOpenFds(), before, 'no descriptor left open')
+  await settledOpenFds()
+  assert.equal(ours(), 0, `nothing of this case left open; now open: ${fdLinks()}`)
 })
 
 test('readiness mechanism', async () => {
