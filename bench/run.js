@@ -39,9 +39,7 @@ function build() {
   }
 }
 
-// --expose-gc: W4's receivers collect garbage before they read RSS, so that
-// idle sockets are measured by what they keep, not by garbage not yet collected.
-const node = (script, env = {}) => ({ cmd: process.execPath, pre: ['--expose-gc', path.join(dir, 'impl', script)], env })
+const node = (script, env = {}) => ({ cmd: process.execPath, pre: [path.join(dir, 'impl', script)], env })
 const IMPLS = {
   c: { cmd: path.join(dir, '.build/fdbench'), pre: [], env: {}, w: ['W1', 'W2', 'W3', 'W4'] },
   // The same C program as a process with threads, as every runtime's is.

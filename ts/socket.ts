@@ -78,8 +78,11 @@ const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.f
  */
 export class FdSocket extends EventEmitter {
   #native: NativeSocket | null
-  /** The native socket's handle for the per-message calls (ts/native.ts `hot`). */
-  readonly #hot: object
+  /**
+   * The native socket's handle for the per-message calls (ts/native.ts
+   * `hot`), made at the first of them: an idle socket does without it.
+   */
+  #hotHandle: object | null = null
   readonly #type: SocketType
   readonly #raw: boolean
   readonly #highWaterMark: number
@@ -106,7 +109,6 @@ export class FdSocket extends EventEmitter {
     this.#highWaterMark = settings.highWaterMark
     this.#acceptFds = settings.acceptFds
     this.#fd = native.fd
-    this.#hot = native.hotHandle()
     native.start((event, a, b, c) => this.#onEvent(event, a, b, c))
     native.setReading(true)
     this.on('newListener', (name) => {
@@ -325,6 +327,10 @@ export class FdSocket extends EventEmitter {
 
   async [asyncDispose](): Promise<void> {
     this.close()
+  }
+
+  get #hot(): object {
+    return (this.#hotHandle ??= this.#native!.hotHandle())
   }
 
   #pending(): Promise<void> {
