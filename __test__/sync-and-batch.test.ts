@@ -370,3 +370,18 @@ describe('the plain Node-API entry points (crates/fdpass-napi/src/hot.rs)', () =
     fs.closeSync(nul)
   })
 })
+
+describe('listeners added after messages arrived', () => {
+  test.each(['on', 'addListener', 'once', 'prependListener', 'prependOnceListener'] as const)(
+    "%s('message') takes the messages buffered before it",
+    async (method) => {
+      const [a, b] = socketpair({ type: MESSAGE_TYPE })
+      a.sendSync('buffered')
+      await new Promise((r) => setTimeout(r, 20)) // read into b's queue, nobody listening
+      const got = new Promise<string>((resolve) => b[method]('message', (m) => resolve(m.data.toString())))
+      expect(await got).toBe('buffered')
+      a.close()
+      b.close()
+    },
+  )
+})

@@ -89,9 +89,11 @@ export class FdSocket extends EventEmitter {
   readonly #acceptFds: readonly FdKind[] | undefined
   #queue: Array<Message | Error> = []
   #queuedFds = 0
-  readonly #waiters: Waiter[] = []
-  #sends: Pending[] = []
-  #drained: Array<() => void> = []
+  // Made when first needed: most sockets never wait on a receive() or a
+  // full buffer, and a thousand idle ones then cost less memory.
+  #waiters: Waiter[] | null = null
+  #sends: Pending[] | null = null
+  #drained: Array<() => void> | null = null
   #paused = false
   #readingNative = true
   #ended = false
@@ -111,9 +113,39 @@ export class FdSocket extends EventEmitter {
     this.#fd = native.fd
     native.start((event, a, b, c) => this.#onEvent(event, a, b, c))
     native.setReading(true)
-    this.on('newListener', (name) => {
-      if (name === 'message') process.nextTick(() => this.#drainToListeners())
-    })
+  }
+
+  // A 'message' listener added later takes the messages buffered before it.
+  // (Overriding the methods instead of listening for 'newListener' saves a
+  // closure and a listener per socket.)
+  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+    super.on(event, listener)
+    return this.#added(event)
+  }
+
+  override addListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    super.addListener(event, listener)
+    return this.#added(event)
+  }
+
+  override once(event: string | symbol, listener: (...args: any[]) => void): this {
+    super.once(event, listener)
+    return this.#added(event)
+  }
+
+  override prependListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    super.prependListener(event, listener)
+    return this.#added(event)
+  }
+
+  override prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    super.prependOnceListener(event, listener)
+    return this.#added(event)
+  }
+
+  #added(event: string | symbol): this {
+    if (event === 'message') process.nextTick(() => this.#drainToListeners())
+    return this
   }
 
   /** 'stream', 'seqpacket' or 'dgram'. */
@@ -138,7 +170,7 @@ export class FdSocket extends EventEmitter {
 
   /** Sends that wait for room in the kernel's socket buffer. */
   get pendingSends(): number {
-    return this.#sends.length
+    return this.#sends?.length ?? 0
   }
 
   /** This end's address, or null when unbound. */
@@ -217,10 +249,10 @@ export class FdSocket extends EventEmitter {
   sendSync(data: string | Uint8Array, fds?: readonly FdLike[]): void {
     const args = sendArgs(data, fds)
     if (!this.#native) throw socketClosed('sendSync')
-    if (this.#sends.length > 0) {
+    if (this.pendingSends > 0) {
       throw new FdpassError(
         'ERR_FDPASS_SENDS_QUEUED',
-        `sendSync() cannot overtake the ${this.#sends.length} send()s still waiting for room in the peer's buffer: await them (or socket.end()) first`,
+        `sendSync() cannot overtake the ${this.pendingSends} send()s still waiting for room in the peer's buffer: await them (or socket.end()) first`,
       )
     }
     callNative(() => hot.socketSendSync(this.#hot, args.bytes, args.byteLength, args.fds, args.fdCount))
@@ -243,7 +275,7 @@ export class FdSocket extends EventEmitter {
     }
     let item = this.#dequeue()
     if (item === undefined && this.#native) {
-      if (this.#waiters.length > 0) {
+      if (this.#waiters !== null && this.#waiters.length > 0) {
         throw new FdpassError('ERR_FDPASS_RECEIVE_PENDING', 'receiveSync() cannot take a message while a receive() waits for it: use one style per socket')
       }
       this.#receivingSync = true
@@ -312,7 +344,7 @@ export class FdSocket extends EventEmitter {
 
   /** Wait for queued sends to reach the kernel (or fail), then close. */
   async end(): Promise<void> {
-    if (this.#sends.length > 0) await new Promise<void>((resolve) => this.#drained.push(resolve))
+    if (this.pendingSends > 0) await new Promise<void>((resolve) => (this.#drained ??= []).push(resolve))
     this.close()
   }
 
@@ -334,15 +366,16 @@ export class FdSocket extends EventEmitter {
   }
 
   #pending(): Promise<void> {
-    return new Promise((resolve, reject) => this.#sends.push({ resolve, reject }))
+    return new Promise((resolve, reject) => (this.#sends ??= []).push({ resolve, reject }))
   }
 
   #settleSends(count: number, error: Error | null): void {
+    if (this.#sends === null) return
     for (const p of this.#sends.splice(0, count)) {
       if (error) p.reject(error)
       else p.resolve()
     }
-    if (this.#sends.length === 0) for (const done of this.#drained.splice(0)) done()
+    if (this.#sends.length === 0 && this.#drained !== null) for (const done of this.#drained.splice(0)) done()
   }
 
   #next(signal: AbortSignal | undefined): Promise<Message | typeof DONE> {
@@ -353,7 +386,7 @@ export class FdSocket extends EventEmitter {
       return item instanceof Error ? Promise.reject(item) : Promise.resolve(item)
     }
     if (!this.#native) return Promise.resolve(DONE)
-    const waiting = waitInLine(this.#waiters, signal)
+    const waiting = waitInLine((this.#waiters ??= []), signal)
     this.#updateReading()
     return waiting
   }
@@ -371,7 +404,7 @@ export class FdSocket extends EventEmitter {
 
   #updateReading(): void {
     const room = this.#queue.length < this.#highWaterMark && (this.#queue.length === 0 || this.#queuedFds < MAX_BUFFERED_FDS)
-    const want = !this.#paused && (this.#waiters.length > 0 || room)
+    const want = !this.#paused && ((this.#waiters !== null && this.#waiters.length > 0) || room)
     if (want !== this.#readingNative && this.#native) {
       this.#readingNative = want
       if (this.#native.setReading(want)) {
@@ -386,7 +419,7 @@ export class FdSocket extends EventEmitter {
 
   /** Hand an item to a waiting receive(), a 'message' listener, or the buffer. */
   #dispatch(item: Message | Error): void {
-    const waiter = this.#waiters.shift()
+    const waiter = this.#waiters?.shift()
     if (waiter) {
       waiter.cleanup?.()
       if (item instanceof Error) waiter.reject(item)
@@ -496,6 +529,7 @@ export class FdSocket extends EventEmitter {
   }
 
   #finishWaiters(): void {
+    if (this.#waiters === null) return
     for (const w of this.#waiters.splice(0)) {
       w.cleanup?.()
       w.resolve(DONE)
@@ -507,7 +541,7 @@ export class FdSocket extends EventEmitter {
     if (!native) return
     this.#native = null
     native.close()
-    this.#settleSends(this.#sends.length, socketClosed('send'))
+    this.#settleSends(this.pendingSends, socketClosed('send'))
     if (!this.#ended) {
       // Closed by us or by an error: buffered messages are nobody's now.
       for (const item of this.#queue.splice(0)) if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
@@ -528,7 +562,7 @@ export class FdSocket extends EventEmitter {
       process.nextTick(() => this.emit('error', error))
       return
     }
-    const waiter = this.#waiters.shift()
+    const waiter = this.#waiters?.shift()
     if (waiter) {
       waiter.cleanup?.()
       waiter.reject(error)
