@@ -385,3 +385,16 @@ describe('listeners added after messages arrived', () => {
     },
   )
 })
+
+test('examples/file-broker.js: a blocking broker hands over the files it may open and refuses the rest', async () => {
+  const { spawnSync } = await import('node:child_process')
+  const script = `${__dirname}/../examples/file-broker.js`
+  const r = spawnSync(process.execPath, [script, script, '/etc/passwd', `${__dirname}/../examples/nope`], { encoding: 'utf8', timeout: 20_000 })
+  expect(r.stderr).toBe('')
+  const lines = r.stdout.trim().split('\n')
+  expect(lines[0]).toMatch(/file-broker\.js: got fd file, \d+ bytes, first line: "#!\/usr\/bin\/env node"$/)
+  expect(lines[1]).toMatch(/^\/etc\/passwd: refused: \/etc\/passwd is outside /)
+  expect(lines[2]).toMatch(/nope: refused: ENOENT$/)
+  expect(lines[3]).toBe('broker exited with 0')
+  expect(r.status).toBe(0)
+})

@@ -59,6 +59,21 @@ function openTo(targets) {
   return n
 }
 
+/**
+ * A file with `name` as content and a socketpair, and `ours()`: how many
+ * descriptors of the case are open (on Linux those referring to the file or
+ * the pair, elsewhere every descriptor beyond the count before).
+ */
+async function fileAndPair(name) {
+  const file = tmpPath(name)
+  fs.writeFileSync(file, name)
+  const before = await settledOpenFds()
+  const [a, b] = fdpass.socketpair({ type: messageType })
+  const targets = [file, linkOf(a.fd), linkOf(b.fd)]
+  const ours = () => (fdDir === '/proc/self/fd' ? openTo(targets) : openFds() - before)
+  return { file, a, b, ours }
+}
+
 function linkOf(fd) {
   try {
     return fs.readlinkSync(`${fdDir}/${fd}`)
@@ -262,12 +277,7 @@ test('a peer that goes away', async () => {
 })
 
 test('1,000 messages with no fd leaked', async () => {
-  const file = tmpPath('leak')
-  fs.writeFileSync(file, 'leak')
-  const before = await settledOpenFds()
-  const [a, b] = fdpass.socketpair({ type: messageType })
-  const targets = [file, linkOf(a.fd), linkOf(b.fd)]
-  const ours = () => (fdDir === '/proc/self/fd' ? openTo(targets) : openFds() - before)
+  const { file, a, b, ours } = await fileAndPair('leak')
   const fd = fs.openSync(file, 'r')
   const received = (async () => {
     let n = 0
@@ -330,12 +340,7 @@ test('unref() lets the process exit', async () => {
 })
 
 test('sendSync, receiveSync and the batch calls', async () => {
-  const file = tmpPath('sync')
-  fs.writeFileSync(file, 'sync')
-  const before = await settledOpenFds()
-  const [a, b] = fdpass.socketpair({ type: messageType })
-  const targets = [file, linkOf(a.fd), linkOf(b.fd)]
-  const ours = () => (fdDir === '/proc/self/fd' ? openTo(targets) : openFds() - before)
+  const { file, a, b, ours } = await fileAndPair('sync')
   const fd = fs.openSync(file, 'r')
   a.sendSync('64', Array(64).fill(fd))
   fs.closeSync(fd)
