@@ -182,11 +182,9 @@ pub fn accept(listener: BorrowedFd<'_>) -> Result<Option<OwnedFd>> {
   loop {
     #[cfg(target_os = "linux")]
     let r = sock::accept4(listener, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK);
+    // macOS has no accept4: the flags are set right after (prepare_fd).
     #[cfg(target_os = "macos")]
-    let r = sock::accept(listener.as_raw_fd()).map(|raw| {
-      // SAFETY: accept returned a new descriptor that nothing else owns.
-      unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) }
-    });
+    let r = sock::accept(listener);
     match r {
       Ok(fd) => {
         #[cfg(target_os = "macos")]

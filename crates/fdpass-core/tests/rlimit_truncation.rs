@@ -1,6 +1,8 @@
 //! A receiver at RLIMIT_NOFILE: the kernel installs what it can, sets
 //! MSG_CTRUNC and closes the rest. Alone in its own test binary because it
-//! lowers the limit for the whole process.
+//! lowers the limit for the whole process. macOS installs every descriptor
+//! before it truncates, so the assertions here describe Linux only.
+#![cfg(target_os = "linux")]
 
 mod common;
 use common::*;
@@ -10,9 +12,6 @@ use fdpass_core::SocketType;
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use std::os::fd::AsRawFd;
 
-// macOS installs every descriptor before it truncates; the assertions
-// below describe Linux.
-#[cfg(target_os = "linux")]
 #[test]
 fn a_receiver_at_its_fd_limit_sees_truncation_and_keeps_what_arrived() {
   let (a, b) = socketpair(SocketType::SeqPacket).unwrap();
