@@ -36,6 +36,23 @@ const FLAG_FDS_TRUNCATED: i32 = 2;
 thread_local! {
   static CONTROL: RefCell<ControlBuffer> = RefCell::new(ControlBuffer::new());
   static RECV_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+  /// A batch's data while it is read; per thread, not per socket, so that
+  /// no socket keeps a buffer between reads. A read nested in a delivery
+  /// (receiveSync in a listener) takes an empty one and allocates.
+  static BATCH_DATA: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Give a batch's data buffer back for the next read, unless it grew large.
+fn reuse_batch_data(mut data: Vec<u8>) {
+  if data.capacity() <= READ_CHUNK {
+    data.clear();
+    BATCH_DATA.with(|b| {
+      let mut b = b.borrow_mut();
+      if b.capacity() == 0 {
+        *b = data;
+      }
+    });
+  }
 }
 
 /// Bytes asked of each stream read.
@@ -112,7 +129,9 @@ pub struct SocketCore {
   id: u64,
   fd: Option<OwnedFd>,
   ty: SocketType,
-  decoder: Option<FrameDecoder>,
+  /// Boxed: only framed streams have one, and an idle seqpacket socket
+  /// then costs ~90 bytes less.
+  decoder: Option<Box<FrameDecoder>>,
   watch: Option<Watch>,
   reading: bool,
   refed: bool,
@@ -120,7 +139,6 @@ pub struct SocketCore {
   callback: Option<JsRef>,
   queue: VecDeque<PendingSend>,
   max_message: usize,
-  scratch: Vec<u8>,
   scratch_fds: Vec<OwnedFd>,
   /// The last receiveSync had to wait (see read_blocking).
   sync_waited: bool,
@@ -143,7 +161,7 @@ impl SocketCell {
       id: 0,
       fd: None,
       ty,
-      decoder: framed.then(|| FrameDecoder::new(max_message)),
+      decoder: framed.then(|| Box::new(FrameDecoder::new(max_message))),
       watch: None,
       reading: false,
       refed: true,
@@ -151,7 +169,6 @@ impl SocketCell {
       callback: None,
       queue: VecDeque::new(),
       max_message,
-      scratch: Vec::new(),
       scratch_fds: Vec::new(),
       sync_waited: false,
     })));
@@ -442,7 +459,7 @@ impl SocketCore {
     let socket = unsafe { BorrowedFd::borrow_raw(socket) };
     let want_address = self.ty == SocketType::Datagram;
     let mut batch = Batch {
-      data: std::mem::take(&mut self.scratch),
+      data: BATCH_DATA.with(|b| std::mem::take(&mut *b.borrow_mut())),
       meta: Vec::new(),
       fds: Vec::new(),
       addresses: want_address.then(Vec::new),
@@ -548,7 +565,7 @@ impl SocketCore {
     if count > 0 {
       out.push(Outcome::Messages(batch));
     } else {
-      self.scratch = batch.data;
+      reuse_batch_data(batch.data);
     }
     match result {
       Ok(false) => {}
@@ -822,12 +839,7 @@ impl SocketCell {
               let _ = fd.into_raw_fd();
             }
             let called = call(func, &[js::int(env, EV_MESSAGES), data, meta, addresses]);
-            let mut c = self.0.borrow_mut();
-            if c.scratch.capacity() == 0 && batch.data.capacity() <= READ_CHUNK {
-              let mut reuse = batch.data;
-              reuse.clear();
-              c.scratch = reuse;
-            }
+            reuse_batch_data(batch.data);
             called
           }
         };
