@@ -247,6 +247,11 @@ unsafe extern "C" fn fd_stat_many(env: RawEnv, info: sys::napi_callback_info) ->
     if out.len() < fds.len() * 5 {
       return type_error(env, c"fdStatMany: out must hold 5 numbers per descriptor");
     }
+    // Two views of one ArrayBuffer would make `fds` change under the writes.
+    let (f, o) = (fds.as_ptr_range(), out.as_ptr_range());
+    if (f.start as usize) < (o.end as usize) && (o.start as usize) < (f.end as usize) {
+      return type_error(env, c"fdStatMany: fds and out must not share memory");
+    }
     for (&fd, record) in fds.iter().zip(out.chunks_exact_mut(5)) {
       match fdpass_core::fd::fstat_raw(fd) {
         Ok(st) => {
