@@ -541,7 +541,8 @@ export class FdSocket extends EventEmitter {
     if (!native) return
     this.#native = null
     native.close()
-    this.#settleSends(this.pendingSends, socketClosed('send'))
+    // An Error (and its stack) only when a send is there to reject.
+    if (this.pendingSends > 0) this.#settleSends(this.pendingSends, socketClosed('send'))
     if (!this.#ended) {
       // Closed by us or by an error: buffered messages are nobody's now.
       for (const item of this.#queue.splice(0)) if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
