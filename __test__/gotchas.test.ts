@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
 import { MAX_FDS_PER_MESSAGE, connect, listen, runtime, socketpair } from '..'
-import { FD_DIR, linuxOnly, MESSAGE_TYPE, cleanup, fixture, identity, openFdCount, root, settledFdCount, run, runLimited, tmpPath, wrap } from './helpers'
+import { FD_DIR, linuxOnly, MESSAGE_TYPE, cleanup, fixture, identity, root, settledFdCount, run, runLimited, tmpPath, wrap } from './helpers'
 
 afterEach(cleanup)
 

@@ -8,7 +8,7 @@ import { root } from './helpers'
 
 describe('packaging', () => {
   // verify-pack.sh packs this machine's linux-x64-gnu binary package.
-  const glibcX64 = process.platform === 'linux' && process.arch === 'x64' && Boolean((process.report?.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime)
+  const glibcX64 = process.platform === 'linux' && process.arch === 'x64' && Boolean((process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime)
   test.runIf(glibcX64)(`packed tarballs install outside the repo, without Rust, and pass an fd between processes${glibcX64 ? '' : ' (skipped: packs linux-x64-gnu only)'}`, () => {
     const r = spawnSync('bash', [path.join(root, 'scripts/verify-pack.sh')], { encoding: 'utf8', timeout: 120_000 })
     expect(r.stderr.replace(/npm warn[^\n]*\n/g, '')).toBe('')
@@ -60,7 +60,7 @@ describe('loader errors', () => {
     const out = JSON.parse(r.stdout)
     expect(out.code).toBe('ERR_FDPASS_BINARY_MISSING')
     // The package for the platform this runs on, as the loader names it.
-    const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime
+    const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime
     const target = process.platform === 'linux' ? `linux-${process.arch}-${glibc ? 'gnu' : 'musl'}` : `${process.platform}-${process.arch}`
     expect(out.message).toContain(`npm install fdpass-${target}`)
     expect(out.message).toMatch(/npm\/cli#4828/)
