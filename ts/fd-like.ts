@@ -70,8 +70,22 @@ export function fdOf(x: unknown, name: string): number {
   throw invalidArgType(name, 'a file descriptor number or an object that owns one (net.Server, net.Socket, dgram.Socket, FileHandle, ReceivedFd)', x)
 }
 
-/** Validate and convert the fds argument of send(). */
+/** Validate and convert the fds argument of sendTo(): an exact-length array. */
 export function fdArray(fds: unknown): Int32Array {
+  const nums = fdNumbers(fds)
+  return nums === SCRATCH_FDS ? nums.subarray(0, (fds as unknown[]).length) : nums
+}
+
+/**
+ * The fds argument validated and converted: into the shared array (its
+ * first `fds.length` entries), or an exact-length one. A small Int32Array
+ * lives on V8's heap, and handing it to the addon makes V8 move it
+ * off-heap (a malloc per send, seen in profiles): one off-heap array is
+ * reused instead; the addon copies the numbers before it returns. A getter
+ * on an fd-like object could send from inside this loop: then (busy) a
+ * fresh array.
+ */
+function fdNumbers(fds: unknown): Int32Array {
   if (fds === undefined || fds === null) return EMPTY
   if (!Array.isArray(fds)) throw invalidArgType('fds', 'an array', fds)
   if (fds.length === 0) return EMPTY
@@ -82,11 +96,6 @@ export function fdArray(fds: unknown): Int32Array {
       { count: fds.length, limit: platform.maxFdsPerMessage },
     )
   }
-  // A small Int32Array lives on V8's heap, and handing it to the addon makes
-  // V8 move it off-heap (a malloc per send, seen in profiles): use a view on
-  // one off-heap buffer instead. The addon copies the numbers before it
-  // returns, so the next call may reuse it. A getter on an fd-like object
-  // could call send() from inside this loop: then use a fresh array.
   if (scratchBusy) {
     const out = new Int32Array(fds.length)
     for (let i = 0; i < fds.length; i++) out[i] = fdOf(fds[i], `fds[${i}]`)
@@ -94,15 +103,14 @@ export function fdArray(fds: unknown): Int32Array {
   }
   scratchBusy = true
   try {
-    const out = new Int32Array(SCRATCH, 0, fds.length)
-    for (let i = 0; i < fds.length; i++) out[i] = fdOf(fds[i], `fds[${i}]`)
-    return out
+    for (let i = 0; i < fds.length; i++) SCRATCH_FDS[i] = fdOf(fds[i], `fds[${i}]`)
+    return SCRATCH_FDS
   } finally {
     scratchBusy = false
   }
 }
 
-const SCRATCH = new ArrayBuffer(4 * 512)
+const SCRATCH_FDS = new Int32Array(new ArrayBuffer(4 * 512))
 let scratchBusy = false
 
 /** Validate and convert the data argument of send(). */
@@ -133,12 +141,11 @@ const ARGS: SendArgs = { bytes: STRING_SCRATCH, byteLength: 0, fds: EMPTY, fdCou
  * strings are encoded into a shared buffer and the descriptors written
  * into a shared array, both read by the addon before it returns (it copies
  * what it must keep). The descriptors come first: an fd-like object's
- * getter may send from inside fdArray, and must find the shared buffer
+ * getter may send from inside fdNumbers, and must find the shared buffer
  * free; nothing after that runs user code. Use the result at once.
  */
 export function sendArgs(data: unknown, fds: unknown): SendArgs {
-  const useScratch = Array.isArray(fds) && fds.length > 0 && fds.length <= platform.maxFdsPerMessage && !scratchBusy
-  const nums = useScratch ? fillScratch(fds) : fdArray(fds)
+  const nums = fdNumbers(fds)
   if (typeof data === 'string' && data.length <= SHORT_STRING) {
     ARGS.bytes = STRING_SCRATCH
     ARGS.byteLength = STRING_SCRATCH.write(data, 0, 'utf8')
@@ -148,19 +155,6 @@ export function sendArgs(data: unknown, fds: unknown): SendArgs {
     ARGS.byteLength = bytes.length
   }
   ARGS.fds = nums
-  ARGS.fdCount = useScratch ? (fds as unknown[]).length : nums.length
+  ARGS.fdCount = nums === SCRATCH_FDS ? (fds as unknown[]).length : nums.length
   return ARGS
-}
-
-const SCRATCH_FDS = new Int32Array(SCRATCH)
-
-/** fdArray's checks, into the whole shared array (no view per send). */
-function fillScratch(fds: unknown[]): Int32Array {
-  scratchBusy = true
-  try {
-    for (let i = 0; i < fds.length; i++) SCRATCH_FDS[i] = fdOf(fds[i], `fds[${i}]`)
-    return SCRATCH_FDS
-  } finally {
-    scratchBusy = false
-  }
 }

@@ -68,20 +68,24 @@ export class ReceivedFd {
   static closeAll(fds: Iterable<ReceivedFd>): void {
     const list = receivedList(fds, 'closeAll')
     let first: unknown = null
+    const flush = (n: number) => {
+      try {
+        closeBatch(n)
+      } catch (e) {
+        first ??= e
+      }
+    }
     let n = 0
-    for (let i = 0; i <= list.length; i++) {
-      if (n === FD_BATCH_SIZE || (i === list.length && n > 0)) {
-        try {
-          closeBatch(n)
-        } catch (e) {
-          first ??= e
-        }
+    for (const r of list) {
+      const fd = r.#take()
+      if (fd < 0) continue
+      FD_BATCH[n++] = fd
+      if (n === FD_BATCH_SIZE) {
+        flush(n)
         n = 0
       }
-      if (i === list.length) break
-      const fd = list[i].#take()
-      if (fd >= 0) FD_BATCH[n++] = fd
     }
+    if (n > 0) flush(n)
     if (first !== null) throw fromNative(first)
   }
 

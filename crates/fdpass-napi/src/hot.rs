@@ -102,33 +102,48 @@ pub unsafe fn define(env: RawEnv, target: RawValue) -> napi::Result<()> {
 /// `fdCount` descriptors, so that the caller can pass shared arrays
 /// (ts/fd-like.ts sendArgs) instead of a new view per send.
 unsafe extern "C" fn socket_send(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
-  // SAFETY: a Node-API callback on the env's thread, for all of the below.
+  // SAFETY: a Node-API callback on the env's thread.
   unsafe {
-    let Some((socket, data, fds)) = send_args(env, info) else {
-      return type_error(
-        env,
-        c"socketSend(handle, Uint8Array, byteLength, Int32Array, fdCount)",
-      );
-    };
-    match socket.send(data, fds) {
-      Ok(queued) => boolean(env, queued),
-      Err(e) => throw(env, &e),
-    }
+    sending(
+      env,
+      info,
+      c"socketSend(handle, Uint8Array, byteLength, Int32Array, fdCount)",
+      |s, data, fds| s.send(data, fds).map(|queued| boolean(env, queued)),
+    )
   }
 }
 
 /// socketSendSync(handle, data, byteLength, fds, fdCount) → undefined.
 unsafe extern "C" fn socket_send_sync(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
-  // SAFETY: as for socket_send.
+  // SAFETY: a Node-API callback on the env's thread.
+  unsafe {
+    sending(
+      env,
+      info,
+      c"socketSendSync(handle, Uint8Array, byteLength, Int32Array, fdCount)",
+      |s, data, fds| s.send_sync(data, fds).map(|()| js::undefined(env)),
+    )
+  }
+}
+
+/// Run one kind of send with the callback's arguments; `usage` is the
+/// TypeError's message when they are not what it takes.
+///
+/// # Safety
+/// Inside a Node-API callback on the env's thread.
+unsafe fn sending(
+  env: RawEnv,
+  info: sys::napi_callback_info,
+  usage: &CStr,
+  send: impl FnOnce(&SocketCell, &[u8], &[i32]) -> fdpass_core::Result<RawValue>,
+) -> RawValue {
+  // SAFETY: forwarded.
   unsafe {
     let Some((socket, data, fds)) = send_args(env, info) else {
-      return type_error(
-        env,
-        c"socketSendSync(handle, Uint8Array, byteLength, Int32Array, fdCount)",
-      );
+      return type_error(env, usage);
     };
-    match socket.send_sync(data, fds) {
-      Ok(()) => js::undefined(env),
+    match send(&socket, data, fds) {
+      Ok(v) => v,
       Err(e) => throw(env, &e),
     }
   }
