@@ -26,16 +26,19 @@ describe.runIf(runtime.supportsPidfd)('takeFd (pidfd_getfd)', () => {
     child.proc.kill()
   })
 
-  // The taker runs as uid 65534, so it needs root here and a Node binary that
-  // other users can reach (not one under root's 0700 home, as Node 22/24 from
-  // scripts/node-versions.sh are).
-  const othersCanRun = (() => {
-    for (let p = process.execPath; p !== path.dirname(p); p = path.dirname(p)) {
+  // The taker runs as uid 65534, so it needs root here, a Node binary that
+  // other users can reach (not one under root's 0700 home, as Node 22/24
+  // from scripts/node-versions.sh are) and a checkout they can reach (not
+  // one in a 0700 directory such as mktemp -d makes).
+  /** Whether others may search every directory above `target` and have `bit` (0o1 run, 0o4 read) on it. */
+  const othersCan = (target: string, bit: number) => {
+    for (let p = path.dirname(target); p !== path.dirname(p); p = path.dirname(p)) {
       if ((fs.statSync(p).mode & 0o001) === 0) return false
     }
-    return true
-  })()
-  test.runIf(process.getuid?.() === 0 && othersCanRun)(`another uid is refused with EPERM that says why${othersCanRun ? '' : ' (not run: other users cannot run this Node binary)'}`, () => {
+    return (fs.statSync(target).mode & bit) !== 0
+  }
+  const othersCanRun = othersCan(process.execPath, 0o001) && othersCan(path.join(root, 'package.json'), 0o004)
+  test.runIf(process.getuid?.() === 0 && othersCanRun)(`another uid is refused with EPERM that says why${othersCanRun ? '' : ' (not run: other users cannot reach this Node binary or this checkout)'}`, () => {
     const script = `try { require(${JSON.stringify(root)}).takeFd(${process.pid}, 0) } catch (e) { console.log(JSON.stringify({ code: e.code, syscall: e.syscall, message: e.message })) }`
     const r = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' })
     const out = JSON.parse(r.stdout)
