@@ -337,7 +337,7 @@ describe('descriptor limits', () => {
 })
 
 describe('unclaimed descriptors', () => {
-  test('a dropped ReceivedFd is closed by the garbage collector with a warning; buffered messages close with their socket', async () => {
+  test('a dropped ReceivedFd (from receive(), a listener or receiveSync()) is closed by the garbage collector with a warning; buffered messages close with their socket', async () => {
     const { spawn } = await import('node:child_process')
     const child = wrap(spawn(process.execPath, ['--expose-gc', fixture('unclaimed.js')], { stdio: ['ignore', 'pipe', 'pipe'] }))
     const r = await child.next()
@@ -350,6 +350,10 @@ describe('unclaimed descriptors', () => {
     expect(r.listenerHeld).toBe(r.base2 + 8)
     expect(r.listenerAfterGc).toBe(r.base2)
     expect(r.listenerWarnings).toBe(8)
+    // Through receiveSync(): 2 dropped unclosed.
+    expect(r.syncWhileHeld).toBe(r.base3 + 2)
+    expect(r.syncAfterGc).toBe(r.base3)
+    expect(r.syncWarnings).toBe(2)
   })
 })
 

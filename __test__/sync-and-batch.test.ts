@@ -3,8 +3,8 @@
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import { afterEach, describe, expect, test } from 'vitest'
-import { listen, ReceivedFd, socketpair, type SocketType } from '..'
-import { cleanup, identity, makePipe, MESSAGE_TYPE, openFdCount, run, tmpPath } from './helpers'
+import { bind, connect, listen, ReceivedFd, socketpair, type SocketType } from '..'
+import { cleanup, identity, linuxOnly, makePipe, MESSAGE_TYPE, openFdCount, run, tmpPath } from './helpers'
 
 afterEach(cleanup)
 
@@ -174,6 +174,78 @@ describe('sendSync / receiveSync', () => {
     expect(b.receiveSync({ timeout: 0 }).data.toString()).toBe('four')
     a.close()
     b.close()
+  })
+
+  // receiveSync hands a message that fits the lent delivery buffers back as
+  // the call's result, and anything else through the socket's callback: each
+  // kind of item is checked on both paths.
+  test('receiveSync throws a truncated or refused message as receive() rejects, closing its descriptors; the socket goes on', () => {
+    const file = tmpFile('checked')
+    const fd = fs.openSync(file, 'r')
+    const [a, b] = socketpair({ type: MESSAGE_TYPE, maxMessageSize: 16 })
+    a.sendSync(Buffer.alloc(100, 1), [fd, fd])
+    a.sendSync('fits', [fd])
+    const before = openFdCount()
+    let err: any
+    try {
+      b.receiveSync({ timeout: 1000 })
+    } catch (e) {
+      err = e
+    }
+    expect(err).toMatchObject({ code: 'ERR_FDPASS_TRUNCATED', dataTruncated: true, fdsReceived: 2 })
+    expect(err.data).toEqual(Buffer.alloc(16, 1))
+    expect(openFdCount()).toBe(before)
+    const fits = b.receiveSync({ timeout: 1000 })
+    expect(fits.data.toString()).toBe('fits')
+    expect(fits.fds[0].stat()).toMatchObject(identity(fd))
+    fits.fds[0].close()
+
+    const pipe = makePipe()
+    const [c, d] = socketpair({ type: MESSAGE_TYPE, acceptFds: ['file'] })
+    c.sendSync('a pipe', [pipe.readEnd])
+    c.sendSync('a file', [fd])
+    const before2 = openFdCount()
+    expect(() => d.receiveSync({ timeout: 1000 })).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_FD_KIND_REJECTED', kinds: ['pipe'] }))
+    expect(openFdCount()).toBe(before2)
+    const ok = d.receiveSync({ timeout: 1000 })
+    expect(ok.data.toString()).toBe('a file')
+    ok.fds[0].close()
+    for (const s of [a, b, c, d]) s.close()
+    fs.closeSync(pipe.readEnd)
+    fs.closeSync(pipe.writeEnd)
+    fs.closeSync(fd)
+  })
+
+  test.runIf(process.platform === 'linux').each(TYPES)(`a message larger than the lent buffer (64 KiB) comes back whole, in order ($type)${linuxOnly}`, ({ type }) => {
+    const [a, b] = socketpair({ type })
+    const nul = fs.openSync('/dev/null', 'r')
+    const big = Buffer.alloc(100 * 1024)
+    for (let i = 0; i < big.length; i++) big[i] = i % 251
+    a.sendSync('small', [nul])
+    a.sendSync(big, [nul, nul])
+    a.sendSync('after', [nul])
+    const got = [b.receiveSync({ timeout: 1000 }), b.receiveSync({ timeout: 1000 }), b.receiveSync({ timeout: 1000 })]
+    expect(got.map((m) => m.data.length)).toEqual([5, big.length, 5])
+    expect(got[1].data.equals(big)).toBe(true)
+    expect(got.map((m) => m.fds.map((f) => f.kind()))).toEqual([['character-device'], ['character-device', 'character-device'], ['character-device']])
+    for (const m of got) ReceivedFd.closeAll(m.fds)
+    fs.closeSync(nul)
+    a.close()
+    b.close()
+  })
+
+  test("receiveSync on a datagram socket gives each message's sender in from", async () => {
+    const address = tmpPath()
+    const receiver = await bind(address)
+    const me = tmpPath()
+    const sender = await connect(address, { type: 'dgram', bind: me })
+    sender.sendSync('from me', [0])
+    const m = receiver.receiveSync({ timeout: 1000 })
+    expect(m).toMatchObject({ from: me })
+    expect(m.data.toString()).toBe('from me')
+    m.fds[0].close()
+    sender.close()
+    receiver.close()
   })
 
   test('receiveSync blocks until another process sends', async () => {

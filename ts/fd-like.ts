@@ -4,6 +4,7 @@ import type { FileHandle } from 'node:fs/promises'
 import type * as net from 'node:net'
 import { FdpassError, invalidArgType, outOfRange } from './errors'
 import { platform, runtimeName } from './native'
+import { ReceivedFd } from './received-fd'
 
 /**
  * Anything that owns one descriptor: a number, a `ReceivedFd`, an
@@ -98,16 +99,28 @@ function fdNumbers(fds: unknown): Int32Array {
   }
   if (scratchBusy) {
     const out = new Int32Array(fds.length)
-    for (let i = 0; i < fds.length; i++) out[i] = fdOf(fds[i], `fds[${i}]`)
+    for (let i = 0; i < fds.length; i++) out[i] = fdAt(fds[i], i)
     return out
   }
   scratchBusy = true
   try {
-    for (let i = 0; i < fds.length; i++) SCRATCH_FDS[i] = fdOf(fds[i], `fds[${i}]`)
+    for (let i = 0; i < fds.length; i++) SCRATCH_FDS[i] = fdAt(fds[i], i)
     return SCRATCH_FDS
   } finally {
     scratchBusy = false
   }
+}
+
+/**
+ * fdOf() for element `i` of a send's fds, with the two kinds sent most
+ * (numbers, and received descriptors sent on) first: the general path
+ * looks for a dgram socket's state symbol, and its argument name is a
+ * string built for each element.
+ */
+function fdAt(x: unknown, i: number): number {
+  if (typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0x7fffffff) return x
+  if (x instanceof ReceivedFd) return x.fd
+  return fdOf(x, `fds[${i}]`)
 }
 
 const SCRATCH_FDS = new Int32Array(new ArrayBuffer(4 * 512))

@@ -54,7 +54,8 @@ export interface HotBinding {
   /** The first `byteLength` bytes of `data` and the first `fdCount` of `fds`. */
   socketSend(socket: object, data: Uint8Array, byteLength: number, fds: Int32Array, fdCount: number): boolean
   socketSendSync(socket: object, data: Uint8Array, byteLength: number, fds: Int32Array, fdCount: number): void
-  socketReceiveSync(socket: object, timeoutMs: number): boolean
+  /** -1: the time ran out; 0: delivered through the socket's callback; else the metadata length of the one message left in the lent buffers. */
+  socketReceiveSync(socket: object, timeoutMs: number): number
   closeFd(fd: number): void
   closeFds(fds: Int32Array, count: number): void
   fdStatInto(fd: number, out: Float64Array): number
@@ -125,6 +126,11 @@ export function deliveredData(data: Buffer | number): Buffer {
   if (data <= 64) for (let i = 0; i < data; i++) out[i] = DELIVERY_DATA[i]
   else out.set(DELIVERY_DATA.subarray(0, data))
   return out
+}
+
+/** The data of the one message `socketReceiveSync` wrote into the lent buffers. */
+export function lentData(): Buffer {
+  return deliveredData(DELIVERY_META[0])
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   deliveredMetaLength,
   FLAG_DATA_TRUNCATED,
   FLAG_FDS_TRUNCATED,
+  lentData,
   type NativeSocket,
 } from './native'
 import { type FdKind, ReceivedFd } from './received-fd'
@@ -255,7 +256,11 @@ export class FdSocket extends EventEmitter {
         `sendSync() cannot overtake the ${this.pendingSends} send()s still waiting for room in the peer's buffer: await them (or socket.end()) first`,
       )
     }
-    callNative(() => hot.socketSendSync(this.#hot, args.bytes, args.byteLength, args.fds, args.fdCount))
+    try {
+      hot.socketSendSync(this.#hot, args.bytes, args.byteLength, args.fds, args.fdCount)
+    } catch (e) {
+      throw fromNative(e)
+    }
   }
 
   /**
@@ -279,14 +284,22 @@ export class FdSocket extends EventEmitter {
         throw new FdpassError('ERR_FDPASS_RECEIVE_PENDING', 'receiveSync() cannot take a message while a receive() waits for it: use one style per socket')
       }
       this.#receivingSync = true
-      let got: boolean
+      let got: number
       try {
-        got = callNative(() => hot.socketReceiveSync(this.#hot, timeout === undefined || timeout === Infinity ? -1 : Math.ceil(timeout)))
+        got = hot.socketReceiveSync(this.#hot, timeout === undefined || timeout === Infinity ? -1 : Math.ceil(timeout))
+      } catch (e) {
+        throw fromNative(e)
       } finally {
         this.#receivingSync = false
       }
-      item = this.#dequeue()
-      if (item === undefined && !got && this.#native) {
+      if (got > 0) {
+        // One message in the lent buffers rather than through #onEvent: read it now.
+        item = this.#parse(lentData(), deliveredMeta(got), got, undefined)[0]
+        if (!(item instanceof Error)) ReceivedFd.guard(item.fds)
+      } else {
+        item = this.#dequeue()
+      }
+      if (item === undefined && got < 0 && this.#native) {
         throw new FdpassError('ETIMEDOUT', `receiveSync ETIMEDOUT: no message within ${timeout} ms`, {
           errno: -osConstants.errno.ETIMEDOUT,
           syscall: 'recvmsg',
@@ -486,6 +499,30 @@ export class FdSocket extends EventEmitter {
   #onMessages(data: Buffer, meta: Int32Array, metaLength: number, from: Array<Address | null> | undefined): void {
     // Give every descriptor an owner first, so that a throwing listener
     // can lose no message and leak no descriptor.
+    const items = this.#parse(data, meta, metaLength, from)
+    let thrown: unknown = null
+    for (const item of items) {
+      if (!this.#native && !this.#ended) {
+        if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
+        continue
+      }
+      try {
+        this.#dispatch(item)
+      } catch (e) {
+        thrown ??= e
+      } finally {
+        if (!(item instanceof Error)) ReceivedFd.guard(item.fds)
+      }
+    }
+    this.#updateReading()
+    if (thrown !== null) throw thrown
+  }
+
+  /**
+   * A delivery's messages (truncated or refused ones as errors), each
+   * descriptor owned by a ReceivedFd that the caller must guard.
+   */
+  #parse(data: Buffer, meta: Int32Array, metaLength: number, from: Array<Address | null> | undefined): Array<Message | Error> {
     const items: Array<Message | Error> = []
     let i = 0
     let offset = 0
@@ -510,22 +547,7 @@ export class FdSocket extends EventEmitter {
         items.push({ data: body, fds })
       }
     }
-    let thrown: unknown = null
-    for (const item of items) {
-      if (!this.#native && !this.#ended) {
-        if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
-        continue
-      }
-      try {
-        this.#dispatch(item)
-      } catch (e) {
-        thrown ??= e
-      } finally {
-        if (!(item instanceof Error)) ReceivedFd.guard(item.fds)
-      }
-    }
-    this.#updateReading()
-    if (thrown !== null) throw thrown
+    return items
   }
 
   #finishWaiters(): void {

@@ -74,9 +74,9 @@ async function main() {
     const [count, file, warmup] = [Number(args[0]), args[1], Number(args[2] ?? 0)]
     const fd = fs.openSync(file, 'r')
     const socket = await fdpass.connect(path, { type })
-    const lat = []
+    const lat = new Float64Array(count)
     for (let i = -warmup; i < count; i++) {
-      const t0 = process.hrtime.bigint()
+      const t0 = performance.now()
       let m
       if (sync) {
         socket.sendSync('x', [fd])
@@ -85,7 +85,7 @@ async function main() {
         await socket.send('x', [fd])
         m = await socket.receive()
       }
-      if (i >= 0) lat.push(Number(process.hrtime.bigint() - t0) / 1000)
+      if (i >= 0) lat[i] = (performance.now() - t0) * 1000
       m.fds[0].close()
     }
     print(percentiles(lat))

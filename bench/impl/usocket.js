@@ -81,18 +81,18 @@ async function main() {
     const [count, file, warmup] = [Number(args[0]), args[1], Number(args[2] ?? 0)]
     const fd = fs.openSync(file, 'r')
     const socket = await connect()
-    const lat = []
+    const lat = new Float64Array(count)
     let pending = null
     onMessages(socket, 1, (_d, fds) => {
       fds.forEach((f) => fs.closeSync(f))
       pending?.()
     })
     for (let i = -warmup; i < count; i++) {
-      const t0 = process.hrtime.bigint()
+      const t0 = performance.now()
       const back = new Promise((r) => (pending = r))
       socket.write({ data: MSG, fds: [fd] })
       await back
-      if (i >= 0) lat.push(Number(process.hrtime.bigint() - t0) / 1000)
+      if (i >= 0) lat[i] = (performance.now() - t0) * 1000
     }
     print(percentiles(lat))
     socket.end()

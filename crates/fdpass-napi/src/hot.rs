@@ -14,7 +14,7 @@
 //! TypeError rather than trust them.
 
 use crate::js::{self, RawEnv, RawValue};
-use crate::socket::SocketCell;
+use crate::socket::{SocketCell, SyncReceived};
 use fdpass_core::Error as CoreError;
 use napi::sys;
 use std::ffi::{c_void, CStr};
@@ -163,8 +163,11 @@ unsafe fn send_args<'a>(
   }
 }
 
-/// socketReceiveSync(handle, timeoutMs: number, -1 for none) → boolean
-/// (false: the time ran out). What was read went to the socket's callback.
+/// socketReceiveSync(handle, timeoutMs: number, -1 for none) → number:
+/// -1 when the time ran out, 0 when what was read went to the socket's
+/// callback, else the length of the metadata of the one message written
+/// into the lent delivery buffers (ts/native.ts), which the caller reads at
+/// once.
 unsafe extern "C" fn socket_receive_sync(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
   // SAFETY: as for socket_send.
   unsafe {
@@ -173,7 +176,9 @@ unsafe extern "C" fn socket_receive_sync(env: RawEnv, info: sys::napi_callback_i
       return type_error(env, c"socketReceiveSync(handle, number)");
     };
     match socket.receive_sync(env, timeout) {
-      Ok(got) => boolean(env, got),
+      Ok(SyncReceived::Nothing) => js::int(env, -1),
+      Ok(SyncReceived::Delivered) => js::int(env, 0),
+      Ok(SyncReceived::Lent(meta_len)) => js::int(env, meta_len as i64),
       Err(()) => ptr::null_mut(), // an exception is pending
     }
   }
