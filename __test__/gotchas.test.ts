@@ -354,6 +354,10 @@ describe('unclaimed descriptors', () => {
     expect(r.syncWhileHeld).toBe(r.base3 + 2)
     expect(r.syncAfterGc).toBe(r.base3)
     expect(r.syncWarnings).toBe(2)
+    // 300 dropped in a loop that never yields: all closed by the collector.
+    expect(r.loopHeld).toBe(300)
+    expect(r.loopAfterGc).toBe(r.base4)
+    expect(r.loopWarnings).toBe(300)
   })
 })
 

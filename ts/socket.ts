@@ -294,7 +294,7 @@ export class FdSocket extends EventEmitter {
       }
       if (got > 0) {
         // One message in the lent buffers rather than through #onEvent: read it now.
-        item = this.#parse(lentData(), deliveredMeta(got), got, undefined)[0]
+        item = this.#messageAt(lentData(), deliveredMeta(got), 0, 0, null, false)
         if (!(item instanceof Error)) ReceivedFd.guard(item.fds)
       } else {
         item = this.#dequeue()
@@ -523,31 +523,34 @@ export class FdSocket extends EventEmitter {
    * descriptor owned by a ReceivedFd that the caller must guard.
    */
   #parse(data: Buffer, meta: Int32Array, metaLength: number, from: Array<Address | null> | undefined): Array<Message | Error> {
-    const items: Array<Message | Error> = []
-    let i = 0
-    let offset = 0
+    // Most deliveries hold one message: an array of exactly one then.
+    const first = this.#messageAt(data, meta, 0, 0, from?.[0] ?? null, from !== undefined)
+    let i = 4 + meta[1]
+    if (i >= metaLength) return [first]
+    const items = [first]
+    let offset = meta[0]
     while (i < metaLength) {
-      const len = meta[i]
-      const count = meta[i + 1]
-      const lost = meta[i + 2]
-      const flags = meta[i + 3]
-      const fds: ReceivedFd[] = []
-      for (let k = 0; k < count; k++) fds.push(new ReceivedFd(meta[i + 4 + k], false))
-      i += 4 + count
-      const body = offset === 0 && len === data.length ? data : data.subarray(offset, offset + len)
-      offset += len
-      const refused = flags === 0 && this.#acceptFds ? refusedKinds(fds, this.#acceptFds) : null
-      if (flags !== 0) {
-        items.push(truncated(body, fds, lost, flags))
-      } else if (refused) {
-        items.push(refused)
-      } else if (from) {
-        items.push({ data: body, fds, from: from[items.length] ?? null })
-      } else {
-        items.push({ data: body, fds })
-      }
+      items.push(this.#messageAt(data, meta, i, offset, from?.[items.length] ?? null, from !== undefined))
+      offset += meta[i]
+      i += 4 + meta[i + 1]
     }
     return items
+  }
+
+  /** The message whose metadata starts at meta[at] and data at data[offset]. */
+  #messageAt(data: Buffer, meta: Int32Array, at: number, offset: number, from: Address | null, hasFrom: boolean): Message | Error {
+    const len = meta[at]
+    const count = meta[at + 1]
+    const lost = meta[at + 2]
+    const flags = meta[at + 3]
+    // Exact-length arrays: one that grows from [] gets room for 17.
+    const fds: ReceivedFd[] = count === 1 ? [new ReceivedFd(meta[at + 4], false)] : []
+    if (count > 1) for (let k = 0; k < count; k++) fds.push(new ReceivedFd(meta[at + 4 + k], false))
+    const body = offset === 0 && len === data.length ? data : data.subarray(offset, offset + len)
+    if (flags !== 0) return truncated(body, fds, lost, flags)
+    const refused = this.#acceptFds ? refusedKinds(fds, this.#acceptFds) : null
+    if (refused) return refused
+    return hasFrom ? { data: body, fds, from } : { data: body, fds }
   }
 
   #finishWaiters(): void {
