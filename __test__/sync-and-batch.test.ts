@@ -266,6 +266,33 @@ describe('sendSync / receiveSync', () => {
     expect((await child.exit).code).toBe(0)
   })
 
+  test('receiveSync() without a timeout waits in recvmsg itself (the file is then blocking), and send() on that socket still never blocks', async () => {
+    const address = tmpPath()
+    const server = await listen(address, { type: MESSAGE_TYPE })
+    const file = tmpFile('from the other process')
+    const child = run('sync-peer.js', ['reply', address, MESSAGE_TYPE, '300', file])
+    const socket = await server.accept()
+    const started = performance.now()
+    const m = socket.receiveSync() // the child sends 150 ms after connecting
+    expect(performance.now() - started).toBeGreaterThan(100)
+    expect(m.data.toString()).toBe('late')
+    expect(m.fds[0].stat().ino).toBe(fs.statSync(file).ino)
+    m.fds[0].close()
+    if (process.platform === 'linux') {
+      const flags = Number.parseInt(/flags:\s*(\d+)/.exec(fs.readFileSync(`/proc/self/fdinfo/${socket.fd}`, 'utf8'))![1], 8)
+      expect(flags & fs.constants.O_NONBLOCK).toBe(0)
+    }
+    // The child takes nothing for 200 ms: these fill its buffer, and the
+    // rest wait in ours instead of blocking the thread.
+    const sends: Array<Promise<void>> = []
+    for (let i = 0; i < 300; i++) sends.push(socket.send(Buffer.alloc(4096, i)))
+    expect(socket.pendingSends).toBeGreaterThan(0)
+    await Promise.all(sends)
+    expect(await child.next()).toEqual({ received: 300 })
+    socket.close()
+    await server.close()
+  })
+
   test('sendSync waits while the peer is full and loses nothing (1,000 messages to a slow receiver)', async () => {
     const address = tmpPath()
     const server = await listen(address, { type: MESSAGE_TYPE })

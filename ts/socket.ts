@@ -271,6 +271,10 @@ export class FdSocket extends EventEmitter {
    * truncated message. Messages read along with the first wait, in order,
    * for the next call (or for `receive()` and `'message'`). For code that
    * may block, as `sendSync()`; do not mix it with a waiting `receive()`.
+   * Without a timeout, on a seqpacket or datagram socket, it waits in
+   * recvmsg itself and leaves the socket's file without O_NONBLOCK
+   * (fdpass's own sends and reads never wait on it regardless): a process
+   * you gave `socket.fd` to shares that flag.
    */
   receiveSync(options?: ReceiveSyncOptions): Message {
     const timeout = options?.timeout

@@ -19,9 +19,15 @@ pub fn is_cloexec(fd: BorrowedFd<'_>) -> Result<bool> {
 }
 
 pub fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<()> {
+  set_nonblocking_to(fd, true)
+}
+
+/// Set or clear O_NONBLOCK (a flag of the open file description, shared by
+/// every descriptor for it).
+pub fn set_nonblocking_to(fd: BorrowedFd<'_>, on: bool) -> Result<()> {
   let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL).syscall("fcntl")?);
-  if !flags.contains(OFlag::O_NONBLOCK) {
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).syscall("fcntl")?;
+  if flags.contains(OFlag::O_NONBLOCK) != on {
+    fcntl(fd, FcntlArg::F_SETFL(flags ^ OFlag::O_NONBLOCK)).syscall("fcntl")?;
   }
   Ok(())
 }

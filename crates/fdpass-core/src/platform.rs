@@ -27,13 +27,16 @@ pub const OS_NAME: &str = "Linux";
 #[cfg(target_os = "macos")]
 pub const OS_NAME: &str = "macOS";
 
-/// Flags for every `sendmsg`: a vanished peer is an EPIPE error, never a SIGPIPE.
+/// Flags for every `sendmsg`: a vanished peer is an EPIPE error, never a
+/// SIGPIPE; and it never waits, whether or not the file is O_NONBLOCK (a
+/// socket whose receiveSync() waits in recvmsg is not: recv.rs).
 #[cfg(target_os = "linux")]
-pub const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
+pub const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL.union(MsgFlags::MSG_DONTWAIT);
 #[cfg(target_os = "macos")]
-pub const SEND_FLAGS: MsgFlags = MsgFlags::empty();
+pub const SEND_FLAGS: MsgFlags = MsgFlags::MSG_DONTWAIT;
 
-/// Flags for every `recvmsg`: received descriptors are close-on-exec from birth.
+/// Flags for every `recvmsg`: received descriptors are close-on-exec from
+/// birth. recv.rs adds MSG_DONTWAIT unless the caller means to wait.
 #[cfg(target_os = "linux")]
 pub const RECV_FLAGS: libc::c_int = libc::MSG_CMSG_CLOEXEC;
 #[cfg(target_os = "macos")]

@@ -69,14 +69,17 @@ impl Received {
 }
 
 /// Receive one message (or, on a stream, one run of bytes) into `buf`, and
-/// append the descriptors that came with it to `fds`. EAGAIN comes back as
-/// an error whose `is_would_block()` is true.
+/// append the descriptors that came with it to `fds`. Unless `wait`, it
+/// never waits (MSG_DONTWAIT, whatever the file's O_NONBLOCK) and EAGAIN
+/// comes back as an error whose `is_would_block()` is true; with `wait`, it
+/// waits as the file's O_NONBLOCK says.
 pub fn recv_message(
   socket: BorrowedFd<'_>,
   buf: &mut [MaybeUninit<u8>],
   control: &mut ControlBuffer,
   fds: &mut Vec<OwnedFd>,
   want_address: bool,
+  wait: bool,
 ) -> Result<Received> {
   let mut iov = libc::iovec {
     iov_base: buf.as_mut_ptr().cast(),
@@ -95,9 +98,14 @@ pub fn recv_message(
   mhdr.msg_control = control.storage.as_mut_ptr().cast();
   mhdr.msg_controllen = control.len as _;
 
+  let flags = if wait {
+    platform::RECV_FLAGS
+  } else {
+    platform::RECV_FLAGS | libc::MSG_DONTWAIT
+  };
   let n = loop {
     // SAFETY: every pointer in mhdr refers to a live buffer of the stated length.
-    let r = unsafe { platform::recvmsg(socket.as_raw_fd(), &mut mhdr, platform::RECV_FLAGS) };
+    let r = unsafe { platform::recvmsg(socket.as_raw_fd(), &mut mhdr, flags) };
     if r >= 0 {
       break r as usize;
     }
@@ -188,10 +196,11 @@ pub fn recv_into_vec(
   control: &mut ControlBuffer,
   fds: &mut Vec<OwnedFd>,
   want_address: bool,
+  wait: bool,
 ) -> Result<Received> {
   out.reserve(room);
   let spare = &mut out.spare_capacity_mut()[..room];
-  let r = recv_message(socket, spare, control, fds, want_address)?;
+  let r = recv_message(socket, spare, control, fds, want_address, wait)?;
   let len = out.len() + r.bytes;
   // SAFETY: recvmsg initialised the first r.bytes bytes of the spare capacity.
   unsafe { out.set_len(len) };

@@ -159,7 +159,8 @@ fn a_partial_stream_write_does_not_send_descriptors_twice() {
     }
     let mut buf = vec![std::mem::MaybeUninit::uninit(); 65536];
     let mut fds = Vec::new();
-    match fdpass_core::recv::recv_message(b.as_fd(), &mut buf, &mut control, &mut fds, false) {
+    match fdpass_core::recv::recv_message(b.as_fd(), &mut buf, &mut control, &mut fds, false, false)
+    {
       Ok(info) => {
         received += info.bytes;
         total_fds += fds.len();
@@ -208,6 +209,7 @@ fn datagrams_carry_the_senders_address() {
     &mut ControlBuffer::new(),
     &mut fds,
     true,
+    false,
   )
   .unwrap();
   assert_eq!(info.address, Some(SocketAddress::Path(pa.clone())));
@@ -249,4 +251,44 @@ fn close_raw_and_fstat_raw_work_on_numbers_and_name_one_that_is_not_open() {
   ] {
     assert_eq!(err.code(), "ERR_FDPASS_INVALID_FD");
   }
+}
+
+#[test]
+fn a_socket_made_blocking_still_never_waits_unless_asked() {
+  // receiveSync() clears O_NONBLOCK to wait in recvmsg itself; every other
+  // send and receive must still return EAGAIN rather than block.
+  let (a, b) = socketpair(MESSAGE).unwrap();
+  fd::set_nonblocking_to(a.as_fd(), false).unwrap();
+  fd::set_nonblocking_to(b.as_fd(), false).unwrap();
+  let mut buf = vec![std::mem::MaybeUninit::uninit(); 1024];
+  let mut fds = Vec::new();
+  let mut control = ControlBuffer::new();
+  let r =
+    fdpass_core::recv::recv_message(b.as_fd(), &mut buf, &mut control, &mut fds, false, false);
+  assert!(r.unwrap_err().is_would_block());
+  let big = vec![7u8; 4096];
+  let mut sent = 0;
+  let full = loop {
+    match send(&a, MESSAGE, &big, &[]) {
+      Ok(_) => sent += 1,
+      Err(e) => break e,
+    }
+    assert!(sent < 100_000, "the peer's buffer never filled");
+  };
+  assert!(full.is_would_block(), "{full}");
+  // With wait, a receive on the blocking socket waits for a message sent later.
+  let (c, d) = socketpair(MESSAGE).unwrap();
+  fd::set_nonblocking_to(d.as_fd(), false).unwrap();
+  let sender = std::thread::spawn(move || {
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    send(&c, MESSAGE, b"late", &[]).unwrap();
+    c
+  });
+  let started = std::time::Instant::now();
+  let info =
+    fdpass_core::recv::recv_message(d.as_fd(), &mut buf, &mut control, &mut fds, false, true)
+      .unwrap();
+  assert_eq!(info.bytes, 4);
+  assert!(started.elapsed() >= std::time::Duration::from_millis(40));
+  drop(sender.join().unwrap());
 }

@@ -107,6 +107,9 @@ enum Budget {
   /// no further syscall (`receiveSync`: the next call reads the rest, and
   /// an exchange of one message at a time needs no read that says EAGAIN).
   FirstMessage,
+  /// As FirstMessage, waiting in the first recvmsg for it (a message
+  /// socket whose file was made blocking: read_blocking).
+  WaitForFirst,
 }
 
 struct Batch {
@@ -142,6 +145,8 @@ pub struct SocketCore {
   scratch_fds: Vec<OwnedFd>,
   /// The last receiveSync had to wait (see read_blocking).
   sync_waited: bool,
+  /// receiveSync cleared the file's O_NONBLOCK to wait in recvmsg.
+  blocking_file: bool,
 }
 
 pub struct SocketCell(RefCell<SocketCore>);
@@ -171,6 +176,7 @@ impl SocketCell {
       max_message,
       scratch_fds: Vec::new(),
       sync_waited: false,
+      blocking_file: false,
     })));
     let ready: Weak<dyn Ready> = Rc::downgrade(&(cell.clone() as Rc<dyn Ready>));
     let watch = Watch::new(&state.reactor, fd.as_raw_fd(), ready)?;
@@ -357,6 +363,28 @@ impl SocketCore {
       let Some(socket) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
         return Err(CoreError::sys(nix::errno::Errno::EBADF, "recvmsg"));
       };
+      // SAFETY: self.fd stays open for the whole call (we hold &mut self).
+      let socket = unsafe { BorrowedFd::borrow_raw(socket) };
+      // With no deadline, a message socket waits in recvmsg itself, as a C
+      // program would: one syscall where poll and recvmsg are two (0.2 µs
+      // of each wait). Its file stays blocking from then on; every other
+      // read and send of ours passes MSG_DONTWAIT (fdpass-core recv/send).
+      if deadline.is_none() && self.decoder.is_none() && !self.ended {
+        if !self.blocking_file {
+          fdpass_core::fd::set_nonblocking_to(socket, false)?;
+          self.blocking_file = true;
+        }
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        CONTROL.with(|c| self.read_with(&mut c.borrow_mut(), &mut out, Budget::WaitForFirst));
+        if !out.is_empty() || self.ended {
+          self.sync_waited = blocked || started.elapsed() > std::time::Duration::from_micros(2);
+          return Ok(out);
+        }
+        // EAGAIN: a process that shares the file made it non-blocking
+        // again. Poll, as with a deadline.
+        self.blocking_file = false;
+      }
       let wait = match deadline {
         None => -1,
         Some(d) => {
@@ -373,8 +401,7 @@ impl SocketCore {
         }
       };
       let started = std::time::Instant::now();
-      // SAFETY: self.fd stays open for the whole call (we hold &mut self).
-      fdpass_core::socket::wait_ready(unsafe { BorrowedFd::borrow_raw(socket) }, false, wait)?;
+      fdpass_core::socket::wait_ready(socket, false, wait)?;
       // A poll that returned at once did not wait: the message was there.
       blocked |= started.elapsed() > std::time::Duration::from_micros(2);
     }
@@ -466,7 +493,7 @@ impl SocketCore {
     };
     batch.data.clear();
     let mut count = 0usize;
-    let first_only = budget == Budget::FirstMessage;
+    let first_only = budget != Budget::Batch;
     let result: fdpass_core::Result<bool> = loop {
       if count >= MAX_BATCH_MESSAGES
         || batch.data.len() >= MAX_BATCH_BYTES
@@ -500,7 +527,15 @@ impl SocketCore {
           break Ok(false);
         }
         let tmp = &mut self.scratch_fds;
-        match recv_into_vec(socket, decoder.buffer(), READ_CHUNK, control, tmp, false) {
+        match recv_into_vec(
+          socket,
+          decoder.buffer(),
+          READ_CHUNK,
+          control,
+          tmp,
+          false,
+          false,
+        ) {
           Ok(r) if r.is_eof() => break decoder.finish().map(|_| true),
           Ok(r) => decoder.commit(r.bytes, tmp.drain(..), r.fds_truncated),
           Err(e) if e.is_would_block() => break Ok(false),
@@ -528,6 +563,7 @@ impl SocketCore {
             control,
             &mut batch.fds,
             want_address,
+            budget == Budget::WaitForFirst && count == 0,
           );
           if let Ok(r) = &r {
             batch.data.extend_from_slice(&buf[..r.bytes]);

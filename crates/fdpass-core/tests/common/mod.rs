@@ -32,7 +32,7 @@ pub fn send(
 pub fn recv(sock: &OwnedFd, control: &mut ControlBuffer) -> (Vec<u8>, Vec<OwnedFd>, Received) {
   let mut buf = vec![MaybeUninit::<u8>::uninit(); 65536];
   let mut fds = Vec::new();
-  let r = recv_message(sock.as_fd(), &mut buf, control, &mut fds, false).unwrap();
+  let r = recv_message(sock.as_fd(), &mut buf, control, &mut fds, false, false).unwrap();
   // SAFETY: recvmsg initialised the first r.bytes bytes.
   let data = buf[..r.bytes]
     .iter()
