@@ -136,6 +136,19 @@ describe('sendSync / receiveSync', () => {
     b.close()
   })
 
+  test('strings arrive as their UTF-8, short or long, ASCII or not, through send() and sendSync()', async () => {
+    const [a, b] = socketpair({ type: MESSAGE_TYPE })
+    const strings = ['x', 'é', 'a→b', '😀', 'ab\u0000c', 'x'.repeat(32), 'x'.repeat(31) + 'é', 'y'.repeat(33), 'z'.repeat(5000), 'ü'.repeat(4096)]
+    for (const s of strings) {
+      a.sendSync(s)
+      expect(b.receiveSync({ timeout: 1000 }).data.equals(Buffer.from(s, 'utf8'))).toBe(true)
+      await a.send(s)
+      expect((await b.receive()).data.equals(Buffer.from(s, 'utf8'))).toBe(true)
+    }
+    a.close()
+    b.close()
+  })
+
   test('receiveSync takes buffered messages first, then times out with ETIMEDOUT', async () => {
     const [a, b] = socketpair({ type: MESSAGE_TYPE })
     await a.send('buffered')

@@ -148,6 +148,16 @@ const SHORT_STRING = 4096
 const STRING_SCRATCH = Buffer.allocUnsafeSlow(3 * SHORT_STRING)
 const ARGS: SendArgs = { bytes: STRING_SCRATCH, byteLength: 0, fds: EMPTY, fdCount: 0 }
 
+/** A few characters (the usual tag beside descriptors) copied by hand when ASCII: a call into Buffer.write costs more. */
+function shortAscii(data: string): number {
+  for (let i = 0; i < data.length; i++) {
+    const c = data.charCodeAt(i)
+    if (c >= 0x80) return STRING_SCRATCH.write(data, 0, 'utf8')
+    STRING_SCRATCH[i] = c
+  }
+  return data.length
+}
+
 /**
  * Validate and convert send()'s arguments, for the addon's per-message
  * calls (ts/native.ts `hot`), without a new object per send: short
@@ -161,7 +171,7 @@ export function sendArgs(data: unknown, fds: unknown): SendArgs {
   const nums = fdNumbers(fds)
   if (typeof data === 'string' && data.length <= SHORT_STRING) {
     ARGS.bytes = STRING_SCRATCH
-    ARGS.byteLength = STRING_SCRATCH.write(data, 0, 'utf8')
+    ARGS.byteLength = data.length <= 32 ? shortAscii(data) : STRING_SCRATCH.write(data, 0, 'utf8')
   } else {
     const bytes = dataBytes(data)
     ARGS.bytes = bytes
