@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::{Rc, Weak};
+use std::thread::LocalKey;
 
 /// Event codes passed to the JS callback; mirrored in ts/native.ts.
 pub const EV_MESSAGES: i64 = 1;
@@ -36,24 +37,39 @@ const FLAG_FDS_TRUNCATED: i32 = 2;
 thread_local! {
   static CONTROL: RefCell<ControlBuffer> = RefCell::new(ControlBuffer::new());
   static RECV_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-  /// A batch's data while it is read; per thread, not per socket, so that
-  /// no socket keeps a buffer between reads. A read nested in a delivery
-  /// (receiveSync in a listener) takes an empty one and allocates.
+  /// A batch's parts and a read's outcomes while they are used; kept per
+  /// thread between reads rather than allocated for each (malloc and free
+  /// were 4% of a synchronous round trip), and not per socket, so that no
+  /// socket keeps a buffer between reads. A read nested in a delivery
+  /// (receiveSync in a listener) takes empty ones and allocates.
   static BATCH_DATA: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+  static BATCH_META: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+  static BATCH_FDS: RefCell<Vec<OwnedFd>> = const { RefCell::new(Vec::new()) };
+  static OUTCOMES: RefCell<Vec<Outcome>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Give a batch's data buffer back for the next read, unless it grew large.
-fn reuse_batch_data(mut data: Vec<u8>) {
-  if data.capacity() <= READ_CHUNK {
-    data.clear();
-    BATCH_DATA.with(|b| {
-      let mut b = b.borrow_mut();
-      if b.capacity() == 0 {
-        *b = data;
-      }
-    });
-  }
+/// The thread's spare vector of `pool`, empty (a new one if it is in use).
+fn take_spare<T: 'static>(pool: &'static LocalKey<RefCell<Vec<T>>>) -> Vec<T> {
+  pool.with(|b| std::mem::take(&mut *b.borrow_mut()))
 }
+
+/// Give `v` back to `pool` for the next read, emptied (dropping what is
+/// left, which closes descriptors), unless it grew past `max` items.
+fn give_spare<T: 'static>(pool: &'static LocalKey<RefCell<Vec<T>>>, mut v: Vec<T>, max: usize) {
+  v.clear();
+  if v.capacity() > max || v.capacity() == 0 {
+    return;
+  }
+  pool.with(|b| {
+    let mut b = b.borrow_mut();
+    if b.capacity() == 0 {
+      *b = v;
+    }
+  });
+}
+
+/// A read's outcomes vector is kept for the next one up to this many.
+const MAX_OUTCOMES: usize = 16;
 
 /// Bytes asked of each stream read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -117,6 +133,24 @@ struct Batch {
   meta: Vec<i32>,
   fds: Vec<OwnedFd>,
   addresses: Option<Vec<SocketAddress>>,
+}
+
+impl Batch {
+  fn new(want_address: bool) -> Batch {
+    Batch {
+      data: take_spare(&BATCH_DATA),
+      meta: take_spare(&BATCH_META),
+      fds: take_spare(&BATCH_FDS),
+      addresses: want_address.then(Vec::new),
+    }
+  }
+
+  /// Give the parts back to be reused; descriptors still here are closed.
+  fn recycle(self) {
+    give_spare(&BATCH_DATA, self.data, READ_CHUNK);
+    give_spare(&BATCH_META, self.meta, 4 * 1024);
+    give_spare(&BATCH_FDS, self.fds, MAX_BATCH_FDS);
+  }
 }
 
 enum Outcome {
@@ -349,7 +383,7 @@ impl SocketCore {
     let mut blocked = false;
     loop {
       if read_now {
-        let mut out = Vec::new();
+        let mut out = take_spare(&OUTCOMES);
         if !self.ended {
           CONTROL.with(|c| self.read_with(&mut c.borrow_mut(), &mut out, Budget::FirstMessage));
         }
@@ -358,6 +392,7 @@ impl SocketCore {
           self.sync_waited = blocked;
           return Ok(out);
         }
+        give_spare(&OUTCOMES, out, MAX_OUTCOMES);
       }
       read_now = true;
       let Some(socket) = self.fd.as_ref().map(|f| f.as_raw_fd()) else {
@@ -375,12 +410,13 @@ impl SocketCore {
           self.blocking_file = true;
         }
         let started = std::time::Instant::now();
-        let mut out = Vec::new();
+        let mut out = take_spare(&OUTCOMES);
         CONTROL.with(|c| self.read_with(&mut c.borrow_mut(), &mut out, Budget::WaitForFirst));
         if !out.is_empty() || self.ended {
           self.sync_waited = blocked || started.elapsed() > std::time::Duration::from_micros(2);
           return Ok(out);
         }
+        give_spare(&OUTCOMES, out, MAX_OUTCOMES);
         // EAGAIN: a process that shares the file made it non-blocking
         // again. Poll, as with a deadline.
         self.blocking_file = false;
@@ -485,13 +521,7 @@ impl SocketCore {
     // SAFETY: self.fd stays open for the whole call.
     let socket = unsafe { BorrowedFd::borrow_raw(socket) };
     let want_address = self.ty == SocketType::Datagram;
-    let mut batch = Batch {
-      data: BATCH_DATA.with(|b| std::mem::take(&mut *b.borrow_mut())),
-      meta: Vec::new(),
-      fds: Vec::new(),
-      addresses: want_address.then(Vec::new),
-    };
-    batch.data.clear();
+    let mut batch = Batch::new(want_address);
     let mut count = 0usize;
     let first_only = budget != Budget::Batch;
     let result: fdpass_core::Result<bool> = loop {
@@ -601,7 +631,7 @@ impl SocketCore {
     if count > 0 {
       out.push(Outcome::Messages(batch));
     } else {
-      reuse_batch_data(batch.data);
+      batch.recycle();
     }
     match result {
       Ok(false) => {}
@@ -710,7 +740,7 @@ impl Ready for SocketCell {
         if c.fd.is_none() {
           return;
         }
-        let mut out = Vec::new();
+        let mut out = take_spare(&OUTCOMES);
         if writable {
           c.flush(&mut out);
         }
@@ -722,6 +752,8 @@ impl Ready for SocketCell {
       if !outcomes.is_empty() && !state.is_torn_down() {
         // SAFETY: readiness callbacks run on the env's JS thread.
         unsafe { js::with_scope(state.env, || self.deliver(&state, outcomes, Via::EventLoop)) };
+      } else {
+        give_spare(&OUTCOMES, outcomes, MAX_OUTCOMES);
       }
       // A read that stopped at its budget may have left whole frames in
       // the decoder, and the kernel will not say "readable" for them.
@@ -789,21 +821,24 @@ impl SocketCell {
     // receive's own time).
     if let [Outcome::Messages(batch)] = outcomes.as_mut_slice() {
       let one = batch.meta.len() >= 4 && batch.meta.len() == 4 + batch.meta[1] as usize;
-      if one && batch.addresses.is_none() {
-        let lent = state.delivery.borrow();
-        if let Some(b) = lent.as_ref() {
-          if b.put_data(&batch.data) && b.put_meta(&batch.meta) {
-            // From here on JavaScript owns the descriptors (ReceivedFd).
-            for fd in batch.fds.drain(..) {
-              let _ = fd.into_raw_fd();
-            }
-            let meta_len = batch.meta.len();
-            reuse_batch_data(std::mem::take(&mut batch.data));
-            drop(lent);
-            self.0.borrow_mut().update_watch();
-            return Ok(SyncReceived::Lent(meta_len));
-          }
+      let lent = match state.delivery.borrow().as_ref() {
+        Some(b) if one && batch.addresses.is_none() => {
+          b.put_data(&batch.data) && b.put_meta(&batch.meta)
         }
+        _ => false,
+      };
+      if lent {
+        // From here on JavaScript owns the descriptors (ReceivedFd).
+        for fd in batch.fds.drain(..) {
+          let _ = fd.into_raw_fd();
+        }
+        let meta_len = batch.meta.len();
+        if let Some(Outcome::Messages(batch)) = outcomes.pop() {
+          batch.recycle();
+        }
+        give_spare(&OUTCOMES, outcomes, MAX_OUTCOMES);
+        self.0.borrow_mut().update_watch();
+        return Ok(SyncReceived::Lent(meta_len));
       }
     }
     // SAFETY: the caller's promise: on the env's JS thread, inside its scope.
@@ -842,7 +877,7 @@ impl SocketCell {
   ///
   /// # Safety
   /// On the env's JS thread, inside a handle scope.
-  unsafe fn deliver(&self, state: &EnvState, outcomes: Vec<Outcome>, via: Via) -> bool {
+  unsafe fn deliver(&self, state: &EnvState, mut outcomes: Vec<Outcome>, via: Via) -> bool {
     let env = state.env;
     let call = |func: RawValue, args: &[RawValue]| -> bool {
       match via {
@@ -855,7 +890,7 @@ impl SocketCell {
         Via::Direct => unsafe { js::call_direct(env, func, args) },
       }
     };
-    for outcome in outcomes {
+    for outcome in outcomes.drain(..) {
       // The callback may have closed the socket; then whatever is left is
       // dropped here, which closes its descriptors.
       // SAFETY: we are inside the scope opened by on_ready.
@@ -882,7 +917,7 @@ impl SocketCell {
           ),
           Outcome::End => call(func, &[js::int(env, EV_END)]),
           Outcome::Error(e) => call(func, &[js::int(env, EV_ERROR), js::error_value(env, &e)]),
-          Outcome::Messages(batch) => {
+          Outcome::Messages(mut batch) => {
             // If JavaScript can no longer take them (a worker being
             // terminated), stop: dropping the batch closes its descriptors.
             // Into the lent buffers when the batch fits (announced by its
@@ -908,11 +943,11 @@ impl SocketCell {
               None => js::undefined(env),
             };
             // From here on JavaScript owns the descriptors (ReceivedFd).
-            for fd in batch.fds {
+            for fd in batch.fds.drain(..) {
               let _ = fd.into_raw_fd();
             }
             let called = call(func, &[js::int(env, EV_MESSAGES), data, meta, addresses]);
-            reuse_batch_data(batch.data);
+            batch.recycle();
             called
           }
         };
@@ -921,6 +956,7 @@ impl SocketCell {
         }
       }
     }
+    give_spare(&OUTCOMES, outcomes, MAX_OUTCOMES);
     true
   }
 }
