@@ -241,6 +241,26 @@ describe('FdSocket lifecycle', () => {
     fs.closeSync(fd)
   })
 
+  test('a receive() or accept() waiting when its socket or server closes rejects with ERR_FDPASS_SOCKET_CLOSED; iteration just ends', async () => {
+    const [a, b] = socketpair()
+    const waiting = b.receive()
+    const iterated: string[] = []
+    const iteration = (async () => {
+      for await (const m of a) iterated.push(m.data.toString())
+    })()
+    await b.send('one')
+    await new Promise((r) => setTimeout(r, 20))
+    a.close() // b sees the end; a's own iteration ends
+    await expect(waiting).rejects.toMatchObject({ code: 'ERR_FDPASS_SOCKET_CLOSED', message: expect.stringContaining('receive') })
+    await iteration
+    expect(iterated).toEqual(['one'])
+    b.close()
+    const server = await listen(tmpPath())
+    const accepting = server.accept()
+    await server.close()
+    await expect(accepting).rejects.toMatchObject({ code: 'ERR_FDPASS_SOCKET_CLOSED', message: expect.stringContaining('accept') })
+  })
+
   test('send() and receive() after close reject with ERR_FDPASS_SOCKET_CLOSED', async () => {
     const [a, b] = socketpair()
     a.close()

@@ -6,6 +6,8 @@ import { abortError, callNative, fromNative, invalidArgType, socketClosed } from
 import { EV_ACCEPTABLE, type NativeServer, type NativeSocket } from './native'
 import { FdSocket, type PeerCredentials, type ReceiveOptions, type SocketSettings, type SocketType } from './socket'
 
+const acceptClosed = () => socketClosed('accept')
+
 /**
  * Who may connect to a server: allowed uids and/or gids (a peer passes if
  * either list has it), or a function that decides from the credentials.
@@ -76,10 +78,7 @@ export class FdServer extends EventEmitter {
   accept(options?: ReceiveOptions): Promise<FdSocket> {
     const signal = options?.signal
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an AbortSignal', signal)
-    return this.#next(signal).then((s) => {
-      if (s === null) throw socketClosed('accept')
-      return s
-    })
+    return this.#next(signal, acceptClosed) as Promise<FdSocket>
   }
 
   async *[Symbol.asyncIterator](): AsyncIterableIterator<FdSocket> {
@@ -121,7 +120,8 @@ export class FdServer extends EventEmitter {
     for (const s of this.#queue.splice(0)) s.close()
     for (const w of this.#waiters.splice(0)) {
       w.cleanup?.()
-      w.resolve(null)
+      if (w.closedError) w.reject(w.closedError())
+      else w.resolve(null)
     }
     return new Promise((resolve, reject) => {
       process.nextTick(() => {
@@ -136,15 +136,16 @@ export class FdServer extends EventEmitter {
     await this.close()
   }
 
-  #next(signal: AbortSignal | undefined): Promise<FdSocket | null> {
+  /** The next connection; at the end null, or the rejection `closedError` makes. */
+  #next(signal: AbortSignal | undefined, closedError?: () => Error): Promise<FdSocket | null> {
     if (signal?.aborted) return Promise.reject(abortError(signal.reason))
     const queued = this.#queue.shift()
     if (queued) {
       this.#setAccepting(true)
       return Promise.resolve(queued)
     }
-    if (!this.#native) return Promise.resolve(null)
-    const waiting = waitInLine(this.#waiters, signal)
+    if (!this.#native) return closedError ? Promise.reject(closedError()) : Promise.resolve(null)
+    const waiting = waitInLine(this.#waiters, signal, closedError)
     this.#setAccepting(true)
     return waiting
   }

@@ -61,6 +61,7 @@ type Pending = { resolve: () => void; reject: (e: Error) => void }
 type Waiter = WaiterOf<Message | typeof DONE>
 
 const DONE: unique symbol = Symbol('done')
+const receiveClosed = () => socketClosed('receive')
 /** Buffered descriptors before reading pauses, whatever highWaterMark says: they are open files. */
 const MAX_BUFFERED_FDS = 4096
 const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
@@ -232,10 +233,8 @@ export class FdSocket extends EventEmitter {
   receive(options?: ReceiveOptions): Promise<Message> {
     const signal = options?.signal
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an AbortSignal', signal)
-    return this.#next(signal).then((m) => {
-      if (m === DONE) throw socketClosed('receive')
-      return m
-    })
+    // One promise: the end of the queue rejects it, rather than a then() that turns DONE into an error.
+    return this.#next(signal, receiveClosed) as Promise<Message>
   }
 
   /**
@@ -395,15 +394,16 @@ export class FdSocket extends EventEmitter {
     if (this.#sends.length === 0 && this.#drained !== null) for (const done of this.#drained.splice(0)) done()
   }
 
-  #next(signal: AbortSignal | undefined): Promise<Message | typeof DONE> {
+  /** The next item; at the end DONE, or the rejection `closedError` makes. */
+  #next(signal: AbortSignal | undefined, closedError?: () => Error): Promise<Message | typeof DONE> {
     if (signal?.aborted) return Promise.reject(abortError(signal.reason))
     const item = this.#dequeue()
     if (item !== undefined) {
       this.#updateReading()
       return item instanceof Error ? Promise.reject(item) : Promise.resolve(item)
     }
-    if (!this.#native) return Promise.resolve(DONE)
-    const waiting = waitInLine((this.#waiters ??= []), signal)
+    if (!this.#native) return closedError ? Promise.reject(closedError()) : Promise.resolve(DONE)
+    const waiting = waitInLine((this.#waiters ??= []), signal, closedError)
     this.#updateReading()
     return waiting
   }
@@ -561,7 +561,8 @@ export class FdSocket extends EventEmitter {
     if (this.#waiters === null) return
     for (const w of this.#waiters.splice(0)) {
       w.cleanup?.()
-      w.resolve(DONE)
+      if (w.closedError) w.reject(w.closedError())
+      else w.resolve(DONE)
     }
   }
 

@@ -6,12 +6,18 @@ export interface Waiter<T> {
   resolve: (value: T) => void
   reject: (error: Error) => void
   cleanup?: () => void
+  /**
+   * What the queue's end does to this waiter: reject with this operation's
+   * ERR_FDPASS_SOCKET_CLOSED (receive(), accept()), or, when unset, resolve
+   * with the end marker (async iteration).
+   */
+  closedError?: () => Error
 }
 
 /** Join `waiters`; rejects with ABORT_ERR (and leaves the line) when `signal` aborts. */
-export function waitInLine<T>(waiters: Waiter<T>[], signal: AbortSignal | undefined): Promise<T> {
+export function waitInLine<T>(waiters: Waiter<T>[], signal: AbortSignal | undefined, closedError?: () => Error): Promise<T> {
   return new Promise((resolve, reject) => {
-    const waiter: Waiter<T> = { resolve, reject }
+    const waiter: Waiter<T> = { resolve, reject, closedError }
     if (signal) {
       const onAbort = () => {
         const i = waiters.indexOf(waiter)
