@@ -62,6 +62,9 @@ type Waiter = WaiterOf<Message | typeof DONE>
 
 const DONE: unique symbol = Symbol('done')
 const receiveClosed = () => socketClosed('receive')
+// What send() returns when the kernel took the message at once: one settled
+// promise for all of them rather than a new one per message.
+const SENT: Promise<void> = Promise.resolve()
 /** Buffered descriptors before reading pauses, whatever highWaterMark says: they are open files. */
 const MAX_BUFFERED_FDS = 4096
 const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
@@ -202,7 +205,7 @@ export class FdSocket extends EventEmitter {
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
-    return queued ? this.#pending() : Promise.resolve()
+    return queued ? this.#pending() : SENT
   }
 
   /** Datagram sockets: send one message to `address`. */
@@ -221,7 +224,7 @@ export class FdSocket extends EventEmitter {
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
-    return queued ? this.#pending() : Promise.resolve()
+    return queued ? this.#pending() : SENT
   }
 
   /**
