@@ -354,6 +354,19 @@ test('sendSync, receiveSync and the batch calls', async () => {
   fdpass.ReceivedFd.closeAll(m.fds)
   assert.ok(m.fds.every((f) => f.closed))
   assert.throws(() => b.receiveSync({ timeout: 20 }), { code: 'ETIMEDOUT', syscall: 'recvmsg' })
+  // After that wait, receiveSync() without a timeout waits in recvmsg itself
+  // (it makes the file blocking): a message already there comes back at
+  // once, and send() on that socket still queues instead of blocking.
+  a.sendSync('after the wait')
+  assert.equal(b.receiveSync().data.toString(), 'after the wait')
+  const sends = []
+  for (let i = 0; i < 1000 && b.pendingSends === 0; i++) sends.push(b.send(Buffer.alloc(1024, i)))
+  assert.ok(b.pendingSends > 0, 'a full buffer queues the send rather than blocking the thread')
+  let received = 0
+  a.on('message', () => received++)
+  await Promise.all(sends)
+  for (let i = 0; i < 200 && received < sends.length; i++) await new Promise((r) => setTimeout(r, 10))
+  assert.equal(received, sends.length, 'every queued message arrived')
   a.close()
   b.close()
   await settledOpenFds()
