@@ -66,6 +66,12 @@ if (argv.includes('--runtimes')) {
     w: ['W1', 'W3'],
     runtime: id,
   })
+  // W3 with sendSync()/receiveSync(): no event loop in the exchange, so the
+  // runtimes without libuv lose nothing to their readiness mechanism.
+  const syncOn = (id, reactor, pre = []) => {
+    const impl = fdpassOn(id, reactor, pre)
+    return { ...impl, env: { ...impl.env, FDPASS_BENCH_API: 'sync' }, w: ['W3'] }
+  }
   Object.assign(IMPLS, {
     'fdpass-node22-uv': fdpassOn('node22', 'uv'),
     'fdpass-node22-thread': fdpassOn('node22', 'thread'),
@@ -73,6 +79,10 @@ if (argv.includes('--runtimes')) {
     'fdpass-node24-thread': fdpassOn('node24', 'thread'),
     'fdpass-bun-thread': fdpassOn('bun', 'thread'),
     'fdpass-deno-thread': fdpassOn('deno', 'thread', ['run', '-A']),
+    'fdpass-node22-uv-sync': syncOn('node22', 'uv'),
+    'fdpass-node24-uv-sync': syncOn('node24', 'uv'),
+    'fdpass-bun-thread-sync': syncOn('bun', 'thread'),
+    'fdpass-deno-thread-sync': syncOn('deno', 'thread', ['run', '-A']),
   })
 }
 const ONLY = opt('only', Object.keys(IMPLS).join(',')).split(',')
