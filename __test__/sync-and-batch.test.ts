@@ -114,6 +114,16 @@ describe('ReceivedFd.statAll / closeAll', () => {
 
 const TYPES: Array<{ type: SocketType; raw?: boolean }> = [{ type: MESSAGE_TYPE }, { type: 'stream' }]
 
+/** A server and a child running fixtures/sync-peer.js `mode` against it (with `n` and a file), accepted. */
+async function syncPeer(mode: 'send' | 'reply' | 'drain', n: number) {
+  const address = tmpPath()
+  const server = await listen(address, { type: MESSAGE_TYPE })
+  const file = tmpFile('from the other process')
+  const child = run('sync-peer.js', [mode, address, MESSAGE_TYPE, String(n), file])
+  const socket = await server.accept()
+  return { server, file, child, socket }
+}
+
 describe('sendSync / receiveSync', () => {
   test.each(TYPES)('a round trip with descriptors ($type)', ({ type }) => {
     const file = tmpFile('sync')
@@ -262,11 +272,7 @@ describe('sendSync / receiveSync', () => {
   })
 
   test('receiveSync blocks until another process sends', async () => {
-    const address = tmpPath()
-    const server = await listen(address, { type: MESSAGE_TYPE })
-    const file = tmpFile('from the other process')
-    const child = run('sync-peer.js', ['send', address, MESSAGE_TYPE, '150', file])
-    const socket = await server.accept()
+    const { server, file, child, socket } = await syncPeer('send', 150)
     const m = socket.receiveSync({ timeout: 10_000 }) // the child sends 150 ms after connecting
     expect(m.data.toString()).toBe('late')
     const mine = fs.openSync(file, 'r')
@@ -280,11 +286,7 @@ describe('sendSync / receiveSync', () => {
   })
 
   test('receiveSync() without a timeout waits in recvmsg itself (the file is then blocking), and send() on that socket still never blocks', async () => {
-    const address = tmpPath()
-    const server = await listen(address, { type: MESSAGE_TYPE })
-    const file = tmpFile('from the other process')
-    const child = run('sync-peer.js', ['reply', address, MESSAGE_TYPE, '300', file])
-    const socket = await server.accept()
+    const { server, file, child, socket } = await syncPeer('reply', 300)
     const started = performance.now()
     const m = socket.receiveSync() // the child sends 150 ms after connecting
     expect(performance.now() - started).toBeGreaterThan(100)
@@ -307,12 +309,8 @@ describe('sendSync / receiveSync', () => {
   })
 
   test('sendSync waits while the peer is full and loses nothing (1,000 messages to a slow receiver)', async () => {
-    const address = tmpPath()
-    const server = await listen(address, { type: MESSAGE_TYPE })
-    const file = tmpFile('x')
+    const { server, file, child, socket } = await syncPeer('drain', 1000)
     const fd = fs.openSync(file, 'r')
-    const child = run('sync-peer.js', ['drain', address, MESSAGE_TYPE, '1000', file])
-    const socket = await server.accept()
     expect(await child.next()).toEqual({ ready: true })
     for (let i = 0; i < 1000; i++) socket.sendSync(`#${i}`, [fd]) // blocks while the child sleeps
     expect(await child.next()).toEqual({ received: 1000, inOrder: true, same: 1000 })

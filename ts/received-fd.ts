@@ -36,7 +36,7 @@ export type { FdKind }
 // so that code that never yields to the event loop (a receiveSync() loop)
 // holds no more than this many.
 const UNGUARDED_MAX = 256
-const unguarded: Array<ReceivedFd | undefined> = new Array(UNGUARDED_MAX).fill(undefined)
+const unguarded: Array<ReceivedFd | undefined> = Array.from({ length: UNGUARDED_MAX }, () => undefined)
 let unguardedCount = 0
 let guardScheduled = false
 // A resolved promise's then() queues the microtask: queueMicrotask() makes
