@@ -39,7 +39,7 @@ const isOpen = (fd: number) => {
 }
 
 describe('ReceivedFd.statAll / closeAll', () => {
-  test('statAll gives what stat() gives, without cloexec, in order, for every kind', async () => {
+  test('statAll and fileStat() give what stat() gives, without cloexec, in order, for every kind', async () => {
     const file = tmpFile('twelve bytes')
     const f = fs.openSync(file, 'r')
     const dir = fs.openSync(os.tmpdir(), 'r')
@@ -55,8 +55,16 @@ describe('ReceivedFd.statAll / closeAll', () => {
       const { cloexec, ...rest } = fds[i].stat()
       expect(cloexec).toBe(true)
       expect(all[i]).toEqual(rest)
+      expect(fds[i].fileStat()).toEqual(rest)
+      expect(fds[i].kind()).toBe(rest.kind)
     }
     expect(all[0]).toMatchObject({ size: 12, ...identity(f) })
+    fs.closeSync(fds[0].fd) // behind the ReceivedFd's back: both say which number
+    for (const call of [() => fds[0].stat(), () => fds[0].fileStat()]) {
+      expect(call).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_INVALID_FD', fd: fds[0].fd }))
+    }
+    fds[0].release()
+    expect(() => fds[0].fileStat()).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_FD_CLOSED' }))
     ReceivedFd.closeAll(fds)
     for (const x of [f, dir, nul, p.readEnd, p.writeEnd]) fs.closeSync(x)
     for (const s of [s1, s2, a, b]) s.close()

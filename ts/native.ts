@@ -201,9 +201,18 @@ const BATCH_STATS = new Float64Array(new ArrayBuffer(8 * 5 * FD_BATCH_SIZE))
 /** fstat of FD_BATCH's first `n`, appended to `out`, one syscall each. */
 export function fileStatBatch(n: number, out: FileStat[]): void {
   hot.fdStatMany(FD_BATCH, n, BATCH_STATS)
-  for (let i = 0, r = 0; i < n; i++, r += 5) {
-    out.push({ kind: KINDS[BATCH_STATS[r]] ?? 'unknown', dev: BATCH_STATS[r + 1], ino: BATCH_STATS[r + 2], mode: BATCH_STATS[r + 3], size: BATCH_STATS[r + 4] })
-  }
+  for (let r = 0; r < 5 * n; r += 5) out.push(batchStatAt(r))
+}
+
+/** fstat of one descriptor, and nothing else: one syscall. */
+export function fileStat(fd: number): FileStat {
+  FD_BATCH[0] = fd
+  hot.fdStatMany(FD_BATCH, 1, BATCH_STATS)
+  return batchStatAt(0)
+}
+
+function batchStatAt(r: number): FileStat {
+  return { kind: KINDS[BATCH_STATS[r]] ?? 'unknown', dev: BATCH_STATS[r + 1], ino: BATCH_STATS[r + 2], mode: BATCH_STATS[r + 3], size: BATCH_STATS[r + 4] }
 }
 
 /** Close FD_BATCH's first `n`: all of them, then the first failure throws. */

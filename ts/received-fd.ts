@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as net from 'node:net'
 import { FdpassError, callNative, fromNative, invalidArgType } from './errors'
 import { nativeReadFs, nativeWriteFs } from './fd-streams'
-import { FD_BATCH, FD_BATCH_SIZE, closeBatch, hot, fdStat, fileStatBatch, runtimeLimits, runtimeName, type FdKind, type FdStat, type FileStat } from './native'
+import { FD_BATCH, FD_BATCH_SIZE, closeBatch, hot, fdStat, fileStat, fileStatBatch, runtimeLimits, runtimeName, type FdKind, type FdStat, type FileStat } from './native'
 
 // A ReceivedFd that is garbage-collected while still owning its descriptor
 // closes it and warns, as fs.promises.FileHandle does. The registry holds a
@@ -177,15 +177,37 @@ export class ReceivedFd {
     return fd
   }
 
-  /** fstat of the descriptor: kind, device and inode (to compare identity), mode, size. */
+  /**
+   * fstat of the descriptor and its close-on-exec flag: kind, device and
+   * inode (to compare identity), mode, size, cloexec. Two syscalls; to
+   * check what arrived, `fileStat()` is one.
+   */
   stat(): FdStat {
     const fd = this.fd
-    return callNative(() => fdStat(fd))
+    try {
+      return fdStat(fd)
+    } catch (e) {
+      throw fromNative(e)
+    }
   }
 
-  /** What the descriptor refers to: 'file', 'pipe', 'socket', 'directory', ... */
+  /**
+   * fstat of the descriptor: what it refers to (kind, device and inode,
+   * mode, size), with one syscall. `stat()` without `cloexec`, a flag of
+   * the descriptor rather than of the file that costs a second syscall.
+   */
+  fileStat(): FileStat {
+    const fd = this.fd
+    try {
+      return fileStat(fd)
+    } catch (e) {
+      throw fromNative(e)
+    }
+  }
+
+  /** What the descriptor refers to: 'file', 'pipe', 'socket', 'directory', ... (one fstat) */
   kind(): FdKind {
-    return this.stat().kind
+    return this.fileStat().kind
   }
 
   [Symbol.dispose](): void {

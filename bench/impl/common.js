@@ -38,7 +38,7 @@ function receiver(count, nfds, file, before = openOn(file)) {
     state,
     /**
      * One message's descriptors (numbers, or the caller's wrapper objects
-     * with `statFd` to fstat them: fdpass's receivers use ReceivedFd.stat()).
+     * with `statFd` to fstat them: fdpass's receivers use ReceivedFd.fileStat()).
      */
     take(fds, close, statFd = fs.fstatSync) {
       if (state.msgs === 0) state.first = process.hrtime.bigint()

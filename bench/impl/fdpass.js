@@ -23,8 +23,9 @@ async function main() {
     await server.close()
     const r = receiver(count, nfds, file, before)
     socket.on('message', (m) => {
-      // The check goes through ReceivedFd.stat(), as a user's would (and
-      // Deno's node:fs refuses received descriptors).
+      // The check goes through ReceivedFd.fileStat(), as a user's would (and
+      // Deno's node:fs refuses received descriptors): one fstat, as the other
+      // implementations' checks (stat() would add an fcntl for cloexec).
       const done = batch
         ? r.takeStats(m.fds.length, fdpass.ReceivedFd.statAll(m.fds), () => fdpass.ReceivedFd.closeAll(m.fds))
         : r.take(
@@ -32,7 +33,7 @@ async function main() {
             () => {
               for (const f of m.fds) f.close()
             },
-            (f) => f.stat(),
+            (f) => f.fileStat(),
           )
       if (done) {
         socket.close() // before the count: the baseline was taken without it
@@ -109,7 +110,7 @@ async function main() {
       s.on('message', (m) => {
         if (!first) first = process.hrtime.bigint()
         for (const f of m.fds) {
-          if (f.stat().ino !== Number(want.ino)) bad++
+          if (f.fileStat().ino !== Number(want.ino)) bad++
           f.close()
         }
         got += m.fds.length
