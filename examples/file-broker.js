@@ -60,7 +60,7 @@ async function client(paths) {
       continue
     }
     const [file] = reply.fds
-    const st = file.stat()
+    const st = file.fileStat()
     let first = ''
     for await (const chunk of file.createReadStream({ end: 59, encoding: 'utf8' })) first += chunk
     console.log(`${p}: got fd ${st.kind}, ${st.size} bytes, first line: ${JSON.stringify(first.split('\n')[0])}`)
