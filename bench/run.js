@@ -50,6 +50,8 @@ const IMPLS = {
   python: { cmd: 'python3', pre: [path.join(dir, 'impl/python.py')], env: {}, w: ['W1', 'W2', 'W3'] },
   'node-ipc': { special: 'ipc', w: ['W1'] },
   usocket: { ...node('usocket.js'), w: ['W1', 'W2', 'W3'] },
+  // Node's own net, one byte each way and no descriptors: the event loop's floor for W3.
+  'node-net': { ...node('node-net.js'), w: ['W3'] },
   'fdpass-seqpacket-uv': { ...node('fdpass.js', { FDPASS_REACTOR: 'uv', FDPASS_BENCH_TYPE: 'seqpacket' }), w: ['W1', 'W2', 'W3', 'W4'] },
   'fdpass-seqpacket-uv-batch': { ...node('fdpass.js', { FDPASS_REACTOR: 'uv', FDPASS_BENCH_TYPE: 'seqpacket', FDPASS_BENCH_API: 'batch' }), w: ['W2'] },
   'fdpass-seqpacket-uv-sync': { ...node('fdpass.js', { FDPASS_REACTOR: 'uv', FDPASS_BENCH_TYPE: 'seqpacket', FDPASS_BENCH_API: 'sync' }), w: ['W3'] },
@@ -244,6 +246,12 @@ function report(results) {
   if (ct?.W2 && c.W2) {
     // The kernel's own cost for a process with threads, as every runtime's is.
     console.log(`  (C with one idle thread: W2 ${rel(ct.W2.fdsPerSecond.median, c.W2.fdsPerSecond.median)} of C, W3 pinned p50 ${(ct.W3?.pinnedP50.median ?? NaN).toFixed(1)} µs)`)
+  }
+  const nn = results['node-net']
+  if (nn?.W3 && c.W3) {
+    // What Node's event loop alone costs a round trip, with no descriptors at all.
+    const x = (v, w) => `${(v / w).toFixed(2)}× C`
+    console.log(`  (Node's own net, one byte, no descriptors: W3 pinned p50 ${nn.W3.pinnedP50.median.toFixed(1)} µs = ${x(nn.W3.pinnedP50.median, c.W3.pinnedP50.median)}, p99 ${x(nn.W3.pinnedP99.median, c.W3.pinnedP99.median)}: the event API's floor)`)
   }
 }
 
