@@ -66,9 +66,10 @@ export class ReceivedFd {
    * socket hands out its descriptors first and guards them after: the ones
    * closed or released by then (the common case: in a listener, right after
    * `await receive()` or a receiveSync()) never pay for a registry entry
-   * (14% of a sendSync, receiveSync and close in one process). Until then the list holds them, so
-   * none can be collected unguarded. (setImmediate instead: one more turn
-   * of the event loop per message, which doubled W3's p99.)
+   * (14% of a sendSync, receiveSync and close in one process). Until then
+   * the list holds them, so none can be collected unguarded. (setImmediate
+   * instead: one more turn of the event loop per message, which doubled
+   * W3's p99.)
    */
   static guard(fds: readonly ReceivedFd[]): void {
     for (const r of fds) {
@@ -193,8 +194,8 @@ export class ReceivedFd {
 
   /**
    * fstat of the descriptor: what it refers to (kind, device and inode,
-   * mode, size), with one syscall. `stat()` without `cloexec`, a flag of
-   * the descriptor rather than of the file that costs a second syscall.
+   * mode, size), with one syscall. It is `stat()` without `cloexec`, a flag
+   * of the descriptor rather than of the file, which costs a second syscall.
    */
   fileStat(): FileStat {
     const fd = this.fd
