@@ -184,12 +184,7 @@ export class ReceivedFd {
    * check what arrived, `fileStat()` is one.
    */
   stat(): FdStat {
-    const fd = this.fd
-    try {
-      return fdStat(fd)
-    } catch (e) {
-      throw fromNative(e)
-    }
+    return this.#query(fdStat)
   }
 
   /**
@@ -198,9 +193,14 @@ export class ReceivedFd {
    * of the descriptor rather than of the file, which costs a second syscall.
    */
   fileStat(): FileStat {
+    return this.#query(fileStat)
+  }
+
+  /** `query` of the descriptor, a failure as an FdpassError. */
+  #query<T>(query: (fd: number) => T): T {
     const fd = this.fd
     try {
-      return fileStat(fd)
+      return query(fd)
     } catch (e) {
       throw fromNative(e)
     }
