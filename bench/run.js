@@ -189,7 +189,7 @@ async function main() {
       } else if (w === 'W3') {
         r.W3 = { pinnedP50: stat(runs.map((x) => x.pinned.p50)), pinnedP99: stat(runs.map((x) => x.pinned.p99)), unpinnedP50: stat(runs.map((x) => x.unpinned.p50)), unpinnedP99: stat(runs.map((x) => x.unpinned.p99)) }
       } else if (w === 'W4') {
-        r.W4 = { fdsPerSecond: stat(runs.map((x) => x.fds / (x.ns / 1e9))), rssIdleMiB: stat(runs.map((x) => x.rssIdleKb / 1024)), bad: runs.reduce((a, x) => a + x.bad, 0) }
+        r.W4 = { fdsPerSecond: stat(runs.map((x) => x.fds / (x.ns / 1e9))), rssIdleMiB: stat(runs.map((x) => x.rssIdleKb / 1024)), rssIdleAnonMiB: stat(runs.map((x) => x.rssIdleAnonKb / 1024)), bad: runs.reduce((a, x) => a + x.bad, 0) }
       }
       console.log(`  ${name.padEnd(24)} ${w} ${JSON.stringify(r[w])}`)
     }
@@ -207,7 +207,7 @@ function report(results) {
   const c = results.c
   const fmt = (x, d = 0) => (x === undefined ? 'n/a' : x.toFixed(d))
   const rel = (x, base) => (x && base ? `${((x / base) * 100).toFixed(0)}%` : '')
-  console.log('\nimplementation            W1 fds/s (of C)        W2 fds/s (of C)        CPU µs/fd W1  W3 pinned p50/p99 µs  W3 unpinned p50/p99  W4 fds/s, idle MiB   lost/leaked')
+  console.log('\nimplementation            W1 fds/s (of C)        W2 fds/s (of C)        CPU µs/fd W1  W3 pinned p50/p99 µs  W3 unpinned p50/p99  W4 fds/s, idle MiB (anon)  lost/leaked')
   for (const [name, r] of Object.entries(results)) {
     const lossy = (r.W1?.lost ?? 0) + (r.W2?.lost ?? 0) > 0 ? ' LOSES FDS' : ''
     console.log(
@@ -218,7 +218,7 @@ function report(results) {
         fmt(r.W1?.cpuUsPerFd.median, 2).padEnd(13),
         `${fmt(r.W3?.pinnedP50.median, 1)}/${fmt(r.W3?.pinnedP99.median, 1)}`.padEnd(21),
         `${fmt(r.W3?.unpinnedP50.median, 1)}/${fmt(r.W3?.unpinnedP99.median, 1)}`.padEnd(20),
-        `${fmt(r.W4?.fdsPerSecond.median)}, ${fmt(r.W4?.rssIdleMiB.median, 2)}`.padEnd(20),
+        `${fmt(r.W4?.fdsPerSecond.median)}, ${fmt(r.W4?.rssIdleMiB.median, 2)} (${fmt(r.W4?.rssIdleAnonMiB?.median, 2)})`.padEnd(26),
         `${(r.W1?.lost ?? 0) + (r.W2?.lost ?? 0)}/${(r.W1?.leaked ?? 0) + (r.W2?.leaked ?? 0)}${lossy}`,
       ].join(' '),
     )

@@ -29,7 +29,8 @@ static void die(const char *what) { perror(what); exit(1); }
 static long long now_ns(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000LL + t.tv_nsec; }
 static long long cpu_us(void) { struct rusage r; getrusage(RUSAGE_SELF, &r); return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1000000LL + r.ru_utime.tv_usec + r.ru_stime.tv_usec; }
 static int open_fds(void) { int n = 0; DIR *d = opendir("/proc/self/fd"); struct dirent *e; while ((e = readdir(d))) if (e->d_name[0] != '.') n++; closedir(d); return n - 1; }
-static long rss_kb(void) { FILE *f = fopen("/proc/self/statm", "r"); long a, b; if (fscanf(f, "%ld %ld", &a, &b) != 2) b = 0; fclose(f); return b * (sysconf(_SC_PAGESIZE) / 1024); }
+/* statm: resident pages, then those of them backed by files: the rest is anonymous. */
+static long rss_kb(int anon_only) { FILE *f = fopen("/proc/self/statm", "r"); long a, b, c; if (fscanf(f, "%ld %ld %ld", &a, &b, &c) != 3) b = c = 0; fclose(f); return (anon_only ? b - c : b) * (sysconf(_SC_PAGESIZE) / 1024); }
 
 static struct sockaddr_un addr_of(const char *path) {
   struct sockaddr_un a = { .sun_family = AF_UNIX };
@@ -146,10 +147,10 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(role, "many-recv")) {
     long conns = count; long per = atol(argv[4]); struct stat want; if (stat(argv[5], &want)) die("stat");
-    int l = listen_on(path); long rss0 = rss_kb(); printf("{\"ready\":1}\n"); fflush(stdout);
+    int l = listen_on(path); long rss0 = rss_kb(0), anon0 = rss_kb(1); printf("{\"ready\":1}\n"); fflush(stdout);
     struct pollfd *p = calloc(conns, sizeof *p);
     for (long i = 0; i < conns; i++) { p[i].fd = accept4(l, NULL, NULL, SOCK_CLOEXEC); p[i].events = POLLIN; }
-    long rss1 = rss_kb();
+    long rss1 = rss_kb(0), anon1 = rss_kb(1);
     printf("{\"idle\":1}\n"); fflush(stdout);
     long long got = 0, bad = 0, want_total = conns * per, first = 0;
     while (got < want_total) {
@@ -162,7 +163,7 @@ int main(int argc, char **argv) {
         got += n;
       }
     }
-    printf("{\"fds\":%lld,\"bad\":%lld,\"ns\":%lld,\"rssIdleKb\":%ld}\n", got, bad, now_ns() - first, rss1 - rss0);
+    printf("{\"fds\":%lld,\"bad\":%lld,\"ns\":%lld,\"rssIdleKb\":%ld,\"rssIdleAnonKb\":%ld}\n", got, bad, now_ns() - first, rss1 - rss0, anon1 - anon0);
     return 0;
   }
   if (!strcmp(role, "many-send")) {

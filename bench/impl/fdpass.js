@@ -11,6 +11,11 @@ const type = process.env.FDPASS_BENCH_TYPE ?? 'seqpacket'
 const batch = process.env.FDPASS_BENCH_API === 'batch'
 const sync = process.env.FDPASS_BENCH_API === 'sync'
 
+// The process's private memory alone, without the pages of files it maps:
+// the node executable's own code is paged in (shared and clean) when V8
+// first runs its optimizing compiler, which may be during the window.
+const rssAnonKb = () => Number(/^RssAnon:\s+(\d+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? NaN)
+
 async function main() {
   if (role === 'recv') {
     const [count, nfds, file] = [Number(args[0]), Number(args[1]), args[2]]
@@ -95,13 +100,21 @@ async function main() {
     const [conns, per, file] = [Number(args[0]), Number(args[1]), args[2]]
     const want = fs.statSync(file)
     const server = await fdpass.listen(path, { type, backlog: 4096 })
+    print({ ready: 1 })
+    // "Before" is a server that is up, not one still starting: the first
+    // print creates process.stdout (up to 1.8 MiB for a pipe), and module
+    // loading has V8 schedule its first young-generation collection (0.6-0.8
+    // MiB), which ran inside the window until session 5 (README). Nothing is
+    // accepted until the loop below asks: connections wait in the backlog.
+    await new Promise((resolve) => setTimeout(resolve, 100))
     // RSS as the process has it, garbage included: a forced collection
     // made the number larger and noisier (V8 keeps the pages it compacts into).
     const rss0 = process.memoryUsage().rss
-    print({ ready: 1 })
+    const anon0 = rssAnonKb()
     const sockets = []
     for (let i = 0; i < conns; i++) sockets.push(await server.accept())
     const rss1 = process.memoryUsage().rss
+    const anon1 = rssAnonKb()
     print({ idle: 1 })
     let got = 0
     let bad = 0
@@ -115,7 +128,7 @@ async function main() {
         }
         got += m.fds.length
         if (got === conns * per) {
-          print({ fds: got, bad, ns: Number(process.hrtime.bigint() - first), rssIdleKb: Math.round((rss1 - rss0) / 1024) })
+          print({ fds: got, bad, ns: Number(process.hrtime.bigint() - first), rssIdleKb: Math.round((rss1 - rss0) / 1024), rssIdleAnonKb: anon1 - anon0 })
           process.exit(0)
         }
       })
