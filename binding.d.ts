@@ -35,8 +35,12 @@ export declare class NativeSocket {
   get type(): string
   /** Messages queued in user space, waiting for the kernel buffer to drain. */
   get pendingSends(): number
-  /** Register the event callback `(event, a, b, c)`; see the EV_* codes. */
-  start(callback: (event: number, a?: any, b?: any, c?: any) => void): void
+  /**
+   * Start delivering this socket's events to `receiver`: the env's
+   * socket dispatcher (setSocketDispatcher) is called with it as `this`
+   * and `(event, a, b, c)`; see the EV_* codes.
+   */
+  start(receiver: object): void
   /**
    * Start or stop reading (backpressure). Returns true when reading
    * resumes with whole messages already buffered: call `readBuffered()`
@@ -158,6 +162,13 @@ export declare function readFd(fd: number, length: number, position?: number | u
 
 /** Set close-on-exec on a descriptor the caller owns (inherited ones, e.g. LISTEN_FDS). */
 export declare function setCloexec(fd: number): void
+
+/**
+ * Set the function every socket's events are delivered through, called
+ * with the JavaScript socket given to `NativeSocket.start()` as `this` and
+ * `(event, a, b, c)`. Called once per environment by the TS layer.
+ */
+export declare function setSocketDispatcher(dispatcher: (this: any, event: number, a?: any, b?: any, c?: any) => void): void
 
 /** What an inherited descriptor is, before adopting it. */
 export interface SocketInfo {

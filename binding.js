@@ -852,6 +852,7 @@ module.exports.listenUnixSocket = nativeBinding.listenUnixSocket
 module.exports.platformInfo = nativeBinding.platformInfo
 module.exports.readFd = nativeBinding.readFd
 module.exports.setCloexec = nativeBinding.setCloexec
+module.exports.setSocketDispatcher = nativeBinding.setSocketDispatcher
 module.exports.socketpair = nativeBinding.socketpair
 module.exports.takeFd = nativeBinding.takeFd
 module.exports.writeFd = nativeBinding.writeFd

@@ -158,6 +158,18 @@ async function many(impl) {
   return r
 }
 
+/** fdpass: JS heap per idle socket (bench/impl/fdpass.js idle-heap), connected to by the C program. */
+async function idleHeap(impl) {
+  const sock = path.join(tmp, `h-${Math.random()}`)
+  const recv = start(impl, ['idle-heap', sock, String(W4_CONNS)])
+  await recv.next()
+  const send = start(IMPLS.c, ['many-send', sock, String(2 * W4_CONNS), '1', file])
+  const r = await recv.next()
+  send.proc.kill()
+  await Promise.all([recv.exited, send.exited])
+  return r.jsBytesPerSocket
+}
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
 const stat = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) })
 
@@ -190,6 +202,7 @@ async function main() {
         r.W3 = { pinnedP50: stat(runs.map((x) => x.pinned.p50)), pinnedP99: stat(runs.map((x) => x.pinned.p99)), unpinnedP50: stat(runs.map((x) => x.unpinned.p50)), unpinnedP99: stat(runs.map((x) => x.unpinned.p99)) }
       } else if (w === 'W4') {
         r.W4 = { fdsPerSecond: stat(runs.map((x) => x.fds / (x.ns / 1e9))), rssIdleMiB: stat(runs.map((x) => x.rssIdleKb / 1024)), rssIdleAnonMiB: stat(runs.map((x) => x.rssIdleAnonKb / 1024)), bad: runs.reduce((a, x) => a + x.bad, 0) }
+        if (impl.pre[0]?.endsWith('fdpass.js')) r.W4.jsHeapBytesPerIdleSocket = await idleHeap(impl)
       }
       console.log(`  ${name.padEnd(24)} ${w} ${JSON.stringify(r[w])}`)
     }
@@ -240,12 +253,15 @@ function report(results) {
     ['W3 pinned p99 ≤ 2× C', p99(f)],
     ['W3 pinned p99 ≤ 2× C, sendSync/receiveSync', p99(sync)],
     ['CPU/fd W1 ≤ 1.7× C', f.W1 && f.W1.cpuUsPerFd.median <= 1.7 * c.W1.cpuUsPerFd.median],
-    ['W4 ≥ 50% of W1', f.W4 && f.W4.fdsPerSecond.median >= 0.5 * f.W1.fdsPerSecond.median],
+    ['W4 ≥ 50% of W1', f.W4 && f.W1 && f.W4.fdsPerSecond.median >= 0.5 * f.W1.fdsPerSecond.median],
     ['W4 1,000 idle sockets ≤ 4 MiB', f.W4 && f.W4.rssIdleMiB.median <= 4],
     ['0 fds lost, 0 leaked', Object.entries(results).filter(([n]) => n.startsWith('fdpass')).every(([, r]) => ['W1', 'W2'].every((w) => !r[w] || (r[w].lost === 0 && r[w].leaked === 0 && r[w].bad === 0)))],
   ]
   console.log('\nfdpass (seqpacket, uv) against the targets:')
   for (const [name, ok] of checks) console.log(`  ${ok === undefined ? 'not run' : ok ? 'met    ' : 'NOT MET'}  ${name}`)
+  if (f.W4?.jsHeapBytesPerIdleSocket) {
+    console.log(`  (an idle socket's JavaScript heap, after full collections: ${f.W4.jsHeapBytesPerIdleSocket} bytes; RSS (anonymous) ${fmt(f.W4.rssIdleAnonMiB.median, 2)} MiB per 1,000)`)
+  }
   const ct = results['c-threaded']
   if (ct?.W2 && c.W2) {
     // The kernel's own cost for a process with threads, as every runtime's is.

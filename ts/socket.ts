@@ -12,6 +12,7 @@ import {
   EV_MESSAGES,
   EV_SEND_FAILED,
   EV_SENT,
+  binding,
   hot,
   deliveredData,
   deliveredMeta,
@@ -61,6 +62,12 @@ type Pending = { resolve: () => void; reject: (e: Error) => void }
 type Waiter = WaiterOf<Message | typeof DONE>
 
 const DONE: unique symbol = Symbol('done')
+// FdSocket's #state bits.
+const STATE_PAUSED = 1
+const STATE_READING_NATIVE = 2
+const STATE_ENDED = 4
+const STATE_EMITTED_CLOSE = 8
+const STATE_RECEIVING_SYNC = 16
 const receiveClosed = () => socketClosed('receive')
 // What send() returns when the kernel took the message at once: one settled
 // promise for all of them rather than a new one per message.
@@ -89,35 +96,80 @@ export class FdSocket extends EventEmitter {
    */
   #hotHandle: object | null = null
   readonly #type: SocketType
-  readonly #raw: boolean
-  readonly #highWaterMark: number
-  readonly #acceptFds: readonly FdKind[] | undefined
-  #queue: Array<Message | Error> = []
+  /** Shared by the sockets of one server (or one connect() call). */
+  readonly #settings: SocketSettings
+  // Made when first needed: most sockets never buffer a message, wait on a
+  // receive() or a full buffer, and a thousand idle ones then cost less memory.
+  #queue: Array<Message | Error> | null = null
   #queuedFds = 0
-  // Made when first needed: most sockets never wait on a receive() or a
-  // full buffer, and a thousand idle ones then cost less memory.
   #waiters: Waiter[] | null = null
   #sends: Pending[] | null = null
   #drained: Array<() => void> | null = null
-  #paused = false
-  #readingNative = true
-  #ended = false
-  #emittedClose = false
-  /** While receiveSync() reads: what arrives is queued for it, never emitted. */
-  #receivingSync = false
+  /** The booleans below, one bit each (STATE_*): one field rather than five. */
+  #state = STATE_READING_NATIVE
   #fd: number
 
   /** @internal Use connect(), socketpair(), bind() or adopt(). */
   constructor(native: NativeSocket, settings: SocketSettings) {
     super()
     this.#native = native
-    this.#type = native.type as SocketType
-    this.#raw = settings.raw || this.#type !== 'stream'
-    this.#highWaterMark = settings.highWaterMark
-    this.#acceptFds = settings.acceptFds
+    // The native getter makes a new string per call; these literals are
+    // one string each for every socket (31 bytes of an idle one's ~500).
+    const type = native.type
+    this.#type = type === 'seqpacket' ? 'seqpacket' : type === 'stream' ? 'stream' : 'dgram'
+    this.#settings = settings
     this.#fd = native.fd
-    native.start((event, a, b, c) => this.#onEvent(event, a, b, c))
+    native.start(this)
     native.setReading(true)
+  }
+
+  static {
+    // Every socket's events come through this one function, with the socket
+    // as `this`: a closure per socket would cost an idle one ~90 bytes.
+    binding.setSocketDispatcher(function (this: FdSocket, event: number, a: unknown, b: unknown, c: unknown) {
+      this.#onEvent(event, a, b, c)
+    })
+  }
+
+  get #paused(): boolean {
+    return (this.#state & STATE_PAUSED) !== 0
+  }
+  set #paused(on: boolean) {
+    this.#setState(STATE_PAUSED, on)
+  }
+  /** Whether the native socket is asked to read. */
+  get #readingNative(): boolean {
+    return (this.#state & STATE_READING_NATIVE) !== 0
+  }
+  set #readingNative(on: boolean) {
+    this.#setState(STATE_READING_NATIVE, on)
+  }
+  get #ended(): boolean {
+    return (this.#state & STATE_ENDED) !== 0
+  }
+  set #ended(on: boolean) {
+    this.#setState(STATE_ENDED, on)
+  }
+  get #emittedClose(): boolean {
+    return (this.#state & STATE_EMITTED_CLOSE) !== 0
+  }
+  set #emittedClose(on: boolean) {
+    this.#setState(STATE_EMITTED_CLOSE, on)
+  }
+  /** While receiveSync() reads: what arrives is queued for it, never emitted. */
+  get #receivingSync(): boolean {
+    return (this.#state & STATE_RECEIVING_SYNC) !== 0
+  }
+  set #receivingSync(on: boolean) {
+    this.#setState(STATE_RECEIVING_SYNC, on)
+  }
+  #setState(bit: number, on: boolean): void {
+    this.#state = on ? this.#state | bit : this.#state & ~bit
+  }
+
+  /** Messages and errors buffered for receive(), iteration or a later listener. */
+  get #queued(): number {
+    return this.#queue === null ? 0 : this.#queue.length
   }
 
   // A 'message' listener added later takes the messages buffered before it.
@@ -160,7 +212,7 @@ export class FdSocket extends EventEmitter {
 
   /** True when the stream carries no fdpass framing (always true for seqpacket and dgram). */
   get raw(): boolean {
-    return this.#raw
+    return this.#settings.raw || this.#type !== 'stream'
   }
 
   /** The socket's own descriptor, or -1 once closed. It can itself be sent. */
@@ -412,18 +464,19 @@ export class FdSocket extends EventEmitter {
   }
 
   #enqueue(item: Message | Error): void {
-    this.#queue.push(item)
+    ;(this.#queue ??= []).push(item)
     if (!(item instanceof Error)) this.#queuedFds += item.fds.length
   }
 
   #dequeue(): Message | Error | undefined {
-    const item = this.#queue.shift()
+    const item = this.#queue?.shift()
     if (item && !(item instanceof Error)) this.#queuedFds -= item.fds.length
     return item
   }
 
   #updateReading(): void {
-    const room = this.#queue.length < this.#highWaterMark && (this.#queue.length === 0 || this.#queuedFds < MAX_BUFFERED_FDS)
+    const queued = this.#queued
+    const room = queued < this.#settings.highWaterMark && (queued === 0 || this.#queuedFds < MAX_BUFFERED_FDS)
     const want = !this.#paused && ((this.#waiters !== null && this.#waiters.length > 0) || room)
     if (want !== this.#readingNative && this.#native) {
       this.#readingNative = want
@@ -446,7 +499,7 @@ export class FdSocket extends EventEmitter {
       else waiter.resolve(item)
       return
     }
-    if (!this.#paused && !this.#receivingSync && this.#queue.length === 0) {
+    if (!this.#paused && !this.#receivingSync && this.#queued === 0) {
       if (item instanceof Error) {
         // Flowing ('message' listeners): errors go where Node sends them,
         // to 'error' (uncaught without a listener), never silently queued
@@ -464,7 +517,7 @@ export class FdSocket extends EventEmitter {
   }
 
   #drainToListeners(): void {
-    while (!this.#paused && this.#queue.length > 0 && this.listenerCount('message') > 0) {
+    while (!this.#paused && this.#queue !== null && this.#queue.length > 0 && this.listenerCount('message') > 0) {
       const item = this.#queue[0]
       if (item instanceof Error && this.listenerCount('error') === 0) break
       this.#dequeue()
@@ -472,7 +525,7 @@ export class FdSocket extends EventEmitter {
       else this.emit('message', item)
     }
     this.#updateReading()
-    if (!this.#native && this.#queue.length === 0) this.#finishWaiters()
+    if (!this.#native && this.#queued === 0) this.#finishWaiters()
   }
 
   #onEvent(event: number, a: unknown, b: unknown, c: unknown): void {
@@ -555,7 +608,8 @@ export class FdSocket extends EventEmitter {
     if (count > 1) for (let k = 0; k < count; k++) fds.push(new ReceivedFd(meta[at + 4 + k], false))
     const body = offset === 0 && len === data.length ? data : data.subarray(offset, offset + len)
     if (flags !== 0) return truncated(body, fds, lost, flags)
-    const refused = this.#acceptFds ? refusedKinds(fds, this.#acceptFds) : null
+    const acceptFds = this.#settings.acceptFds
+    const refused = acceptFds ? refusedKinds(fds, acceptFds) : null
     if (refused) return refused
     return hasFrom ? { data: body, fds, from } : { data: body, fds }
   }
@@ -578,11 +632,11 @@ export class FdSocket extends EventEmitter {
     if (this.pendingSends > 0) this.#settleSends(this.pendingSends, socketClosed('send'))
     if (!this.#ended) {
       // Closed by us or by an error: buffered messages are nobody's now.
-      for (const item of this.#queue.splice(0)) if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
+      for (const item of this.#queue?.splice(0) ?? []) if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
       this.#queuedFds = 0
     }
     if (error) this.#dispatchFatal(error)
-    if (this.#queue.length === 0) this.#finishWaiters()
+    if (this.#queued === 0) this.#finishWaiters()
     process.nextTick(() => {
       if (this.#emittedClose) return
       this.#emittedClose = true

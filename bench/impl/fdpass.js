@@ -2,6 +2,7 @@
 // FDPASS_BENCH_TYPE=stream (framed) or seqpacket; FDPASS_REACTOR picks the reactor.
 'use strict'
 const fs = require('node:fs')
+const v8 = require('node:v8')
 const fdpass = require('../..')
 const { role, path, args, print, cpuUs, openOn, receiver, percentiles } = require('./common')
 const type = process.env.FDPASS_BENCH_TYPE ?? 'seqpacket'
@@ -15,6 +16,19 @@ const sync = process.env.FDPASS_BENCH_API === 'sync'
 // the node executable's own code is paged in (shared and clean) when V8
 // first runs its optimizing compiler, which may be during the window.
 const rssAnonKb = () => Number(/^RssAnon:\s+(\d+)/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? NaN)
+
+/** The size of every object reachable in the heap but compiled code, from a snapshot. */
+function liveObjectBytes(file) {
+  v8.writeHeapSnapshot(file)
+  const snap = JSON.parse(fs.readFileSync(file, 'utf8'))
+  fs.rmSync(file)
+  const fields = snap.snapshot.meta.node_fields
+  const [width, typeAt, sizeAt] = [fields.length, fields.indexOf('type'), fields.indexOf('self_size')]
+  const code = snap.snapshot.meta.node_types[0].indexOf('code')
+  let total = 0
+  for (let i = 0; i < snap.nodes.length; i += width) if (snap.nodes[i + typeAt] !== code) total += snap.nodes[i + sizeAt]
+  return total
+}
 
 async function main() {
   if (role === 'recv') {
@@ -133,6 +147,22 @@ async function main() {
         }
       })
     }
+  } else if (role === 'idle-heap') {
+    // The JavaScript objects an idle accepted socket keeps, from heap
+    // snapshots: exact and steady, where RSS moves with V8's own heuristics
+    // (and heap statistics count garbage not yet swept). Counted over the
+    // second `conns` sockets accepted: during the first, V8 also keeps what
+    // it makes once.
+    const conns = Number(args[0])
+    const server = await fdpass.listen(path, { type, backlog: 4096 })
+    print({ ready: 1 })
+    const sockets = Array.from({ length: 2 * conns })
+    for (let i = 0; i < conns; i++) sockets[i] = await server.accept()
+    const heap0 = liveObjectBytes(`${path}.heapsnapshot`)
+    for (let i = conns; i < 2 * conns; i++) sockets[i] = await server.accept()
+    const heap1 = liveObjectBytes(`${path}.heapsnapshot`)
+    print({ jsBytesPerSocket: Math.round((heap1 - heap0) / conns) })
+    process.exit(0)
   } else if (role === 'many-send') {
     const [conns, per, file] = [Number(args[0]), Number(args[1]), args[2]]
     const fd = fs.openSync(file, 'r')

@@ -81,18 +81,22 @@ impl CallbackContext {
     }
   }
 
-  /// Call `func(args...)` from an event-loop callback. An exception thrown
+  /// Call `func(args...)` from an event-loop callback, with `this` = `recv`
+  /// (None: the global object, as Node's own callbacks). An exception thrown
   /// by the callback becomes an uncaught exception, as for any Node callback.
   ///
   /// # Safety
-  /// On the JS thread of this env; `func` and `args` are live handles.
-  pub unsafe fn call(&self, func: RawValue, args: &[RawValue]) {
+  /// On the JS thread of this env; `recv`, `func` and `args` are live handles.
+  pub unsafe fn call(&self, recv: Option<RawValue>, func: RawValue, args: &[RawValue]) {
     let env = self.env;
     // SAFETY: all handles belong to env, and we are on its thread.
     unsafe {
       // napi_make_callback wants an object receiver; the global is what Node uses.
-      let mut recv = ptr::null_mut();
-      sys::napi_get_global(env, &mut recv);
+      let recv = recv.unwrap_or_else(|| {
+        let mut global = ptr::null_mut();
+        sys::napi_get_global(env, &mut global);
+        global
+      });
       let mut result = ptr::null_mut();
       let status = sys::napi_make_callback(
         env,
@@ -119,18 +123,16 @@ impl Drop for CallbackContext {
   }
 }
 
-/// Call `func` from inside a call from JavaScript (a synchronous method):
-/// no async context and no microtask checkpoint, which belong to calls
-/// from the event loop. Returns false when it threw; the exception stays
-/// pending for the method to return.
+/// Call `func` with `this` = `recv` from inside a call from JavaScript (a
+/// synchronous method): no async context and no microtask checkpoint, which
+/// belong to calls from the event loop. Returns false when it threw; the
+/// exception stays pending for the method to return.
 ///
 /// # Safety
 /// On the JS thread of `env`, inside a handle scope; live handles.
-pub unsafe fn call_direct(env: RawEnv, func: RawValue, args: &[RawValue]) -> bool {
+pub unsafe fn call_direct(env: RawEnv, recv: RawValue, func: RawValue, args: &[RawValue]) -> bool {
   // SAFETY: all handles belong to env, and we are on its thread.
   unsafe {
-    let mut recv = ptr::null_mut();
-    sys::napi_get_undefined(env, &mut recv);
     let mut result = ptr::null_mut();
     sys::napi_call_function(env, recv, func, args.len(), args.as_ptr(), &mut result)
       == sys::Status::napi_ok

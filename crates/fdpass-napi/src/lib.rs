@@ -64,6 +64,16 @@ pub fn lend_delivery_buffers(env: Env, data: Unknown<'_>, meta: Unknown<'_>) -> 
   unsafe { st.lend_delivery_buffers(data.raw(), meta.raw()) }
 }
 
+/// Set the function every socket's events are delivered through, called
+/// with the JavaScript socket given to `NativeSocket.start()` as `this` and
+/// `(event, a, b, c)`. Called once per environment by the TS layer.
+#[napi(ts_args_type = "dispatcher: (this: any, event: number, a?: any, b?: any, c?: any) => void")]
+pub fn set_socket_dispatcher(env: Env, dispatcher: Unknown<'_>) -> Result<()> {
+  let st = state(&env)?;
+  // SAFETY: a #[napi] call on the env's thread; the value is its argument.
+  unsafe { st.set_socket_dispatcher(dispatcher.raw()) }
+}
+
 /// Whether this process exports libuv's poll functions (Node, Electron).
 #[napi]
 pub fn has_libuv() -> bool {

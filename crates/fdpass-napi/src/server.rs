@@ -75,7 +75,7 @@ impl Ready for ServerCell {
       js::with_scope(env, || {
         let func = self.0.borrow().callback.as_ref().map(|r| r.get());
         if let Some(func) = func {
-          func_state.call(func, &[js::int(env, EV_ACCEPTABLE)]);
+          func_state.call(None, func, &[js::int(env, EV_ACCEPTABLE)]);
         }
       })
     };

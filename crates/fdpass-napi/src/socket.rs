@@ -173,7 +173,9 @@ pub struct SocketCore {
   reading: bool,
   refed: bool,
   ended: bool,
-  callback: Option<JsRef>,
+  /// The JavaScript socket (FdSocket) that the env's socket dispatcher is
+  /// called on with this socket's events; set by start().
+  receiver: Option<JsRef>,
   queue: VecDeque<PendingSend>,
   max_message: usize,
   scratch_fds: Vec<OwnedFd>,
@@ -205,7 +207,7 @@ impl SocketCell {
       reading: false,
       refed: true,
       ended: false,
-      callback: None,
+      receiver: None,
       queue: VecDeque::new(),
       max_message,
       scratch_fds: Vec::new(),
@@ -227,7 +229,7 @@ impl SocketCell {
 
 impl SocketCore {
   fn update_watch(&mut self) {
-    let readable = self.reading && !self.ended && self.callback.is_some();
+    let readable = self.reading && !self.ended && self.receiver.is_some();
     let writable = !self.queue.is_empty();
     if let Some(w) = &mut self.watch {
       w.set(readable, writable, self.refed);
@@ -244,7 +246,7 @@ impl SocketCore {
     if let Some(d) = &mut self.decoder {
       let _ = d.finish(); // closes descriptors that arrived for unfinished frames
     }
-    self.callback = None;
+    self.receiver = None;
     self.state.unregister(self.id);
     dropped
   }
@@ -879,25 +881,29 @@ impl SocketCell {
   /// On the env's JS thread, inside a handle scope.
   unsafe fn deliver(&self, state: &EnvState, mut outcomes: Vec<Outcome>, via: Via) -> bool {
     let env = state.env;
-    let call = |func: RawValue, args: &[RawValue]| -> bool {
+    // SAFETY: deliver's caller is on the JS thread, inside a scope.
+    let Some(dispatch) = (unsafe { state.socket_dispatcher() }) else {
+      return true;
+    };
+    let call = |recv: RawValue, args: &[RawValue]| -> bool {
       match via {
         Via::EventLoop => {
-          // SAFETY: deliver's caller is on the JS thread, inside a scope.
-          unsafe { state.call(func, args) };
+          // SAFETY: as above.
+          unsafe { state.call(Some(recv), dispatch, args) };
           true
         }
         // SAFETY: as above.
-        Via::Direct => unsafe { js::call_direct(env, func, args) },
+        Via::Direct => unsafe { js::call_direct(env, recv, dispatch, args) },
       }
     };
     for outcome in outcomes.drain(..) {
       // The callback may have closed the socket; then whatever is left is
       // dropped here, which closes its descriptors.
       // SAFETY: we are inside the scope opened by on_ready.
-      let Some(func) = self
+      let Some(target) = self
         .0
         .borrow()
-        .callback
+        .receiver
         .as_ref()
         .map(|r| unsafe { r.get() })
       else {
@@ -906,17 +912,17 @@ impl SocketCell {
       // SAFETY: value creation on the JS thread.
       unsafe {
         let called = match outcome {
-          Outcome::Sent(n) => call(func, &[js::int(env, EV_SENT), js::int(env, n as i64)]),
+          Outcome::Sent(n) => call(target, &[js::int(env, EV_SENT), js::int(env, n as i64)]),
           Outcome::SendFailed(e, n) => call(
-            func,
+            target,
             &[
               js::int(env, EV_SEND_FAILED),
               js::error_value(env, &e),
               js::int(env, n as i64),
             ],
           ),
-          Outcome::End => call(func, &[js::int(env, EV_END)]),
-          Outcome::Error(e) => call(func, &[js::int(env, EV_ERROR), js::error_value(env, &e)]),
+          Outcome::End => call(target, &[js::int(env, EV_END)]),
+          Outcome::Error(e) => call(target, &[js::int(env, EV_ERROR), js::error_value(env, &e)]),
           Outcome::Messages(mut batch) => {
             // If JavaScript can no longer take them (a worker being
             // terminated), stop: dropping the batch closes its descriptors.
@@ -946,7 +952,7 @@ impl SocketCell {
             for fd in batch.fds.drain(..) {
               let _ = fd.into_raw_fd();
             }
-            let called = call(func, &[js::int(env, EV_MESSAGES), data, meta, addresses]);
+            let called = call(target, &[js::int(env, EV_MESSAGES), data, meta, addresses]);
             batch.recycle();
             called
           }
@@ -1043,13 +1049,15 @@ impl NativeSocket {
     self.cell.0.borrow().queue.len() as u32
   }
 
-  /// Register the event callback `(event, a, b, c)`; see the EV_* codes.
-  #[napi(ts_args_type = "callback: (event: number, a?: any, b?: any, c?: any) => void")]
-  pub fn start(&self, env: Env, callback: Unknown<'_>) -> Result<()> {
-    // SAFETY: callback is a live handle of this call.
-    let r = unsafe { JsRef::new(env.raw(), callback.raw())? };
+  /// Start delivering this socket's events to `receiver`: the env's
+  /// socket dispatcher (setSocketDispatcher) is called with it as `this`
+  /// and `(event, a, b, c)`; see the EV_* codes.
+  #[napi(ts_args_type = "receiver: object")]
+  pub fn start(&self, env: Env, receiver: Unknown<'_>) -> Result<()> {
+    // SAFETY: receiver is a live handle of this call.
+    let r = unsafe { JsRef::new(env.raw(), receiver.raw())? };
     let mut c = self.cell.0.borrow_mut();
-    c.callback = Some(r);
+    c.receiver = Some(r);
     c.update_watch();
     Ok(())
   }
