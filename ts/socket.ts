@@ -105,7 +105,7 @@ export class FdSocket extends EventEmitter {
   #waiters: Waiter[] | null = null
   #sends: Pending[] | null = null
   #drained: Array<() => void> | null = null
-  /** The booleans below, one bit each (STATE_*): one field rather than five. */
+  /** Flags, one bit each (STATE_*): one field rather than five. */
   #state = STATE_READING_NATIVE
   #fd: number
 
@@ -131,44 +131,15 @@ export class FdSocket extends EventEmitter {
     })
   }
 
-  get #paused(): boolean {
-    return (this.#state & STATE_PAUSED) !== 0
-  }
-  set #paused(on: boolean) {
-    this.#setState(STATE_PAUSED, on)
-  }
-  /** Whether the native socket is asked to read. */
-  get #readingNative(): boolean {
-    return (this.#state & STATE_READING_NATIVE) !== 0
-  }
-  set #readingNative(on: boolean) {
-    this.#setState(STATE_READING_NATIVE, on)
-  }
-  get #ended(): boolean {
-    return (this.#state & STATE_ENDED) !== 0
-  }
-  set #ended(on: boolean) {
-    this.#setState(STATE_ENDED, on)
-  }
-  get #emittedClose(): boolean {
-    return (this.#state & STATE_EMITTED_CLOSE) !== 0
-  }
-  set #emittedClose(on: boolean) {
-    this.#setState(STATE_EMITTED_CLOSE, on)
-  }
-  /** While receiveSync() reads: what arrives is queued for it, never emitted. */
-  get #receivingSync(): boolean {
-    return (this.#state & STATE_RECEIVING_SYNC) !== 0
-  }
-  set #receivingSync(on: boolean) {
-    this.#setState(STATE_RECEIVING_SYNC, on)
+  #has(bit: number): boolean {
+    return (this.#state & bit) !== 0
   }
   #setState(bit: number, on: boolean): void {
     this.#state = on ? this.#state | bit : this.#state & ~bit
   }
 
   /** Messages and errors buffered for receive(), iteration or a later listener. */
-  get #queued(): number {
+  #queued(): number {
     return this.#queue === null ? 0 : this.#queue.length
   }
 
@@ -253,7 +224,7 @@ export class FdSocket extends EventEmitter {
     if (!this.#native) return Promise.reject(socketClosed('send'))
     let queued: boolean
     try {
-      queued = hot.socketSend(this.#hot, args.bytes, args.byteLength, args.fds, args.fdCount)
+      queued = hot.socketSend(this.#hot(), args.bytes, args.byteLength, args.fds, args.fdCount)
     } catch (e) {
       return Promise.reject(fromNative(e))
     }
@@ -311,7 +282,7 @@ export class FdSocket extends EventEmitter {
       )
     }
     try {
-      hot.socketSendSync(this.#hot, args.bytes, args.byteLength, args.fds, args.fdCount)
+      hot.socketSendSync(this.#hot(), args.bytes, args.byteLength, args.fds, args.fdCount)
     } catch (e) {
       throw fromNative(e)
     }
@@ -341,14 +312,14 @@ export class FdSocket extends EventEmitter {
       if (this.#waiters !== null && this.#waiters.length > 0) {
         throw new FdpassError('ERR_FDPASS_RECEIVE_PENDING', 'receiveSync() cannot take a message while a receive() waits for it: use one style per socket')
       }
-      this.#receivingSync = true
+      this.#setState(STATE_RECEIVING_SYNC, true)
       let got: number
       try {
-        got = hot.socketReceiveSync(this.#hot, timeout === undefined || timeout === Infinity ? -1 : Math.ceil(timeout))
+        got = hot.socketReceiveSync(this.#hot(), timeout === undefined || timeout === Infinity ? -1 : Math.ceil(timeout))
       } catch (e) {
         throw fromNative(e)
       } finally {
-        this.#receivingSync = false
+        this.#setState(STATE_RECEIVING_SYNC, false)
       }
       if (got > 0) {
         // One message in the lent buffers rather than through #onEvent: read it now.
@@ -380,14 +351,14 @@ export class FdSocket extends EventEmitter {
 
   /** Stop reading; messages stay in the kernel and the sender's send() waits. */
   pause(): this {
-    this.#paused = true
+    this.#setState(STATE_PAUSED, true)
     this.#updateReading()
     return this
   }
 
   /** Resume reading after pause(). */
   resume(): this {
-    this.#paused = false
+    this.#setState(STATE_PAUSED, false)
     this.#updateReading()
     this.#drainToListeners()
     return this
@@ -432,7 +403,7 @@ export class FdSocket extends EventEmitter {
     this.close()
   }
 
-  get #hot(): object {
+  #hot(): object {
     return (this.#hotHandle ??= this.#native!.hotHandle())
   }
 
@@ -475,11 +446,11 @@ export class FdSocket extends EventEmitter {
   }
 
   #updateReading(): void {
-    const queued = this.#queued
+    const queued = this.#queued()
     const room = queued < this.#settings.highWaterMark && (queued === 0 || this.#queuedFds < MAX_BUFFERED_FDS)
-    const want = !this.#paused && ((this.#waiters !== null && this.#waiters.length > 0) || room)
-    if (want !== this.#readingNative && this.#native) {
-      this.#readingNative = want
+    const want = !this.#has(STATE_PAUSED) && ((this.#waiters !== null && this.#waiters.length > 0) || room)
+    if (want !== this.#has(STATE_READING_NATIVE) && this.#native) {
+      this.#setState(STATE_READING_NATIVE, want)
       if (this.#native.setReading(want)) {
         // Whole messages already sit in user space: no readiness event will come for them.
         const native = this.#native
@@ -499,7 +470,7 @@ export class FdSocket extends EventEmitter {
       else waiter.resolve(item)
       return
     }
-    if (!this.#paused && !this.#receivingSync && this.#queued === 0) {
+    if (!this.#has(STATE_PAUSED) && !this.#has(STATE_RECEIVING_SYNC) && this.#queued() === 0) {
       if (item instanceof Error) {
         // Flowing ('message' listeners): errors go where Node sends them,
         // to 'error' (uncaught without a listener), never silently queued
@@ -517,7 +488,7 @@ export class FdSocket extends EventEmitter {
   }
 
   #drainToListeners(): void {
-    while (!this.#paused && this.#queue !== null && this.#queue.length > 0 && this.listenerCount('message') > 0) {
+    while (!this.#has(STATE_PAUSED) && this.#queue !== null && this.#queue.length > 0 && this.listenerCount('message') > 0) {
       const item = this.#queue[0]
       if (item instanceof Error && this.listenerCount('error') === 0) break
       this.#dequeue()
@@ -525,7 +496,7 @@ export class FdSocket extends EventEmitter {
       else this.emit('message', item)
     }
     this.#updateReading()
-    if (!this.#native && this.#queued === 0) this.#finishWaiters()
+    if (!this.#native && this.#queued() === 0) this.#finishWaiters()
   }
 
   #onEvent(event: number, a: unknown, b: unknown, c: unknown): void {
@@ -546,7 +517,7 @@ export class FdSocket extends EventEmitter {
         this.#settleSends(b as number, fromNative(a))
         break
       case EV_END:
-        this.#ended = true
+        this.#setState(STATE_ENDED, true)
         this.emit('end')
         this.#destroy(null)
         break
@@ -562,7 +533,7 @@ export class FdSocket extends EventEmitter {
     const items = this.#parse(data, meta, metaLength, from)
     let thrown: unknown = null
     for (const item of items) {
-      if (!this.#native && !this.#ended) {
+      if (!this.#native && !this.#has(STATE_ENDED)) {
         if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
         continue
       }
@@ -630,23 +601,23 @@ export class FdSocket extends EventEmitter {
     native.close()
     // An Error (and its stack) only when a send is there to reject.
     if (this.pendingSends > 0) this.#settleSends(this.pendingSends, socketClosed('send'))
-    if (!this.#ended) {
+    if (!this.#has(STATE_ENDED)) {
       // Closed by us or by an error: buffered messages are nobody's now.
       for (const item of this.#queue?.splice(0) ?? []) if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
       this.#queuedFds = 0
     }
     if (error) this.#dispatchFatal(error)
-    if (this.#queued === 0) this.#finishWaiters()
+    if (this.#queued() === 0) this.#finishWaiters()
     process.nextTick(() => {
-      if (this.#emittedClose) return
-      this.#emittedClose = true
+      if (this.#has(STATE_EMITTED_CLOSE)) return
+      this.#setState(STATE_EMITTED_CLOSE, true)
       this.emit('close', error !== null)
     })
   }
 
   #dispatchFatal(error: Error): void {
     // receiveSync() reports it to its caller, like a receive() would.
-    if (this.listenerCount('error') > 0 && !this.#receivingSync) {
+    if (this.listenerCount('error') > 0 && !this.#has(STATE_RECEIVING_SYNC)) {
       process.nextTick(() => this.emit('error', error))
       return
     }
