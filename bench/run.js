@@ -277,7 +277,7 @@ function report(results) {
 
 /** fdpass on each runtime and mechanism, against the best mechanism on this Node. */
 function reportRuntimes(results) {
-  const rows = Object.entries(results).filter(([n]) => /^fdpass-(seqpacket-(uv|thread)|node\d+-|bun-|deno-)/.test(n))
+  const rows = Object.entries(results).filter(([n]) => /^fdpass-(seqpacket-(uv|thread)(-sync)?$|node\d+-|bun-|deno-)/.test(n))
   if (rows.length < 2) return
   const nodeUv = results['fdpass-seqpacket-uv']?.W1?.fdsPerSecond.median
   const nodeThread = results['fdpass-seqpacket-thread']?.W1?.fdsPerSecond.median
