@@ -110,6 +110,13 @@ export declare function inspectSocket(fd: number): SocketInfo
  */
 export declare function lendDeliveryBuffers(data: Uint8Array, meta: Int32Array): void
 
+/**
+ * Lend the addon the TS layer's shared send arguments (a Uint8Array and
+ * an Int32Array, off-heap): a send that passes null for either means the
+ * lent one. Called once per environment by the TS layer.
+ */
+export declare function lendSendScratch(data: Uint8Array, fds: Int32Array): void
+
 /** Listen on `address`. */
 export declare function listen(socketTypeName: string, address: NativeAddress, backlog: number, options: NativeBindOptions, framed: boolean, maxMessage: number): NativeServer
 

@@ -847,6 +847,7 @@ module.exports.hasLibuv = nativeBinding.hasLibuv
 module.exports.inetPort = nativeBinding.inetPort
 module.exports.inspectSocket = nativeBinding.inspectSocket
 module.exports.lendDeliveryBuffers = nativeBinding.lendDeliveryBuffers
+module.exports.lendSendScratch = nativeBinding.lendSendScratch
 module.exports.listen = nativeBinding.listen
 module.exports.listenUnixSocket = nativeBinding.listenUnixSocket
 module.exports.platformInfo = nativeBinding.platformInfo

@@ -174,6 +174,51 @@ describe('bad inputs get clear errors and leak nothing', () => {
   })
 })
 
+describe('what a send carries', () => {
+  // Short strings and descriptor lists travel in arrays lent to the addon
+  // once; anything else in arrays of its own. Each message must still be
+  // exactly what its send was given, whichever way each part went.
+  test('data and descriptors arrive intact through the shared arrays and through arrays of their own', async () => {
+    const [a, b] = socketpair({ type: MESSAGE_TYPE })
+    const [c, d] = socketpair({ type: MESSAGE_TYPE })
+    const one = tempFile('one')
+    const two = tempFile('two')
+    const ino = (fd: number) => fs.fstatSync(fd).ino
+    // An fd-like object whose getter sends too: the outer send's
+    // descriptors then go in an array of their own.
+    const sendsFromGetter = {
+      get fd() {
+        c.sendSync('from the getter', [one.fd])
+        return one.fd
+      },
+    }
+    const long = 'λ'.repeat(5000) // past the shared string buffer
+    await a.send('short', [one.fd, two.fd])
+    await a.send(Buffer.from('a buffer'), [two.fd])
+    await a.send(long, [one.fd])
+    await a.send('outer', [two.fd, sendsFromGetter])
+    const expected = [
+      ['short', [one.fd, two.fd]],
+      ['a buffer', [two.fd]],
+      [long, [one.fd]],
+      ['outer', [two.fd, one.fd]],
+    ] as const
+    for (const [data, fds] of expected) {
+      const m = await b.receive()
+      expect(m.data.toString()).toBe(data)
+      expect(m.fds.map((f) => f.fileStat().ino)).toEqual(fds.map(ino))
+      for (const f of m.fds) f.close()
+    }
+    const inner = d.receiveSync({ timeout: 1000 })
+    expect(inner.data.toString()).toBe('from the getter')
+    expect(inner.fds.map((f) => f.fileStat().ino)).toEqual([ino(one.fd)])
+    for (const f of inner.fds) f.close()
+    for (const s of [a, b, c, d]) s.close()
+    fs.closeSync(one.fd)
+    fs.closeSync(two.fd)
+  })
+})
+
 describe('FdSocket lifecycle', () => {
   test("close() is idempotent and emits 'close' once, without error", async () => {
     const [a, b] = socketpair()

@@ -51,9 +51,9 @@ export const binding: Binding = load()
  * A socket is the handle its NativeSocket's hotHandle() made.
  */
 export interface HotBinding {
-  /** The first `byteLength` bytes of `data` and the first `fdCount` of `fds`. */
-  socketSend(socket: object, data: Uint8Array, byteLength: number, fds: Int32Array, fdCount: number): boolean
-  socketSendSync(socket: object, data: Uint8Array, byteLength: number, fds: Int32Array, fdCount: number): void
+  /** The first `byteLength` bytes of `data` and the first `fdCount` of `fds`; null: the lent send scratch (ts/fd-like.ts). */
+  socketSend(socket: object, data: Uint8Array | null, byteLength: number, fds: Int32Array | null, fdCount: number): boolean
+  socketSendSync(socket: object, data: Uint8Array | null, byteLength: number, fds: Int32Array | null, fdCount: number): void
   /** -1: the time ran out; 0: delivered through the socket's callback; else the metadata length of the one message left in the lent buffers. */
   socketReceiveSync(socket: object, timeoutMs: number): number
   closeFd(fd: number): void

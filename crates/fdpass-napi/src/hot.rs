@@ -97,10 +97,11 @@ pub unsafe fn define(env: RawEnv, target: RawValue) -> napi::Result<()> {
   Ok(())
 }
 
-/// socketSend(handle, data: Uint8Array, byteLength, fds: Int32Array,
-/// fdCount) → boolean (queued): the first `byteLength` bytes and the first
-/// `fdCount` descriptors, so that the caller can pass shared arrays
-/// (ts/fd-like.ts sendArgs) instead of a new view per send.
+/// socketSend(handle, data: Uint8Array | null, byteLength, fds: Int32Array
+/// | null, fdCount) → boolean (queued): the first `byteLength` bytes and
+/// the first `fdCount` descriptors, so that the caller can pass shared
+/// arrays (ts/fd-like.ts sendArgs) instead of a new view per send; null,
+/// the lent send scratch.
 unsafe extern "C" fn socket_send(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
   // SAFETY: a Node-API callback on the env's thread.
   unsafe {
@@ -149,7 +150,9 @@ unsafe fn sending(
   }
 }
 
-/// The socket, the bytes and the descriptors of a send.
+/// The socket, the bytes and the descriptors of a send. Null for the data
+/// or the descriptors stands for the send scratch the TS layer lent
+/// (ts/fd-like.ts sendArgs), which is then not looked up as a typed array.
 unsafe fn send_args<'a>(
   env: RawEnv,
   info: sys::napi_callback_info,
@@ -157,9 +160,32 @@ unsafe fn send_args<'a>(
   // SAFETY: forwarded from the callback.
   unsafe {
     let [h, d, dl, f, fl] = args(env, info);
-    let data = bytes(env, d)?.get(..usize::try_from(int32(env, dl)?).ok()?)?;
-    let fds = int32s(env, f)?.get(..usize::try_from(int32(env, fl)?).ok()?)?;
-    Some((socket(env, h)?, data, fds))
+    let socket = socket(env, h)?;
+    let data_len = usize::try_from(int32(env, dl)?).ok()?;
+    let fds_len = usize::try_from(int32(env, fl)?).ok()?;
+    let (lent_data, lent_fds) = (is_null(env, d), is_null(env, f));
+    let lent = if lent_data || lent_fds {
+      let state = socket.env_state();
+      let scratch = state.send_scratch.borrow();
+      let lengths = (
+        if lent_data { data_len } else { 0 },
+        if lent_fds { fds_len } else { 0 },
+      );
+      scratch.as_ref()?.get(lengths.0, lengths.1)?
+    } else {
+      (&[][..], &[][..])
+    };
+    let data = if lent_data {
+      lent.0
+    } else {
+      bytes(env, d)?.get(..data_len)?
+    };
+    let fds = if lent_fds {
+      lent.1
+    } else {
+      int32s(env, f)?.get(..fds_len)?
+    };
+    Some((socket, data, fds))
   }
 }
 
@@ -311,6 +337,14 @@ unsafe fn args<const N: usize>(env: RawEnv, info: sys::napi_callback_info) -> [R
     );
   }
   argv
+}
+
+unsafe fn is_null(env: RawEnv, v: RawValue) -> bool {
+  let mut ty = 0;
+  // SAFETY: a query on a live value.
+  unsafe {
+    sys::napi_typeof(env, v, &mut ty) == sys::Status::napi_ok && ty == sys::ValueType::napi_null
+  }
 }
 
 unsafe fn socket(env: RawEnv, v: RawValue) -> Option<Rc<SocketCell>> {

@@ -64,6 +64,16 @@ pub fn lend_delivery_buffers(env: Env, data: Unknown<'_>, meta: Unknown<'_>) -> 
   unsafe { st.lend_delivery_buffers(data.raw(), meta.raw()) }
 }
 
+/// Lend the addon the TS layer's shared send arguments (a Uint8Array and
+/// an Int32Array, off-heap): a send that passes null for either means the
+/// lent one. Called once per environment by the TS layer.
+#[napi(ts_args_type = "data: Uint8Array, fds: Int32Array")]
+pub fn lend_send_scratch(env: Env, data: Unknown<'_>, fds: Unknown<'_>) -> Result<()> {
+  let st = state(&env)?;
+  // SAFETY: a #[napi] call on the env's thread; the values are its arguments.
+  unsafe { st.lend_send_scratch(data.raw(), fds.raw()) }
+}
+
 /// Set the function every socket's events are delivered through, called
 /// with the JavaScript socket given to `NativeSocket.start()` as `this` and
 /// `(event, a, b, c)`. Called once per environment by the TS layer.

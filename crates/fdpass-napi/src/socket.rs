@@ -771,6 +771,11 @@ impl Ready for SocketCell {
 impl SocketCell {
   /// Send one message. Ok(false) when the kernel took all of it, Ok(true)
   /// when (part of) it waits in the queue; EV_SENT reports its completion.
+  /// The environment this socket belongs to.
+  pub fn env_state(&self) -> Rc<EnvState> {
+    self.0.borrow().state.clone()
+  }
+
   pub fn send(&self, data: &[u8], fds: &[i32]) -> fdpass_core::Result<bool> {
     self.0.borrow_mut().send(data, fds, None)
   }
