@@ -64,9 +64,12 @@ type Waiter = WaiterOf<Message | typeof DONE>
 const DONE: unique symbol = Symbol('done')
 // FdSocket's #state bits.
 const STATE_PAUSED = 1
+/** The native socket is asked to read. */
 const STATE_READING_NATIVE = 2
+/** The peer ended the connection. */
 const STATE_ENDED = 4
 const STATE_EMITTED_CLOSE = 8
+/** receiveSync() is reading: what arrives is queued for it, never emitted. */
 const STATE_RECEIVING_SYNC = 16
 const receiveClosed = () => socketClosed('receive')
 // What send() returns when the kernel took the message at once: one settled
@@ -125,7 +128,7 @@ export class FdSocket extends EventEmitter {
 
   static {
     // Every socket's events come through this one function, with the socket
-    // as `this`: a closure per socket would cost an idle one ~90 bytes.
+    // as `this`: a closure per socket would cost an idle one 93 bytes.
     binding.setSocketDispatcher(function (this: FdSocket, event: number, a: unknown, b: unknown, c: unknown) {
       this.#onEvent(event, a, b, c)
     })
@@ -435,7 +438,8 @@ export class FdSocket extends EventEmitter {
   }
 
   #enqueue(item: Message | Error): void {
-    ;(this.#queue ??= []).push(item)
+    this.#queue ??= []
+    this.#queue.push(item)
     if (!(item instanceof Error)) this.#queuedFds += item.fds.length
   }
 
