@@ -165,13 +165,10 @@ unsafe fn send_args<'a>(
     let fds_len = usize::try_from(int32(env, fl)?).ok()?;
     let (lent_data, lent_fds) = (is_null(env, d), is_null(env, f));
     let lent = if lent_data || lent_fds {
-      let state = socket.env_state();
-      let scratch = state.send_scratch.borrow();
-      let lengths = (
+      socket.lent_send_args(
         if lent_data { data_len } else { 0 },
         if lent_fds { fds_len } else { 0 },
-      );
-      scratch.as_ref()?.get(lengths.0, lengths.1)?
+      )?
     } else {
       (&[][..], &[][..])
     };

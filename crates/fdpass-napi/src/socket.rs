@@ -771,9 +771,21 @@ impl Ready for SocketCell {
 impl SocketCell {
   /// Send one message. Ok(false) when the kernel took all of it, Ok(true)
   /// when (part of) it waits in the queue; EV_SENT reports its completion.
-  /// The environment this socket belongs to.
-  pub fn env_state(&self) -> Rc<EnvState> {
-    self.0.borrow().state.clone()
+  /// The first `data_len` bytes and `fds_len` descriptor numbers of the
+  /// send scratch this socket's environment was lent (env_state.rs
+  /// SendScratch), if it was and holds that many.
+  ///
+  /// # Safety
+  /// As `SendScratch::get`: on the JS thread, used before JavaScript runs again.
+  pub unsafe fn lent_send_args<'a>(
+    &self,
+    data_len: usize,
+    fds_len: usize,
+  ) -> Option<(&'a [u8], &'a [i32])> {
+    let core = self.0.borrow();
+    let scratch = core.state.send_scratch.borrow();
+    // SAFETY: forwarded from the caller.
+    unsafe { scratch.as_ref()?.get(data_len, fds_len) }
   }
 
   pub fn send(&self, data: &[u8], fds: &[i32]) -> fdpass_core::Result<bool> {
