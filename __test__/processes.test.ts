@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import { spawn } from 'node:child_process'
 import { afterEach, describe, expect, test } from 'vitest'
 import { bind, connect, listen, runtime, socketpair, type Address, type SocketType } from '..'
-import { MESSAGE_TYPE, abstractName, cleanup, fdCensus, fixture, identity, makePipe, openFdCount, run, tempFile, tmpPath, wrap } from './helpers'
+import { MESSAGE_TYPE, abstractName, cleanup, fdCensus, fixture, identity, makePipe, run, tempFile, tmpPath, wrap } from './helpers'
 
 afterEach(cleanup)
 
