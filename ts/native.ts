@@ -1,7 +1,9 @@
 // The private interface to the Rust binding, and the one place where the
 // readiness mechanism is chosen for this runtime (see README "Design").
 import { FdpassError } from './errors'
+import { FD_KINDS, type FdKind } from './fd-kind'
 
+export { FD_KINDS, type FdKind } from './fd-kind'
 export type { NativeAddress, NativeSocket, NativeServer } from '../binding.js'
 
 type Binding = typeof import('../binding.js')
@@ -116,9 +118,6 @@ export const runtimeLimits = {
 }
 export const platform = binding.platformInfo()
 
-/** What a descriptor refers to, as fstat sees it. */
-export type FdKind = 'file' | 'directory' | 'pipe' | 'socket' | 'character-device' | 'block-device' | 'symlink' | 'unknown'
-
 /** What fstat says of the file a descriptor refers to: its kind and identity. */
 export interface FileStat {
   kind: FdKind
@@ -135,8 +134,6 @@ export interface FdStat extends FileStat {
   cloexec: boolean
 }
 
-/** Every FdKind, in the order of crates/fdpass-core FdKind: the binding returns the index. */
-export const FD_KINDS: readonly FdKind[] = ['file', 'directory', 'pipe', 'socket', 'character-device', 'block-device', 'symlink', 'unknown']
 // Off-heap from the start, so that handing it to the addon costs nothing.
 const STAT = new Float64Array(new ArrayBuffer(5 * 8))
 

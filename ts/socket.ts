@@ -1,9 +1,9 @@
 // FdSocket: a connected (or datagram) Unix socket that carries messages
 // with descriptors, with net.Socket's lifecycle conventions.
-import { EventEmitter } from 'node:events'
 import { constants as osConstants } from 'node:os'
 import { type Waiter as WaiterOf, waitInLine } from './waiters'
 import { type Address, toNativeAddress } from './address'
+import { type EventName, Emitter, type Listener } from './events'
 import { FdpassError, abortError, callNative, fromNative, invalidArgType, outOfRange, socketClosed } from './errors'
 import { dataBytes, fdArray, sendArgs, type FdLike } from './fd-like'
 import { type Message, deliveredMessages, lentMessage } from './delivery'
@@ -59,6 +59,18 @@ const SENT: Promise<void> = Promise.resolve()
 const MAX_BUFFERED_FDS = 4096
 const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
 
+/** FdSocket's events and their listeners' arguments. */
+export interface FdSocketEvents {
+  /** A message arrived (only while the socket is not paused). */
+  message: [message: Message]
+  /** A received message was refused or truncated, or the connection failed; 'close' follows a failure. */
+  error: [error: FdpassError]
+  /** The peer closed its side; 'close' follows. */
+  end: []
+  /** The socket is closed; `hadError` when an error closed it. */
+  close: [hadError: boolean]
+}
+
 /**
  * A Unix socket that sends and receives messages with file descriptors.
  *
@@ -71,7 +83,7 @@ const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.f
  * Events: `'message'` (Message), `'error'` (Error), `'end'` (the peer
  * closed its side), `'close'` (hadError: boolean).
  */
-export class FdSocket extends EventEmitter {
+export class FdSocket extends Emitter<FdSocketEvents> {
   #native: NativeSocket | null
   /**
    * The native socket's handle for the per-message calls (ts/native.ts
@@ -129,28 +141,33 @@ export class FdSocket extends EventEmitter {
   // A 'message' listener added later takes the messages buffered before it.
   // (Overriding the methods instead of listening for 'newListener' saves a
   // closure and a listener per socket.)
+  override on<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override on(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.on(event, listener)
+    super.on(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
+  override addListener<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override addListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.addListener(event, listener)
+    super.addListener(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
+  override once<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override once(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.once(event, listener)
+    super.once(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
+  override prependListener<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override prependListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.prependListener(event, listener)
+    super.prependListener(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
+  override prependOnceListener<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.prependOnceListener(event, listener)
+    super.prependOnceListener(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
