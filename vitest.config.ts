@@ -13,15 +13,34 @@ export default defineConfig({
     hookTimeout: 20_000,
     teardownTimeout: 10_000,
     reporters: ['default'],
-    projects: reactors.map((reactor) => ({
-      extends: true,
-      test: {
-        name: reactor,
-        include: ['__test__/**/*.test.ts'],
-        // Packaging and workflow checks do not depend on the reactor: once is enough.
-        exclude: reactor === 'uv' ? [] : ['__test__/package.test.ts'],
-        env: { FDPASS_REACTOR: reactor },
+    projects: [
+      ...reactors.map((reactor) => ({
+        extends: true,
+        test: {
+          name: reactor,
+          include: ['__test__/**/*.test.ts'],
+          // Packaging and workflow checks do not depend on the reactor: once is enough.
+          exclude: reactor === 'uv' ? [] : ['__test__/package.test.ts'],
+          env: { FDPASS_REACTOR: reactor },
+        },
+      })),
+      {
+        // The published declarations, as users' TypeScript sees them: tsc
+        // checks __test__/types (expectTypeOf, and @ts-expect-error lines
+        // that must stay errors).
+        extends: true,
+        test: {
+          name: 'types',
+          include: [],
+          typecheck: {
+            enabled: true,
+            only: true,
+            include: ['__test__/types/*.test-d.ts'],
+            tsconfig: '__test__/types/tsconfig.json',
+            ignoreSourceErrors: false,
+          },
+        },
       },
-    })),
+    ],
   },
 })
