@@ -573,9 +573,17 @@ export class FdSocket extends Emitter<FdSocketEvents> {
     })
   }
 
+  /**
+   * Report the error that closed the socket: to 'error' listeners, else to
+   * a waiting receive(), else, when the socket is flowing ('message'
+   * listeners), to 'error' anyway, as Node does: with no listener it is
+   * thrown, rather than lost behind a 'close' with hadError. With no
+   * taker at all yet, the next receive() or iteration step gets it.
+   * receiveSync() reports it to its caller, like a receive() would.
+   */
   #dispatchFatal(error: Error): void {
-    // receiveSync() reports it to its caller, like a receive() would.
-    if (this.listenerCount('error') > 0 && !this.#has(STATE_RECEIVING_SYNC)) {
+    const sync = this.#has(STATE_RECEIVING_SYNC)
+    if (this.listenerCount('error') > 0 && !sync) {
       process.nextTick(() => this.emit('error', error))
       return
     }
@@ -585,7 +593,10 @@ export class FdSocket extends Emitter<FdSocketEvents> {
       waiter.reject(error)
       return
     }
-    // Nobody listens yet: the next receive() or iteration step reports it.
+    if (this.listenerCount('message') > 0 && !sync) {
+      process.nextTick(() => this.emit('error', error))
+      return
+    }
     this.#enqueue(error)
   }
 }
