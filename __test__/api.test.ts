@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import { afterEach, describe, expect, test } from 'vitest'
 import { FdpassError, adopt, adoptServer, bind, connect, listen, runtime, socketpair } from '..'
+import { takeover } from '../handoff'
 import { MESSAGE_TYPE, cleanup, openFdCount, openFdsTo, run, sleep, tempFile, tmpPath, waitFor } from './helpers'
 
 afterEach(cleanup)
@@ -84,6 +85,19 @@ describe('bad inputs get clear errors and leak nothing', () => {
       expect(err.message).toMatch(new RegExp(`^connect ENOENT ${nothing}: `))
       await expect(connect(nothing, { type: 'seqpacket' })).rejects.toMatchObject({ code: 'ENOENT', errno: -2, syscall: 'connect', address: nothing })
       expect(openFdCount()).toBe(before)
+    })
+
+    test('a socket path in a directory that does not exist: ENOENT that says so and what to do (listen, bind, takeover)', async () => {
+      const dir = `${tmpPath('nodir')}.d`
+      const expectMissingDirectory = (err: FdpassError, syscall: string, address: string) => {
+        expect(err).toMatchObject({ code: 'ENOENT', errno: -2, syscall, address })
+        expect(err.message).toMatch(new RegExp(`^${syscall} ENOENT ${address}: .*directory does not exist: create it first \\(mkdir -p`))
+      }
+      expectMissingDirectory(await listen(`${dir}/a.sock`).catch((e) => e), 'stat', dir)
+      expectMissingDirectory(await listen(`${dir}/a.sock`, { checkDirectory: false }).catch((e) => e), 'bind', `${dir}/a.sock`)
+      expectMissingDirectory(await bind(`${dir}/b.sock`).catch((e) => e), 'stat', dir)
+      expectMissingDirectory(await takeover({ control: `${dir}/control.sock`, listeners: {}, log: false }).catch((e) => e), 'stat', dir)
+      expect(fs.existsSync(dir)).toBe(false)
     })
 
     test('connect to a stale socket file (nobody listening): ECONNREFUSED', async () => {
