@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import * as semver from 'semver'
 import { describe, expect, test } from 'vitest'
 import { root } from './helpers'
 
@@ -122,5 +123,37 @@ describe('module structure', () => {
       .filter((s) => s !== '')
     expect(statements.length).toBeGreaterThan(0)
     for (const s of statements) expect(s).toMatch(/^export (type )?\{[^}]*\} from '\.\/[\w-]+'$/s)
+  })
+})
+
+describe('development set-up', () => {
+  const lock = JSON.parse(fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8'))
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
+
+  test("package-lock.json's root entry is what npm install writes from package.json (so it leaves the file alone)", () => {
+    const entry = lock.packages['']
+    for (const field of ['name', 'version', 'license', 'bin', 'os', 'engines', 'dependencies', 'devDependencies', 'optionalDependencies']) {
+      expect(entry[field], field).toEqual(pkg[field])
+    }
+    expect(lock.name).toBe(pkg.name)
+    expect(lock.version).toBe(pkg.version)
+  })
+
+  test('every locked package installs on Node 20 without EBADENGINE', () => {
+    // fdpass runs on Node >= 20.3 (engines); developing it (vite, oxlint)
+    // needs 20.19, the oldest Node 20 the dev dependencies accept.
+    const oldestDevelopmentNode20 = '20.19.0'
+    const refused = Object.entries(lock.packages as Record<string, { engines?: { node?: string } }>)
+      .filter(([name, p]) => name !== '' && typeof p.engines?.node === 'string')
+      .filter(([, p]) => !semver.satisfies(oldestDevelopmentNode20, p.engines!.node!))
+      .map(([name, p]) => `${name} (node ${p.engines!.node})`)
+    expect(refused).toEqual([])
+  })
+
+  test('oxlint is pinned in devDependencies, and lint uses that one', () => {
+    expect(pkg.devDependencies.oxlint).toMatch(/^\d+\.\d+\.\d+$/)
+    const ci = fs.readFileSync(path.join(root, '.ci/run'), 'utf8') + fs.readFileSync(path.join(root, '.github/workflows/CI.yml'), 'utf8') + JSON.stringify(pkg.scripts)
+    expect(ci).not.toMatch(/npx (--yes )?oxlint@/)
+    expect(pkg.scripts['lint:js']).toMatch(/^oxlint /)
   })
 })
