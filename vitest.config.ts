@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config'
 
 // The whole suite runs twice: once per readiness mechanism, so both code
-// paths are tested on every run (README "Design"). Each project sets
+// paths are tested on every run (docs/design.md "Readiness"). Each project sets
 // FDPASS_REACTOR in the environment of its test processes, and the child
 // processes the tests spawn inherit it.
 const reactors = ['uv', 'thread'] as const
