@@ -157,3 +157,29 @@ describe('development set-up', () => {
     expect(pkg.scripts['lint:js']).toMatch(/^oxlint /)
   })
 })
+
+describe('error codes agree between the Rust core and the TypeScript types', () => {
+  const rust = fs.readFileSync(path.join(root, 'crates/fdpass-core/src/error.rs'), 'utf8')
+  const ts = fs.readFileSync(path.join(root, 'ts/errors.ts'), 'utf8')
+  const quoted = (text: string, pattern: RegExp) => new Set([...text.matchAll(pattern)].map((m) => m[1]))
+  const between = (text: string, start: string, end: string) => {
+    const from = text.indexOf(start)
+    expect(from, start).toBeGreaterThanOrEqual(0)
+    return text.slice(from, text.indexOf(end, from))
+  }
+
+  test('SystemErrorCode is ERRNO_NAMES and UNKNOWN', () => {
+    const names = quoted(between(rust, 'ERRNO_NAMES', '];'), /"(E[A-Z0-9]+)"/g)
+    expect(names.size).toBeGreaterThan(50)
+    names.add(quoted(rust, /UNKNOWN_ERRNO_NAME: &str = "([A-Z]+)"/g).values().next().value as string)
+    const union = quoted(between(ts, 'export type SystemErrorCode =', '\n\n'), /'([A-Z0-9]+)'/g)
+    expect([...union].sort()).toEqual([...names].sort())
+  })
+
+  test("every code the core makes is one of FdpassErrorFields'", () => {
+    const codes = quoted(between(rust, 'pub fn code(&self)', '\n  }\n'), /"(ERR_[A-Z_]+)"/g)
+    expect(codes.size).toBeGreaterThan(5)
+    const fields = quoted(between(ts, 'export interface FdpassErrorFields {', '\n}\n'), /^ {2}([A-Z_]+):/gm)
+    for (const code of codes) expect(fields, code).toContain(code)
+  })
+})
