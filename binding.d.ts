@@ -13,8 +13,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeServer {
   get fd(): number
   get type(): string
-  /** Register the callback, called with EV_ACCEPTABLE when connections wait. */
-  start(callback: (event: number) => void): void
+  /**
+   * Register the callback, called with EV_ACCEPTABLE when connections
+   * wait, and with EV_ERROR and the error when they can no longer be watched.
+   */
+  start(callback: (event: number, error?: Error) => void): void
   setAccepting(accepting: boolean): void
   setRef(refed: boolean): void
   /** One pending connection, or null when the backlog is empty. */

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events'
 import { type Waiter as WaiterOf, waitInLine } from './waiters'
 import type { Address } from './address'
 import { abortError, callNative, fromNative, invalidArgType, socketClosed } from './errors'
-import { EV_ACCEPTABLE, type NativeServer, type NativeSocket } from './native'
+import { EV_ACCEPTABLE, EV_ERROR, type NativeServer, type NativeSocket } from './native'
 import { FdSocket, type PeerCredentials, type ReceiveOptions, type SocketSettings, type SocketType } from './socket'
 
 const acceptClosed = () => socketClosed('accept')
@@ -50,8 +50,9 @@ export class FdServer extends EventEmitter {
     this.#address = native.localAddress()
     this.#unlinkOnClose = unlinkOnClose
     this.#allow = allow
-    native.start((event) => {
+    native.start((event, error) => {
       if (event === EV_ACCEPTABLE) this.#acceptReady()
+      else if (event === EV_ERROR) this.#acceptFailed(fromNative(error))
     })
   }
 

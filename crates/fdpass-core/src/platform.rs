@@ -10,6 +10,7 @@
 //! | peer credentials | `SO_PEERCRED` | `getpeereid` + `LOCAL_PEERPID` |
 //! | control buffer | sized for `SCM_MAX_FD` | larger: the kernel installs every fd before it truncates |
 //! | close, sendmsg, recvmsg | the syscalls themselves | libc's functions |
+//! | readiness (the binding's thread reactor) | `epoll_ctl` | `kevent` |
 
 use crate::error::{Error, Result, SyscallContext};
 use crate::socket::{PeerCredentials, SocketType};
@@ -26,6 +27,13 @@ compile_error!(
 pub const OS_NAME: &str = "Linux";
 #[cfg(target_os = "macos")]
 pub const OS_NAME: &str = "macOS";
+
+/// The syscall that registers interest in a descriptor with the `polling`
+/// crate (the binding's thread reactor), named in the errors it reports.
+#[cfg(target_os = "linux")]
+pub const POLLER_SYSCALL: &str = "epoll_ctl";
+#[cfg(target_os = "macos")]
+pub const POLLER_SYSCALL: &str = "kevent";
 
 /// Flags for every `sendmsg`: a vanished peer is an EPIPE error, never a
 /// SIGPIPE; and it never waits, whether or not the file is O_NONBLOCK (a
