@@ -243,14 +243,21 @@ pub fn socketpair(ty: SocketType) -> Result<(OwnedFd, OwnedFd)> {
   platform::new_socketpair(ty)
 }
 
+/// The socket's own address: `Unnamed` when it was never bound.
 pub fn local_address(fd: BorrowedFd<'_>) -> Result<SocketAddress> {
   let a: UnixAddr = sock::getsockname(fd.as_raw_fd()).syscall("getsockname")?;
   Ok(SocketAddress::from_unix_addr(&a))
 }
 
+/// The peer's address: `Unnamed` when the peer never bound one, and when
+/// there is no peer (ENOTCONN: a datagram socket that is not connected).
+/// Any other failure is an error: the descriptor is not the socket it was.
 pub fn peer_address(fd: BorrowedFd<'_>) -> Result<SocketAddress> {
-  let a: UnixAddr = sock::getpeername(fd.as_raw_fd()).syscall("getpeername")?;
-  Ok(SocketAddress::from_unix_addr(&a))
+  match sock::getpeername::<UnixAddr>(fd.as_raw_fd()) {
+    Ok(a) => Ok(SocketAddress::from_unix_addr(&a)),
+    Err(Errno::ENOTCONN) => Ok(SocketAddress::Unnamed),
+    Err(e) => Err(Error::sys(e, "getpeername")),
+  }
 }
 
 /// What an adopted descriptor turned out to be.
@@ -418,6 +425,28 @@ mod tests {
     std::fs::remove_file(dir.join("s.sock")).unwrap();
     assert!(listen(SocketType::Stream, &addr, 8, &opts).is_ok());
     std::fs::remove_dir_all(&dir).unwrap();
+  }
+
+  #[test]
+  fn an_unconnected_datagram_socket_has_no_peer_address() {
+    let fd = platform::new_socket(SocketType::Datagram).unwrap();
+    assert_eq!(peer_address(fd.as_fd()).unwrap(), SocketAddress::Unnamed);
+    assert_eq!(local_address(fd.as_fd()).unwrap(), SocketAddress::Unnamed);
+  }
+
+  #[test]
+  fn addresses_of_a_descriptor_that_is_no_socket_are_errors() {
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let err = local_address(file.as_fd()).unwrap_err();
+    assert_eq!(
+      (err.code(), err.to_string().starts_with("getsockname ")),
+      ("ENOTSOCK".into(), true)
+    );
+    let err = peer_address(file.as_fd()).unwrap_err();
+    assert_eq!(
+      (err.code(), err.to_string().starts_with("getpeername ")),
+      ("ENOTSOCK".into(), true)
+    );
   }
 
   #[test]

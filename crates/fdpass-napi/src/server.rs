@@ -235,7 +235,7 @@ impl NativeServer {
   pub fn local_address(&self, env: Env) -> Result<Unknown<'_>> {
     let c = self.cell.0.borrow();
     let addr = match c.fd.as_ref() {
-      Some(fd) => fdpass_core::socket::local_address(fd.as_fd()).unwrap_or(SocketAddress::Unnamed),
+      Some(fd) => fdpass_core::socket::local_address(fd.as_fd()).or_throw(env.raw())?,
       None => SocketAddress::Unnamed,
     };
     // SAFETY: value creation inside this napi call.

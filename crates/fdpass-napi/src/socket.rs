@@ -1188,6 +1188,8 @@ impl NativeSocket {
 }
 
 impl NativeSocket {
+  /// null once closed (no descriptor to ask); a failure of the syscall
+  /// itself is thrown (the descriptor was closed or replaced behind the socket).
   fn address_of<'e>(
     &self,
     env: Env,
@@ -1195,7 +1197,7 @@ impl NativeSocket {
   ) -> Result<Unknown<'e>> {
     let c = self.cell.0.borrow();
     let addr = match c.fd.as_ref() {
-      Some(fd) => f(fd.as_fd()).unwrap_or(SocketAddress::Unnamed),
+      Some(fd) => f(fd.as_fd()).or_throw(env.raw())?,
       None => SocketAddress::Unnamed,
     };
     // SAFETY: value creation inside this napi call.

@@ -1,13 +1,15 @@
-// A socket whose descriptor the reactor can no longer watch fails with
-// 'error' instead of waiting forever for readiness that cannot come. Each
-// case runs in a child process: it breaks the rule that one owner holds a
-// descriptor number, which must not leak into the test runner.
+// A socket whose descriptor was closed or taken over behind its back says
+// so: 'error' when the reactor can no longer watch it (instead of waiting
+// forever for readiness that cannot come), a thrown system error when its
+// address is asked. Each case runs in a child process: it breaks the rule
+// that one owner holds a descriptor number, which must not leak into the
+// test runner.
 import { spawnSync } from 'node:child_process'
 import { describe, expect, test } from 'vitest'
 import { root } from './helpers'
 
 /** Run `body` in a child with fdpass as `f`; it prints one JSON line and exits. */
-function runChild(reactor: 'uv' | 'thread', body: string): Record<string, unknown> {
+function runChild(reactor: 'uv' | 'thread' | undefined, body: string): Record<string, unknown> {
   const script = `
     const f = require(${JSON.stringify(root)}); const fs = require('fs'); const net = require('net')
     const report = (r) => { process.stdout.write(JSON.stringify(r) + '\\n'); process.exit(0) }
@@ -17,7 +19,7 @@ function runChild(reactor: 'uv' | 'thread', body: string): Record<string, unknow
   const r = spawnSync(process.execPath, ['-e', script], {
     encoding: 'utf8',
     timeout: 60_000,
-    env: { ...process.env, FDPASS_REACTOR: reactor },
+    env: { ...process.env, FDPASS_REACTOR: reactor ?? process.env.FDPASS_REACTOR },
   })
   const line = r.stdout.trim().split('\n').pop()
   expect(line, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toBeTruthy()
@@ -69,4 +71,37 @@ describe('a socket the reactor cannot watch emits error', () => {
     expect(['EBADF', 'ENOENT']).toContain(result.code)
     expect(typeof result.errno).toBe('number')
   }, 70_000)
+})
+
+describe('addresses', () => {
+  test('of a socket whose descriptor was closed behind it: the system error is thrown, not null', () => {
+    const result = runChild(
+      undefined,
+      `
+      const [a, b] = f.socketpair()
+      a.pause()
+      fs.closeSync(a.fd)
+      const errors = []
+      for (const ask of [() => a.localAddress, () => a.remoteAddress]) {
+        try { errors.push({ value: ask() }) } catch (e) { errors.push({ code: e.code, syscall: e.syscall, name: e.name }) }
+      }
+      report(errors)`,
+    )
+    expect(result).toEqual([
+      { code: 'EBADF', syscall: 'getsockname', name: 'FdpassError' },
+      { code: 'EBADF', syscall: 'getpeername', name: 'FdpassError' },
+    ])
+  })
+
+  test('null is kept for what has no address: an unbound end, a datagram socket without a peer, a closed socket', async () => {
+    const { bind, socketpair } = await import('..')
+    const [a, b] = socketpair()
+    expect([a.localAddress, a.remoteAddress]).toEqual([null, null])
+    const d = await bind(null)
+    expect(d.remoteAddress).toBeNull() // ENOTCONN: no peer
+    a.close()
+    b.close()
+    d.close()
+    expect([a.localAddress, a.remoteAddress, d.remoteAddress]).toEqual([null, null, null])
+  })
 })
