@@ -123,17 +123,18 @@ pub fn bind(ty: SocketType, address: &SocketAddress, options: &BindOptions) -> R
     check_directory(path)?;
   }
   let fd = platform::new_socket(ty)?;
-  match sock::bind(fd.as_raw_fd(), &addr) {
+  // The file is created no wider than the mode (a datagram socket can be
+  // sent to from the moment it is bound); the chmod below makes it exact.
+  let mode = options.mode.filter(|_| address.path().is_some());
+  match platform::bind_with_mode(fd.as_fd(), &addr, ty, mode) {
     Ok(()) => {}
     Err(Errno::EADDRINUSE) if options.replace_stale && address.path().is_some() => {
       let path = address.path().expect("checked above");
       remove_if_stale(ty, path, &addr)?;
-      sock::bind(fd.as_raw_fd(), &addr).syscall_at("bind", address)?;
+      platform::bind_with_mode(fd.as_fd(), &addr, ty, mode).syscall_at("bind", address)?;
     }
     Err(e) => return Err(Error::sys_at(e, "bind", address.to_string())),
   }
-  // Between bind and listen nobody can connect, so narrowing the mode here
-  // leaves no window in which another user reaches the socket.
   if let (Some(mode), Some(path)) = (options.mode, address.path()) {
     nix::sys::stat::fchmodat(
       nix::fcntl::AT_FDCWD,
