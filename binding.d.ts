@@ -78,8 +78,10 @@ export declare function adopt(fd: number, framed: boolean, maxMessage: number): 
 export declare function bindDatagram(address: NativeAddress | undefined | null, peer: NativeAddress | undefined | null, options: NativeBindOptions, maxMessage: number): NativeSocket
 
 /**
- * A listening TCP socket (`'tcp'`) or a bound UDP socket (`'udp'`),
- * non-blocking and close-on-exec. The caller owns the returned descriptor.
+ * A listening TCP socket (`'tcp'`) or a bound UDP socket (`'udp'`) on
+ * `host`, an IP address (names are resolved by the caller, with Node's
+ * `dns.lookup`, off the JavaScript thread), non-blocking and close-on-exec.
+ * The caller owns the returned descriptor.
  */
 export declare function bindInetSocket(kind: string, host: string, port: number, backlog: number, reusePort: boolean): number
 
