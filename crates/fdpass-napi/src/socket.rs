@@ -766,6 +766,27 @@ impl Ready for SocketCell {
     }
     self.0.borrow_mut().update_watch();
   }
+
+  fn on_watch_failed(&self, error: CoreError) {
+    // Nothing would wake this socket again: it fails as a read error
+    // does, and JavaScript closes it.
+    let state = {
+      let mut c = self.0.borrow_mut();
+      if c.fd.is_none() {
+        return;
+      }
+      c.ended = true;
+      c.state.clone()
+    };
+    if state.is_torn_down() {
+      return;
+    }
+    let mut outcomes = take_spare(&OUTCOMES);
+    outcomes.push(Outcome::Error(error));
+    // SAFETY: the reactor reports failures from the event loop, on the
+    // env's JS thread, outside any other handle scope of ours.
+    unsafe { js::with_scope(state.env, || self.deliver(&state, outcomes, Via::EventLoop)) };
+  }
 }
 
 impl SocketCell {
@@ -1167,6 +1188,8 @@ impl NativeSocket {
 }
 
 impl NativeSocket {
+  /// null once closed (no descriptor to ask); a failure of the syscall
+  /// itself is thrown (the descriptor was closed or replaced behind the socket).
   fn address_of<'e>(
     &self,
     env: Env,
@@ -1174,7 +1197,7 @@ impl NativeSocket {
   ) -> Result<Unknown<'e>> {
     let c = self.cell.0.borrow();
     let addr = match c.fd.as_ref() {
-      Some(fd) => f(fd.as_fd()).unwrap_or(SocketAddress::Unnamed),
+      Some(fd) => f(fd.as_fd()).or_throw(env.raw())?,
       None => SocketAddress::Unnamed,
     };
     // SAFETY: value creation inside this napi call.
