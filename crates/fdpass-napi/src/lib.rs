@@ -4,11 +4,13 @@
 
 #![allow(clippy::new_without_default)]
 
+mod deliver;
 mod env_state;
 pub mod fd_io;
 mod hot;
 mod js;
 pub mod listeners;
+mod native_socket;
 mod reactor;
 mod server;
 mod socket;
@@ -17,8 +19,9 @@ use fdpass_core::socket::{BindOptions, SocketType};
 use js::OrThrow;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use native_socket::{state, NativeAddress, NativeSocket};
 use server::NativeServer;
-use socket::{state, NativeAddress, NativeSocket, SocketCell};
+use socket::SocketCell;
 use std::os::fd::{AsFd, OwnedFd};
 
 fn socket_type(env: &Env, s: &str) -> Result<SocketType> {
