@@ -227,29 +227,26 @@ fn sends_on_a_full_buffer_queue_in_order_with_their_own_descriptors() {
     let (a, b) = socketpair(ty).unwrap();
     nix::sys::socket::setsockopt(&a, nix::sys::socket::sockopt::SndBuf, &4096).unwrap();
     let mut conn = Connection::new(a, ty, framed, MAX_MESSAGE);
-    // Fill the buffer until the kernel refuses (EAGAIN); from then on every
-    // send queues, and the caller closes its descriptors at once.
-    let mut sent = Vec::new();
-    let mut i = 0u32;
-    while conn.pending_sends() < 20 {
+    // Each message is numbered and carries the read end of its own pipe,
+    // which the caller closes as soon as send returns.
+    let mut sent: Vec<OwnedFd> = Vec::new();
+    let send_next = |conn: &mut Connection, sent: &mut Vec<OwnedFd>| {
       let (r, w) = pipe();
-      let mut msg = i.to_be_bytes().to_vec();
+      let mut msg = (sent.len() as u32).to_be_bytes().to_vec();
       msg.resize(512, 0);
-      conn.send(&msg, &[r.as_raw_fd()], None).unwrap();
-      drop(r);
+      let queued = conn.send(&msg, &[r.as_raw_fd()], None).unwrap();
       sent.push(w);
-      i += 1;
-      assert!(i < 100_000, "{ty:?}: the buffer never filled");
+      queued
+    };
+    // Fill the buffer until the kernel refuses (EAGAIN).
+    while conn.pending_sends() < 20 {
+      send_next(&mut conn, &mut sent);
+      assert!(sent.len() < 100_000, "{ty:?}: the buffer never filled");
     }
-    let mut outcomes = Vec::new();
-    conn.flush(&mut outcomes);
-    assert!(conn.pending_sends() > 0, "{ty:?}: still full");
     let mut got: Vec<(u32, OwnedFd)> = Vec::new();
     let mut reader = Reader::new(ty, framed, MAX_MESSAGE);
     let mut out = Vec::new();
-    while got.len() < sent.len() {
-      reader.read(b.as_fd(), &mut out, fdpass_core::engine::Budget::Batch);
-      conn.flush(&mut outcomes);
+    let take = |out: &mut Vec<Outcome>, got: &mut Vec<(u32, OwnedFd)>| {
       for o in out.drain(..) {
         let Outcome::Messages(batch) = o else {
           panic!("{ty:?}: the stream ended early");
@@ -266,8 +263,30 @@ fn sends_on_a_full_buffer_queue_in_order_with_their_own_descriptors() {
             }),
         );
       }
+    };
+    // The peer reads, so the kernel has room again, while messages still
+    // wait here: new sends go behind them, not past them.
+    reader.read(b.as_fd(), &mut out, fdpass_core::engine::Budget::Batch);
+    take(&mut out, &mut got);
+    assert!(!got.is_empty(), "{ty:?}: the peer read something");
+    for _ in 0..5 {
+      assert!(
+        send_next(&mut conn, &mut sent),
+        "{ty:?}: queued behind the others"
+      );
     }
-    assert_eq!(sent_count(&outcomes) as usize, 20, "{ty:?}");
+    let total = sent.len();
+    let mut outcomes = Vec::new();
+    for round in 0.. {
+      if got.len() == total {
+        break;
+      }
+      assert!(round < 100_000, "{ty:?}: {} of {total} arrived", got.len());
+      conn.flush(&mut outcomes);
+      reader.read(b.as_fd(), &mut out, fdpass_core::engine::Budget::Batch);
+      take(&mut out, &mut got);
+    }
+    assert_eq!(sent_count(&outcomes) as usize, 25, "{ty:?}");
     for (n, (seq, fd)) in got.iter().enumerate() {
       assert_eq!(*seq as usize, n, "{ty:?}: in the order sent");
       // Each descriptor is the read end of its own message's pipe.
