@@ -63,7 +63,7 @@ export interface HotBinding {
 }
 export const hot = binding as unknown as HotBinding
 
-/** Event codes of the native callbacks (crates/fdpass-napi/src/socket.rs). */
+/** Event codes of the native callbacks (crates/fdpass-napi/src/deliver.rs). */
 export const EV_MESSAGES = 1
 export const EV_SENT = 2
 export const EV_SEND_FAILED = 3
@@ -71,7 +71,7 @@ export const EV_END = 4
 export const EV_ERROR = 5
 export const EV_ACCEPTABLE = 6
 
-/** Per-message flags in the metadata array. */
+/** Per-message flags in the metadata array (crates/fdpass-core/src/engine/reader.rs). */
 export const FLAG_DATA_TRUNCATED = 1
 export const FLAG_FDS_TRUNCATED = 2
 

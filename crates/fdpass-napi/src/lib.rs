@@ -1,6 +1,20 @@
-//! Node-API binding of fdpass: thin `#[napi]` shims over `fdpass-core`,
-//! plus the event-loop integration (see `reactor`). The public API is the
-//! TypeScript layer in `ts/`; these exports are its private interface.
+//! Node-API binding of fdpass. The connection engine is `fdpass-core`'s
+//! (`fdpass_core::engine`); this crate adapts it to Node-API and to an
+//! event loop. The public API is the TypeScript layer in `ts/`; these
+//! exports are its private interface. One job per file:
+//!
+//! - `lib.rs`: the constructors (`connect`, `listen`, `socketpair`,
+//!   `adopt`, ...) and per-environment set-up calls.
+//! - `socket.rs`: a connection tied to its environment and readiness watch.
+//! - `deliver.rs`: a connection's outcomes as calls into JavaScript.
+//! - `native_socket.rs`: the `NativeSocket` class.
+//! - `hot.rs`: the per-message calls, as plain Node-API callbacks.
+//! - `server.rs`: the `NativeServer` class (listening sockets).
+//! - `listeners.rs`: TCP/UDP descriptors for a runtime's own servers.
+//! - `fd_io.rs`: descriptor reads and writes on the thread pool.
+//! - `env_state.rs`: per-environment state, lent buffers and teardown.
+//! - `js.rs`: raw Node-API helpers.
+//! - `reactor/`: the two readiness mechanisms (`uv.rs`, `thread.rs`).
 
 #![allow(clippy::new_without_default)]
 

@@ -44,10 +44,10 @@ pub enum Outcome {
 }
 
 /// A connected or datagram Unix socket: its descriptor, send queue and reader.
+/// (Its type and largest message are the reader's: an idle socket is
+/// mostly this struct, so nothing in it is kept twice.)
 pub struct Connection {
   socket: OwnedFd,
-  ty: SocketType,
-  max_message: usize,
   queue: SendQueue,
   reader: Reader,
   sync: blocking::SyncReads,
@@ -58,8 +58,6 @@ impl Connection {
   pub fn new(socket: OwnedFd, ty: SocketType, framed: bool, max_message: usize) -> Connection {
     Connection {
       socket,
-      ty,
-      max_message,
       queue: SendQueue::default(),
       reader: Reader::new(ty, framed, max_message),
       sync: blocking::SyncReads::default(),
@@ -71,7 +69,7 @@ impl Connection {
   }
 
   pub fn socket_type(&self) -> SocketType {
-    self.ty
+    self.reader.socket_type()
   }
 
   /// Messages waiting in the send queue.
@@ -96,7 +94,9 @@ impl Connection {
     let header = self.frame_header(data, fds)?;
     let head = header.as_ref().map_or(&[][..], |h| &h[..]);
     let m = Message::new(head, data, fds, to.as_ref());
-    self.queue.send(self.socket.as_fd(), self.ty, m, to)
+    self
+      .queue
+      .send(self.socket.as_fd(), self.socket_type(), m, to)
   }
 
   /// Send one message whole, blocking the thread while the kernel's buffer
@@ -109,7 +109,7 @@ impl Connection {
     let head = header.as_ref().map_or(&[][..], |h| &h[..]);
     blocking::send(
       self.socket.as_fd(),
-      self.ty,
+      self.socket_type(),
       Message::new(head, data, fds, None),
     )
   }
@@ -119,7 +119,7 @@ impl Connection {
     let coalesce = self.reader.framed();
     self
       .queue
-      .flush(self.socket.as_fd(), self.ty, coalesce, out);
+      .flush(self.socket.as_fd(), self.socket_type(), coalesce, out);
   }
 
   /// Read everything queued, up to the batch limits.
@@ -150,10 +150,11 @@ impl Connection {
     if !self.reader.framed() {
       return Ok(None);
     }
-    if data.len() > self.max_message {
+    let max = self.reader.max_message();
+    if data.len() > max {
       return Err(Error::MessageTooLarge {
         size: data.len(),
-        max: self.max_message,
+        max,
       });
     }
     Ok(Some(

@@ -85,14 +85,20 @@ impl Batch {
   }
 }
 
+/// A framed stream's decoder, and the descriptors of one read on their
+/// way into it.
+struct Framing {
+  decoder: FrameDecoder,
+  fds: Vec<OwnedFd>,
+}
+
 /// The receiving half of a connection.
 pub struct Reader {
   ty: SocketType,
   max_message: usize,
   /// Boxed: only framed streams have one, and an idle seqpacket socket
-  /// then costs ~90 bytes less.
-  decoder: Option<Box<FrameDecoder>>,
-  scratch_fds: Vec<OwnedFd>,
+  /// then costs ~110 bytes less.
+  framing: Option<Box<Framing>>,
   ended: bool,
 }
 
@@ -101,15 +107,27 @@ impl Reader {
     Reader {
       ty,
       max_message,
-      decoder: (framed && ty == SocketType::Stream)
-        .then(|| Box::new(FrameDecoder::new(max_message))),
-      scratch_fds: Vec::new(),
+      framing: (framed && ty == SocketType::Stream).then(|| {
+        Box::new(Framing {
+          decoder: FrameDecoder::new(max_message),
+          fds: Vec::new(),
+        })
+      }),
       ended: false,
     }
   }
 
+  pub fn socket_type(&self) -> SocketType {
+    self.ty
+  }
+
+  /// The largest message it accepts (a framed stream's limit).
+  pub fn max_message(&self) -> usize {
+    self.max_message
+  }
+
   pub fn framed(&self) -> bool {
-    self.decoder.is_some()
+    self.framing.is_some()
   }
 
   /// End of stream or an error was reported; nothing more is read.
@@ -119,13 +137,13 @@ impl Reader {
 
   /// A whole frame waits in the decoder: the kernel will not report it readable.
   pub fn has_buffered_frame(&self) -> bool {
-    !self.ended && self.decoder.as_ref().is_some_and(|d| d.has_frame())
+    !self.ended && self.framing.as_ref().is_some_and(|f| f.decoder.has_frame())
   }
 
   /// Close the descriptors that arrived for frames that never completed.
   pub fn discard(&mut self) {
-    if let Some(d) = &mut self.decoder {
-      let _ = d.finish();
+    if let Some(f) = &mut self.framing {
+      let _ = f.decoder.finish();
     }
   }
 
@@ -156,7 +174,7 @@ impl Reader {
       {
         break Ok(false);
       }
-      if let Some(decoder) = &mut self.decoder {
+      if let Some(Framing { decoder, fds }) = self.framing.as_deref_mut() {
         match decoder.next_frame(&mut batch.data, &mut batch.fds) {
           Ok(Some(f)) => {
             let flags = if f.fds_lost > 0 {
@@ -181,18 +199,17 @@ impl Reader {
         if first_only && count > 0 {
           break Ok(false);
         }
-        let tmp = &mut self.scratch_fds;
         match recv_into_vec(
           socket,
           decoder.buffer(),
           READ_CHUNK,
           control,
-          tmp,
+          fds,
           false,
           false,
         ) {
           Ok(r) if r.is_eof() => break decoder.finish().map(|_| true),
-          Ok(r) => decoder.commit(r.bytes, tmp.drain(..), r.fds_truncated),
+          Ok(r) => decoder.commit(r.bytes, fds.drain(..), r.fds_truncated),
           Err(e) if e.is_would_block() => break Ok(false),
           Err(e) => break Err(e),
         }
