@@ -57,7 +57,7 @@ export declare class NativeSocket {
   /** Send one datagram to `address`. */
   sendTo(address: NativeAddress, data: Uint8Array, fds: Int32Array): boolean
   /**
-   * A handle for the per-message calls of `crate::hot`, which skip
+   * A handle for the per-message calls of `hot.rs`, which skip
    * napi-rs's per-call glue. Taken once per socket by the TS layer.
    */
   hotHandle(): object

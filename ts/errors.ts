@@ -83,6 +83,8 @@ export interface FdpassSystemError extends FdpassErrorBase {
   code: SystemErrorCode
   errno: number
   syscall: string
+  /** getaddrinfo errors: the name that did not resolve. */
+  hostname?: string
 }
 
 /** The FdpassError with code `C`, and the fields of that code. */
@@ -103,6 +105,8 @@ export interface FdpassErrorConstructor {
     message: string,
     extra?: (C extends keyof FdpassErrorFields ? FdpassErrorFields[C] : { errno: number; syscall: string }) & {
       address?: string
+      /** The name a getaddrinfo error is about, as Node's dns errors carry it. */
+      hostname?: string
       cause?: unknown
     },
   ): FdpassErrorOf<C>

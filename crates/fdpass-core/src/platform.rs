@@ -1,4 +1,7 @@
-//! Every difference between Linux and macOS lives here, and nowhere else.
+//! The differences between Linux and macOS in how sockets and descriptors
+//! behave. Two features that exist on Linux only keep their halves beside
+//! the code they belong to: abstract addresses (address.rs) and
+//! `pidfd_getfd` (pidfd.rs).
 //!
 //! | concern | Linux | macOS |
 //! |---|---|---|

@@ -4,8 +4,9 @@
 
 use crate::env_state::{EnvState, Resource};
 use crate::js::{self, JsRef, OrThrow};
+use crate::native_socket::NativeSocket;
 use crate::reactor::{Ready, Watch};
-use crate::socket::{NativeSocket, SocketCell};
+use crate::socket::SocketCell;
 use fdpass_core::{SocketAddress, SocketType};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
