@@ -3,11 +3,10 @@
 import type { FdKind } from './fd-kind'
 
 /**
- * The codes of system errors (those with `errno` and `syscall`): Node's
- * errno names, as crates/fdpass-core error.rs ERRNO_NAMES lists them, and
- * 'UNKNOWN' for an errno outside that list.
+ * The errno names, as crates/fdpass-core error.rs ERRNO_NAMES lists them
+ * (Node's names), and 'UNKNOWN' for an errno outside that list.
  */
-export type SystemErrorCode =
+export type ErrnoCode =
   | 'E2BIG' | 'EACCES' | 'EADDRINUSE' | 'EADDRNOTAVAIL' | 'EAFNOSUPPORT' | 'EAGAIN' | 'EALREADY' | 'EBADF' | 'EBUSY'
   | 'ECANCELED' | 'ECONNABORTED' | 'ECONNREFUSED' | 'ECONNRESET' | 'EDESTADDRREQ' | 'EDQUOT' | 'EEXIST' | 'EFAULT' | 'EFBIG'
   | 'EHOSTDOWN' | 'EHOSTUNREACH' | 'EILSEQ' | 'EINTR' | 'EINVAL' | 'EIO' | 'EISCONN' | 'EISDIR' | 'ELOOP' | 'EMFILE' | 'EMLINK'
@@ -16,8 +15,12 @@ export type SystemErrorCode =
   | 'EOPNOTSUPP' | 'EOVERFLOW' | 'EPERM' | 'EPIPE' | 'EPROTO' | 'EPROTONOSUPPORT' | 'EPROTOTYPE' | 'ERANGE' | 'EROFS'
   | 'ESHUTDOWN' | 'ESOCKTNOSUPPORT' | 'ESPIPE' | 'ESRCH' | 'ESTALE' | 'ETIMEDOUT' | 'ETOOMANYREFS' | 'ETXTBSY' | 'EXDEV'
   | 'UNKNOWN'
-  // What getaddrinfo gives when a handoff listener's host does not resolve (Node's names).
-  | 'ENOTFOUND' | 'EAI_AGAIN' | 'EAI_FAIL' | 'EAI_NODATA' | 'EAI_MEMORY'
+
+/** What getaddrinfo gives when a handoff listener's host does not resolve (Node's names). */
+export type ResolverErrorCode = 'ENOTFOUND' | 'EAI_AGAIN' | 'EAI_FAIL' | 'EAI_NODATA' | 'EAI_MEMORY'
+
+/** The codes of system errors (those with `errno` and `syscall`). */
+export type SystemErrorCode = ErrnoCode | ResolverErrorCode
 
 /**
  * fdpass's own codes, each with the extra fields its errors carry
