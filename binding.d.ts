@@ -98,6 +98,39 @@ export declare function connect(socketTypeName: string, address: NativeAddress, 
 /** A close-on-exec duplicate of `fd`, owned by the caller. */
 export declare function dupFd(fd: number): number
 
+/** Server event: connections wait to be accepted. */
+export declare const EV_ACCEPTABLE: number
+
+/** Socket event: the peer closed its side. */
+export declare const EV_END: number
+
+/** Socket or server event: the connection or the watch failed; the error follows. */
+export declare const EV_ERROR: number
+
+/**
+ * Socket event: messages arrived; the callback gets their data, their
+ * metadata and, for datagrams, their senders.
+ */
+export declare const EV_MESSAGES: number
+
+/** Socket event: queued sends failed; the error, then how many. */
+export declare const EV_SEND_FAILED: number
+
+/** Socket event: this many queued sends reached the kernel. */
+export declare const EV_SENT: number
+
+/**
+ * The names of the kinds of file a descriptor can refer to, indexed as
+ * the stat calls report a kind.
+ */
+export declare function fdKinds(): Array<string>
+
+/** Per-message flag in the metadata: the data was longer than the buffer and was cut. */
+export declare const FLAG_DATA_TRUNCATED: number
+
+/** Per-message flag in the metadata: the kernel dropped descriptors (MSG_CTRUNC). */
+export declare const FLAG_FDS_TRUNCATED: number
+
 /** Whether this process exports libuv's poll functions (Node, Electron). */
 export declare function hasLibuv(): boolean
 
@@ -131,6 +164,9 @@ export declare function listen(socketTypeName: string, address: NativeAddress, b
  * never removes the path.
  */
 export declare function listenUnixSocket(path: string, backlog: number, mode?: number | undefined | null, checkDirectory?: boolean | undefined | null): number
+
+/** The most descriptors one message may carry. */
+export declare const MAX_FDS_PER_MESSAGE: number
 
 /** A socket address from JavaScript: exactly one of the two is set. */
 export interface NativeAddress {

@@ -183,3 +183,30 @@ describe('error codes agree between the Rust core and the TypeScript types', () 
     for (const code of codes) expect(fields, code).toContain(code)
   })
 })
+
+describe('the contract between the addon and the TypeScript layer is defined once, in Rust', () => {
+  const sources = fs
+    .readdirSync(path.join(root, 'ts'))
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => [f, fs.readFileSync(path.join(root, 'ts', f), 'utf8')] as const)
+
+  test('ts/ defines no event code, flag or descriptor-kind list of its own', () => {
+    for (const [file, text] of sources) {
+      expect(text, file).not.toMatch(/\b(EV|FLAG)_[A-Z_]+\s*=\s*\d/)
+      expect(text, file).not.toMatch(/\[\s*'file',\s*'directory'/)
+    }
+  })
+
+  test('binding.d.ts declares what the TypeScript layer reads, and the addon gives the values ts/ expects', async () => {
+    const dts = fs.readFileSync(path.join(root, 'binding.d.ts'), 'utf8')
+    for (const name of ['EV_MESSAGES', 'EV_SENT', 'EV_SEND_FAILED', 'EV_END', 'EV_ERROR', 'EV_ACCEPTABLE', 'FLAG_DATA_TRUNCATED', 'FLAG_FDS_TRUNCATED', 'MAX_FDS_PER_MESSAGE']) {
+      expect(dts).toMatch(new RegExp(`export declare const ${name}: number`))
+    }
+    expect(dts).toMatch(/export declare function fdKinds\(\): Array<string>/)
+    expect(dts).not.toMatch(/crate::/)
+    const { binding } = await import('../dist/native')
+    expect(binding.fdKinds()).toEqual(['file', 'directory', 'pipe', 'socket', 'character-device', 'block-device', 'symlink', 'unknown'])
+    expect(binding.MAX_FDS_PER_MESSAGE).toBe(253)
+    expect(new Set([binding.EV_MESSAGES, binding.EV_SENT, binding.EV_SEND_FAILED, binding.EV_END, binding.EV_ERROR, binding.EV_ACCEPTABLE]).size).toBe(6)
+  })
+})

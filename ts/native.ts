@@ -1,9 +1,9 @@
 // The private interface to the Rust binding, and the one place where the
 // readiness mechanism is chosen for this runtime (see README "Design").
 import { FdpassError } from './errors'
-import { FD_KINDS, type FdKind } from './fd-kind'
+import type { FdKind } from './fd-kind'
 
-export { FD_KINDS, type FdKind } from './fd-kind'
+export type { FdKind } from './fd-kind'
 export type { NativeAddress, NativeSocket, NativeServer } from '../binding.js'
 
 type Binding = typeof import('../binding.js')
@@ -65,13 +65,11 @@ export interface HotBinding {
 }
 export const hot = binding as unknown as HotBinding
 
-/** Event codes of the native callbacks (crates/fdpass-napi/src/deliver.rs). */
-export const EV_MESSAGES = 1
-export const EV_SENT = 2
-export const EV_SEND_FAILED = 3
-export const EV_END = 4
-export const EV_ERROR = 5
-export const EV_ACCEPTABLE = 6
+/** Event codes of the native callbacks (defined in crates/fdpass-napi/src/contract.rs). */
+export const { EV_MESSAGES, EV_SENT, EV_SEND_FAILED, EV_END, EV_ERROR, EV_ACCEPTABLE } = binding
+
+/** Every FdKind, indexed as the binding's stat calls report a kind (crates/fdpass-core FdKind::ALL). */
+export const FD_KINDS = binding.fdKinds() as readonly FdKind[]
 
 export type Reactor = 'uv' | 'thread'
 

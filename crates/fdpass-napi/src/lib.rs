@@ -14,10 +14,12 @@
 //! - `fd_io.rs`: descriptor reads and writes on the thread pool.
 //! - `env_state.rs`: per-environment state, lent buffers and teardown.
 //! - `js.rs`: raw Node-API helpers.
+//! - `contract.rs`: the constants the TypeScript layer reads from here.
 //! - `reactor/`: the two readiness mechanisms (`uv.rs`, `thread.rs`).
 
 #![allow(clippy::new_without_default)]
 
+pub mod contract;
 mod deliver;
 mod env_state;
 pub mod fd_io;
