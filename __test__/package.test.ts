@@ -210,3 +210,14 @@ describe('the contract between the addon and the TypeScript layer is defined onc
     expect(new Set([binding.EV_MESSAGES, binding.EV_SENT, binding.EV_SEND_FAILED, binding.EV_END, binding.EV_ERROR, binding.EV_ACCEPTABLE]).size).toBe(6)
   })
 })
+
+test('the fast calls hot.rs defines are the ones its declarations (hot.d.ts, heading binding.d.ts) describe', () => {
+  const rust = fs.readFileSync(path.join(root, 'crates/fdpass-napi/src/hot.rs'), 'utf8')
+  const header = fs.readFileSync(path.join(root, 'crates/fdpass-napi/hot.d.ts'), 'utf8')
+  const defined = [...rust.slice(rust.indexOf('pub fn exports()')).matchAll(/\(c"(\w+)", Some\(/g)].map((m) => m[1]).sort()
+  const declared = [...header.matchAll(/^export declare function (\w+)\(/gm)].map((m) => m[1]).sort()
+  expect(defined.length).toBeGreaterThan(5)
+  expect(declared).toEqual(defined)
+  expect(fs.readFileSync(path.join(root, 'binding.d.ts'), 'utf8').startsWith(header)).toBe(true)
+  expect(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).napi.dtsHeaderFile).toBe('crates/fdpass-napi/hot.d.ts')
+})

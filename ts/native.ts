@@ -49,21 +49,10 @@ export const binding: Binding = load()
 /**
  * The per-message and per-descriptor calls, as plain Node-API callbacks
  * (crates/fdpass-napi/src/hot.rs: napi-rs's glue cost 4–10 times their
- * own price). napi-rs does not describe them in binding.d.ts, so here.
+ * own price), declared in binding.d.ts by crates/fdpass-napi/hot.d.ts.
  * A socket is the handle its NativeSocket's hotHandle() made.
  */
-export interface HotBinding {
-  /** The first `byteLength` bytes of `data` and the first `fdCount` of `fds`; null: the lent send scratch (ts/fd-like.ts). */
-  socketSend(socket: object, data: Uint8Array | null, byteLength: number, fds: Int32Array | null, fdCount: number): boolean
-  socketSendSync(socket: object, data: Uint8Array | null, byteLength: number, fds: Int32Array | null, fdCount: number): void
-  /** -1: the time ran out; 0: delivered through the socket's callback; else the metadata length of the one message left in the lent buffers. */
-  socketReceiveSync(socket: object, timeoutMs: number): number
-  closeFd(fd: number): void
-  closeFds(fds: Int32Array, count: number): void
-  fdStatInto(fd: number, out: Float64Array): number
-  fdStatMany(fds: Int32Array, count: number, out: Float64Array): void
-}
-export const hot = binding as unknown as HotBinding
+export const hot = binding
 
 /** Event codes of the native callbacks (defined in crates/fdpass-napi/src/contract.rs). */
 export const { EV_MESSAGES, EV_SENT, EV_SEND_FAILED, EV_END, EV_ERROR, EV_ACCEPTABLE } = binding
