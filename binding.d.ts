@@ -260,7 +260,7 @@ export interface SocketInfo {
 }
 
 /** A connected pair of sockets. */
-export declare function socketpair(socketTypeName: string, framed: boolean, maxMessage: number): Array<NativeSocket>
+export declare function socketpair(socketTypeName: string, framed: boolean, maxMessage: number): [NativeSocket, NativeSocket]
 
 /**
  * A duplicate of descriptor `fd` of process `pid` (pidfd_getfd, Linux 5.6+).

@@ -203,6 +203,7 @@ describe('the contract between the addon and the TypeScript layer is defined onc
       expect(dts).toMatch(new RegExp(`export declare const ${name}: number`))
     }
     expect(dts).toMatch(/export declare function fdKinds\(\): Array<string>/)
+    expect(dts).toMatch(/export declare function socketpair\([^)]*\): \[NativeSocket, NativeSocket\]/)
     expect(dts).not.toMatch(/crate::/)
     const { binding } = await import('../dist/native')
     expect(binding.fdKinds()).toEqual(['file', 'directory', 'pipe', 'socket', 'character-device', 'block-device', 'symlink', 'unknown'])

@@ -142,13 +142,13 @@ pub fn socketpair(
   socket_type_name: String,
   framed: bool,
   max_message: u32,
-) -> Result<Vec<NativeSocket>> {
+) -> Result<(NativeSocket, NativeSocket)> {
   let ty = socket_type(&env, &socket_type_name)?;
   let (a, b) = fdpass_core::socket::socketpair(ty).or_throw(env.raw())?;
-  Ok(vec![
+  Ok((
     wrap_socket(&env, a, ty, framed, max_message)?,
     wrap_socket(&env, b, ty, framed, max_message)?,
-  ])
+  ))
 }
 
 /// A datagram socket, bound to `address` when given, connected to `peer` when given.
