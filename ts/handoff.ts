@@ -7,7 +7,7 @@ import * as dns from 'node:dns'
 import type * as http from 'node:http'
 import * as net from 'node:net'
 import { Emitter } from './events'
-import { FdpassError, type FdpassErrorCode, type SystemErrorCode, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
+import { FdpassError, type FdpassErrorCode, type ResolverErrorCode, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
 import { adoptServer, connect } from './open'
 import { binding, fdStat, hot } from './native'
 import { notify } from './notify'
@@ -146,7 +146,7 @@ async function hostAddress(host: string): Promise<string> {
   try {
     return (await dns.promises.lookup(host)).address
   } catch (e) {
-    const { code = 'ENOTFOUND', errno } = e as NodeJS.ErrnoException & { code?: SystemErrorCode }
+    const { code = 'ENOTFOUND', errno } = e as NodeJS.ErrnoException & { code?: ResolverErrorCode }
     const what =
       code === 'EAI_AGAIN'
         ? 'the resolver could not answer for now; try again, or use an IP address'
