@@ -9,6 +9,15 @@ import * as net from 'node:net'
 import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
 import { adoptServer, connect } from './index'
 import { binding, fdStat, hot } from './native'
+import {
+  ConnectionMigration,
+  type ControlChannel,
+  MIGRATION_PROTOCOL_VERSION,
+  type MigratedConnectionHandler,
+  type MigratedConnectionOptions,
+  type MigrationResult,
+  type MigrationState,
+} from './migration'
 import { notify } from './notify'
 import { type ListenFd, listenFds } from './systemd'
 import type { FdServer } from './server'
@@ -16,6 +25,18 @@ import type { FdSocket, Message } from './socket'
 
 /** Version of the control protocol (README "Handoff protocol"). */
 export const HANDOFF_PROTOCOL_VERSION = 1
+
+export {
+  HTTP1_KIND,
+  MAX_CONNECTIONS_PER_BATCH,
+  MIGRATION_PROTOCOL_VERSION,
+  type MigratedConnectionHandler,
+  type MigratedConnectionInfo,
+  type MigratedConnectionOptions,
+  type MigrationResult,
+  type MigrationState,
+  type MigrationSummary,
+} from './migration'
 
 export type ListenerSpec =
   | { tcp: { port: number; host?: string; backlog?: number } }
@@ -158,6 +179,11 @@ async function receiveJson(socket: FdSocket, timeoutMs: number, waitingFor: stri
     }
     throw err
   }
+  return { json: parseMessage(message, waitingFor), message }
+}
+
+/** A control message's JSON; on a malformed one its fds are closed and it throws ERR_FDPASS_HANDOFF_PROTOCOL. */
+function parseMessage(message: Message, waitingFor: string): Record<string, unknown> {
   let json: Record<string, unknown>
   try {
     json = JSON.parse(message.data.toString('utf8'))
@@ -169,7 +195,11 @@ async function receiveJson(socket: FdSocket, timeoutMs: number, waitingFor: stri
     for (const fd of message.fds) fd.close()
     throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `${waitingFor}: protocol version ${String(json.v)}, expected ${HANDOFF_PROTOCOL_VERSION}`)
   }
-  return { json, message }
+  return json
+}
+
+function controlChannel(socket: FdSocket): ControlChannel {
+  return { socket, send: (body, fds) => sendJson(socket, body, fds), parse: parseMessage }
 }
 
 function sendJson(socket: FdSocket, body: Record<string, unknown>, fds: number[] = []): Promise<void> {
@@ -201,6 +231,7 @@ export class Generation extends EventEmitter {
   #startedAt: number
   #state: State = 'starting'
   #drainHooks: Array<() => unknown> = []
+  readonly #migration: ConnectionMigration
 
   /** @internal Use takeover(). */
   constructor(
@@ -221,6 +252,7 @@ export class Generation extends EventEmitter {
     this.inherited = predecessor !== null
     this.previousPid = previousPid
     this.#startedAt = startedAt
+    this.#migration = new ConnectionMigration(log, (event, ...args) => this.emit(event, ...args), () => this.#state === 'serving')
     if (!predecessor) this.#serveControl()
   }
 
@@ -245,6 +277,7 @@ export class Generation extends EventEmitter {
     const entry = this.#entry(name, ['tcp', 'unix'])
     const fd = callNative(() => binding.dupFd(entry.fd))
     entry.servers.push(server)
+    this.#migration.track(name, server)
     return new Promise((resolve, reject) => {
       const onError = (e: Error) => reject(e)
       server.once('error', onError)
@@ -275,6 +308,30 @@ export class Generation extends EventEmitter {
     return this.#entry(name, ['tcp', 'unix', 'udp']).fd
   }
 
+  /**
+   * Old side: hand `socket` and the app's state for it to the successor
+   * (call it from an `onDrain` hook). Resolves `{ migrated: true }` once the
+   * successor adopted it (this process's socket is then destroyed without
+   * FIN or RST), or `{ migrated: false, reason }`: the socket stays here,
+   * reading again; serve it on or close it. See docs/handoff-connections.md.
+   */
+  migrate(socket: net.Socket, state: MigrationState): Promise<MigrationResult> {
+    return this.#migration.migrate(socket, state)
+  }
+
+  /**
+   * New side: adopt connections the previous generation hands over with
+   * `migrate(socket, { kind, version, state })`. `handler(socket, state,
+   * info)` gets a `net.Socket` whose unprocessed bytes are unshifted into it;
+   * a kind without a handler, a version not in `options.versions` (default
+   * `[1]`), or a handler that throws, declines: the connection stays with the
+   * old generation. Register before `ready()`.
+   */
+  onMigratedConnection(kind: string, handler: MigratedConnectionHandler, options?: MigratedConnectionOptions): this {
+    this.#migration.onMigratedConnection(kind, handler, options)
+    return this
+  }
+
   /** Run `hook` when a newer generation has taken over, before draining servers. */
   onDrain(hook: () => unknown): this {
     this.#drainHooks.push(hook)
@@ -292,17 +349,21 @@ export class Generation extends EventEmitter {
     if (predecessor) {
       this.#predecessor = null
       const record: HandoffRecord = { role: 'successor', peerPid: this.previousPid, outcome: 'completed', durationMs: 0 }
+      let migrating = false
       try {
         await sendJson(predecessor, { type: 'ready' })
         const { json } = await receiveJson(predecessor, this.#options.connectTimeout, 'release')
         if (json.type !== 'released') throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected release, got ${String(json.type)}`)
+        migrating = json.migrate === MIGRATION_PROTOCOL_VERSION
       } catch (e) {
         // The predecessor died or timed out after handing over: its
         // listeners are ours either way, so serve on.
         record.reason = (e as Error).message
       } finally {
-        predecessor.close()
+        // Migrating: the predecessor sends its connections on this socket next.
+        if (!migrating) predecessor.close()
       }
+      if (migrating) this.#migration.beginReceiving(controlChannel(predecessor), this.previousPid)
       record.durationMs = Date.now() - this.#startedAt
       this.handoffs.push(record)
       this.#log(`took over from pid ${this.previousPid} in ${record.durationMs} ms${record.reason ? ` (${record.reason})` : ''}`)
@@ -358,10 +419,12 @@ export class Generation extends EventEmitter {
     const started = Date.now()
     const record: HandoffRecord = { role: 'predecessor', peerPid: creds.pid, outcome: 'aborted', durationMs: 0 }
     this.#log(`pid ${creds.pid} asks for the listeners`)
+    let successorMigrates = false
     try {
       const { json: hello, message } = await receiveJson(conn, this.#options.connectTimeout, 'hello')
       for (const fd of message.fds) fd.close()
       if (hello.type !== 'hello') throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected hello, got ${String(hello.type)}`)
+      successorMigrates = hello.migrate === MIGRATION_PROTOCOL_VERSION
       const entries = [...this.#entries.values()]
       const listeners: WireListener[] = entries.map((e) => ({ name: e.name, key: e.key, kind: e.kind }))
       const control = this.#control?.fd ?? -1
@@ -381,8 +444,16 @@ export class Generation extends EventEmitter {
     // The successor accepts on the same sockets now: stop accepting here.
     this.#state = 'draining'
     const stopping = this.#stopAccepting()
-    await sendJson(conn, { type: 'released' }).catch(() => {})
-    conn.close()
+    let released = true
+    await sendJson(conn, { type: 'released', ...(successorMigrates ? { migrate: MIGRATION_PROTOCOL_VERSION } : {}) }).catch(() => {
+      released = false
+    })
+    // Established connections follow on the same control connection.
+    if (successorMigrates && released) this.#migration.beginSending(controlChannel(conn))
+    else {
+      conn.close()
+      this.#migration.beginSending(null)
+    }
     record.outcome = 'completed'
     record.durationMs = Date.now() - started
     this.handoffs.push(record)
@@ -402,7 +473,7 @@ export class Generation extends EventEmitter {
       closeQuietly(entry.fd)
       entry.fd = -1
       for (const socket of entry.sockets) socket.close()
-      for (const server of entry.servers) waits.push(stopServer(server))
+      for (const server of entry.servers) waits.push(stopServer(server, () => this.#migration.keepsAlive(server)))
     }
     return Promise.all(waits).then(() => {})
   }
@@ -418,8 +489,10 @@ export class Generation extends EventEmitter {
       }
     }
     let timer: NodeJS.Timeout | undefined
+    // Connections still moving to the successor (or waiting for its ack) are this generation's until then.
+    const done = Promise.all([stopping, this.#migration.settled()])
     const timedOut = await Promise.race([
-      stopping.then(() => false),
+      done.then(() => false),
       new Promise<boolean>((resolve) => {
         timer = setTimeout(resolve, this.#options.drainTimeout, true)
       }),
@@ -445,11 +518,12 @@ export class Generation extends EventEmitter {
  * with a request already on the wire), and the promise resolves when the
  * last connection is gone.
  */
-function stopServer(server: net.Server): Promise<void> {
+function stopServer(server: net.Server, keepsAlive: () => boolean): Promise<void> {
   const isHttp = typeof (server as http.Server).closeIdleConnections === 'function'
   if (isHttp) {
     server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
-      if (!res.headersSent) res.setHeader('Connection', 'close')
+      // While its connections migrate, a response keeps its connection: it moves once written.
+      if (!res.headersSent && !keepsAlive()) res.setHeader('Connection', 'close')
     })
   }
   // net.Server's close, not http.Server's: the latter also closes idle
@@ -520,7 +594,7 @@ export async function takeover(options: HandoffOptions): Promise<Generation> {
     }
     // A refusal may already be on its way (and the socket closed behind
     // it): a failed hello is not the answer, the next message is.
-    await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name) }).catch(() => {})
+    await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name), migrate: MIGRATION_PROTOCOL_VERSION }).catch(() => {})
     const { json, message } = await receiveJson(predecessor, resolved.connectTimeout, 'the listeners')
     for (const fd of message.fds) received.push(fd.release())
     if (json.type === 'busy') {
