@@ -11,6 +11,7 @@ import * as https from 'node:https'
 import * as net from 'node:net'
 import * as path from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
+import { WebSocket } from 'ws'
 import { cleanup, run, sleep, tmpPath, type Child } from './helpers'
 
 const children: Child[] = []
@@ -392,6 +393,93 @@ describe('handoff: connection migration', () => {
       client.socket.write('two\n')
       expect(await client.line()).toBe(`${first.pid} 2 two`)
       await expect(client.line()).rejects.toThrow('ended') // drained: the old generation ends it
+    })
+  })
+
+  describe('WebSockets (fdpass/handoff/ws)', () => {
+    /** A client-to-server frame, masked as RFC 6455 requires. */
+    function frame(fin: boolean, opcode: number, payload: Buffer): Buffer {
+      const mask = Buffer.from([0x12, 0x34, 0x56, 0x78])
+      const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]))
+      const len = payload.length < 126 ? Buffer.from([0x80 | payload.length]) : Buffer.from([0x80 | 126, payload.length >> 8, payload.length & 0xff])
+      return Buffer.concat([Buffer.from([(fin ? 0x80 : 0) | opcode]), len, mask, masked])
+    }
+
+    async function wsClient(port: number, options: Record<string, unknown> = { perMessageDeflate: false }) {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}`, options)
+      const messages: string[] = []
+      const waiters: Array<() => void> = []
+      let closed = false
+      ws.on('message', (d) => {
+        messages.push(String(d))
+        for (const w of waiters.splice(0)) w()
+      })
+      ws.on('close', () => (closed = true))
+      ws.on('error', () => {})
+      await new Promise<void>((resolve, reject) => ws.once('open', resolve).once('error', reject))
+      return {
+        ws,
+        get closed() {
+          return closed
+        },
+        raw: (bytes: Buffer) => (ws as unknown as { _socket: net.Socket })._socket.write(bytes),
+        async next(): Promise<string> {
+          while (messages.length === 0) await new Promise<void>((r) => waiters.push(r))
+          return messages.shift()!
+        },
+      }
+    }
+
+    test('frames half read by the old generation (cut in the header, the length, the mask, the payload, and a fragmented message) arrive whole on the successor: none lost or duplicated, no close', async () => {
+      const control = tmpPath()
+      const first = generation({ control, ws: true })
+      const { port } = await ready(first)
+      const payload = Buffer.from('x'.repeat(190) + '-the-end')
+      const whole = frame(true, 1, payload) // 2 + 2 (16-bit length) + 4 (mask) bytes of header
+      const cuts = [1, 2, 3, 6, 9, 100]
+      const clients = await Promise.all(cuts.map(() => wsClient(port)))
+      const fragmented = await wsClient(port)
+      for (const c of [...clients, fragmented]) {
+        c.ws.send('before')
+        expect(await c.next()).toBe(`${first.pid} before`)
+      }
+      cuts.forEach((cut, i) => clients[i].raw(whole.subarray(0, cut)))
+      const second = frame(true, 0, Buffer.from('ment-end'))
+      fragmented.raw(Buffer.concat([frame(false, 1, Buffer.from('frag-')), second.subarray(0, 9)]))
+      await sleep(200) // the old generation's receivers hold these bytes
+      const { next, migration } = await handOver(first, { control, ws: true })
+      expect(migration.migrated).toEqual({ ws: cuts.length + 1 })
+      expect((await first.line((l) => l.wsMigrated)).wsMigrated.every((r: { migrated: boolean }) => r.migrated)).toBe(true)
+      cuts.forEach((cut, i) => clients[i].raw(whole.subarray(cut)))
+      fragmented.raw(second.subarray(9))
+      for (const c of clients) expect(await c.next()).toBe(`${next.pid} ${payload}`)
+      expect(await fragmented.next()).toBe(`${next.pid} frag-ment-end`)
+      for (const c of [...clients, fragmented]) {
+        c.ws.send('after')
+        expect(await c.next()).toBe(`${next.pid} after`)
+        expect(c.closed).toBe(false)
+      }
+      expect(await first.child.exit).toEqual({ code: 0, signal: null })
+      // Nothing arrived twice: after the old generation exited, the next answer is the next message's.
+      for (const c of [...clients, fragmented]) {
+        c.ws.send('last')
+        expect(await c.next()).toBe(`${next.pid} last`)
+        c.ws.close()
+      }
+    })
+
+    test('permessage-deflate negotiated: the WebSocket is not migrated, it drains on the old generation', async () => {
+      const control = tmpPath()
+      const first = generation({ control, ws: true, wsDeflate: true })
+      const { port } = await ready(first)
+      const client = await wsClient(port, {})
+      expect(client.ws.extensions).toContain('permessage-deflate')
+      const { migration } = await handOver(first, { control, ws: true, wsDeflate: true })
+      expect(migration.migrated).toEqual({})
+      expect((await first.line((l) => l.wsMigrated)).wsMigrated).toEqual([{ migrated: false, reason: 'permessage-deflate' }])
+      client.ws.send('still here')
+      expect(await client.next()).toBe(`${first.pid} still here`)
+      client.ws.close()
     })
   })
 

@@ -341,7 +341,8 @@ export class ConnectionMigration {
   #checkSettled(): void {
     if (this.#settledWaiters.length === 0) return
     if (this.#inFlight || this.#queued.length > 0) return
-    for (const t of this.#tracked) if (t.kind === 'http1' && t.sockets.size > 0) return
+    // HTTP connections still to move or drain; upgraded ones (no parser) are the app's to migrate.
+    for (const t of this.#tracked) if (t.kind === 'http1') for (const s of t.sockets) if ((s as { parser?: unknown }).parser) return
     for (const w of this.#settledWaiters.splice(0)) w()
     if (this.#sending) this.#finish('done')
   }
@@ -467,8 +468,8 @@ export class ConnectionMigration {
     if (item.socket) {
       const socket = item.socket
       item.settle?.({ migrated: true })
-      // After the promise's reactions: the app detaches its listeners first.
-      queueMicrotask(() => socket.destroy())
+      // After the promise's reactions (the app detaches its listeners first).
+      setImmediate(() => socket.destroy())
     }
   }
 
