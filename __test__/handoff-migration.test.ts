@@ -255,6 +255,21 @@ describe('handoff: connection migration', () => {
       expect([...stats.pids].sort()).toEqual(pids.map(String).sort())
     })
 
+    for (const side of ['old', 'new'] as const) {
+      test(`migrateConnections: false on the ${side} generation: keep-alive connections drain as before (Connection: close from the old one)`, async () => {
+        const control = tmpPath()
+        const first = generation({ control, ...(side === 'old' ? { migrate: false } : {}) })
+        const { port } = await ready(first)
+        const client = await RawHttp.open(port)
+        await client.get()
+        const next = generation({ control, ...(side === 'new' ? { migrate: false } : {}) })
+        await ready(next)
+        expect(await first.line((l) => l.handoff)).toMatchObject({ handoff: { outcome: 'completed' } })
+        expect(await client.get()).toMatchObject({ body: String(first.pid), closes: true })
+        expect(await first.line((l) => l.migration)).toMatchObject({ migration: { migrated: {}, batches: 0 } })
+      })
+    }
+
     test('1,000 idle connections move in one handoff, in batches of at most 253 descriptors', async () => {
       const control = tmpPath()
       const first = generation({ control })

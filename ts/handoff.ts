@@ -65,6 +65,14 @@ export interface HandoffOptions {
   allowedUids?: number[]
   /** Where log lines go; `false` for none. @default a line on stderr per phase */
   log?: ((line: string) => void) | false
+  /**
+   * Move established connections to the successor during a handoff (idle
+   * HTTP/1.1 keep-alive connections, and what the app hands over with
+   * `migrate()`), and adopt them from the predecessor. `false`: drain them
+   * as before (keep-alive clients get `Connection: close`).
+   * See docs/handoff-connections.md. @default true
+   */
+  migrateConnections?: boolean
 }
 
 /** One completed or aborted handoff, as seen by either side. */
@@ -424,7 +432,7 @@ export class Generation extends EventEmitter {
       const { json: hello, message } = await receiveJson(conn, this.#options.connectTimeout, 'hello')
       for (const fd of message.fds) fd.close()
       if (hello.type !== 'hello') throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected hello, got ${String(hello.type)}`)
-      successorMigrates = hello.migrate === MIGRATION_PROTOCOL_VERSION
+      successorMigrates = hello.migrate === MIGRATION_PROTOCOL_VERSION && this.#options.migrateConnections
       const entries = [...this.#entries.values()]
       const listeners: WireListener[] = entries.map((e) => ({ name: e.name, key: e.key, kind: e.kind }))
       const control = this.#control?.fd ?? -1
@@ -556,6 +564,7 @@ export async function takeover(options: HandoffOptions): Promise<Generation> {
     readyTimeout: options.readyTimeout ?? 30_000,
     drainTimeout: options.drainTimeout ?? 30_000,
     exitAfterDrain: options.exitAfterDrain ?? true,
+    migrateConnections: options.migrateConnections ?? true,
     allowedUids: options.allowedUids ?? [process.getuid?.() ?? 0],
   }
   const log =
@@ -594,7 +603,7 @@ export async function takeover(options: HandoffOptions): Promise<Generation> {
     }
     // A refusal may already be on its way (and the socket closed behind
     // it): a failed hello is not the answer, the next message is.
-    await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name), migrate: MIGRATION_PROTOCOL_VERSION }).catch(() => {})
+    await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name), ...(resolved.migrateConnections ? { migrate: MIGRATION_PROTOCOL_VERSION } : {}) }).catch(() => {})
     const { json, message } = await receiveJson(predecessor, resolved.connectTimeout, 'the listeners')
     for (const fd of message.fds) received.push(fd.release())
     if (json.type === 'busy') {

@@ -15,6 +15,9 @@ export const MIGRATION_PROTOCOL_VERSION = 1
 /** At most this many connections (descriptors) per message: SCM_MAX_FD is 253 on Linux. */
 export const MAX_CONNECTIONS_PER_BATCH = Math.min(253, platform.maxFdsPerMessage)
 
+/** Batches sent ahead of their acknowledgements. */
+const MAX_BATCHES_IN_FLIGHT = 4
+
 /** The kind of a migrated HTTP/1.1 keep-alive connection (built in: nothing to configure). */
 export const HTTP1_KIND = 'http1'
 
@@ -170,7 +173,8 @@ export class ConnectionMigration {
   #channel: ControlChannel | null = null
   #sending = false
   #queued: InFlight[] = []
-  #inFlight: InFlight[] | null = null
+  /** Batches sent and not yet acknowledged, by id. */
+  readonly #inFlight = new Map<number, InFlight[]>()
   #batchId = 0
   #scheduled = false
   #summary: MigrationSummary | null = null
@@ -340,7 +344,7 @@ export class ConnectionMigration {
 
   #checkSettled(): void {
     if (this.#settledWaiters.length === 0) return
-    if (this.#inFlight || this.#queued.length > 0) return
+    if (this.#inFlight.size > 0 || this.#queued.length > 0) return
     // HTTP connections still to move or drain; upgraded ones (no parser) are the app's to migrate.
     for (const t of this.#tracked) if (t.kind === 'http1') for (const s of t.sockets) if ((s as { parser?: unknown }).parser) return
     for (const w of this.#settledWaiters.splice(0)) w()
@@ -358,9 +362,21 @@ export class ConnectionMigration {
     })
   }
 
-  /** Collect what can move now and send one batch (one batch in flight at a time). */
+  /**
+   * Collect what can move now and send it in batches; several batches may
+   * wait for their acks at once, so the successor adopts one while this
+   * process prepares the next.
+   */
   #pass(): void {
-    if (!this.#sending || this.#inFlight) return
+    while (this.#sending && this.#inFlight.size < MAX_BATCHES_IN_FLIGHT) {
+      const batch = this.#collect()
+      if (batch.length === 0) break
+      this.#sendBatch(batch)
+    }
+    this.#checkSettled()
+  }
+
+  #collect(): InFlight[] {
     const batch: InFlight[] = this.#queued.splice(0, MAX_CONNECTIONS_PER_BATCH)
     for (const t of this.#tracked) {
       if (batch.length >= MAX_CONNECTIONS_PER_BATCH) break
@@ -376,11 +392,7 @@ export class ConnectionMigration {
         if (item) batch.push(item)
       }
     }
-    if (batch.length === 0) {
-      this.#checkSettled()
-      return
-    }
-    this.#sendBatch(batch)
+    return batch
   }
 
   /**
@@ -416,7 +428,7 @@ export class ConnectionMigration {
   #sendBatch(batch: InFlight[]): void {
     const channel = this.#channel!
     const id = ++this.#batchId
-    this.#inFlight = batch
+    this.#inFlight.set(id, batch)
     this.#summary!.batches++
     channel
       .send(
@@ -443,12 +455,12 @@ export class ConnectionMigration {
         this.#successorGone((e as Error).message)
         return
       }
-      if (json.type !== 'adopted' || !this.#inFlight || json.batch !== this.#batchId) {
+      const batch = this.#inFlight.get(json.batch as number)
+      if (json.type !== 'adopted' || !batch) {
         this.#successorGone(`unexpected message ${String(json.type)} (batch ${String(json.batch)})`)
         return
       }
-      const batch = this.#inFlight
-      this.#inFlight = null
+      this.#inFlight.delete(json.batch as number)
       const accepted = new Set(Array.isArray(json.accepted) ? (json.accepted as number[]) : [])
       const declined = new Map<number, string>()
       if (Array.isArray(json.declined)) for (const d of json.declined as Array<{ index: number; reason: string }>) declined.set(d.index, String(d.reason))
@@ -500,8 +512,8 @@ export class ConnectionMigration {
     if (!this.#sending) return
     this.#log(`connection migration stopped: ${why}; the remaining connections drain here`)
     this.#sending = false
-    const unacked = [...(this.#inFlight ?? []), ...this.#queued.splice(0)]
-    this.#inFlight = null
+    const unacked = [...[...this.#inFlight.values()].flat(), ...this.#queued.splice(0)]
+    this.#inFlight.clear()
     for (const item of unacked) this.#keepHere(item, 'successor-gone', why)
     for (const t of this.#tracked) if (t.kind === 'http1') count(this.#summary!.drained, 'successor-gone', t.sockets.size - unacked.filter((u) => u.tracked === t).length)
     this.#finish(why)
