@@ -186,6 +186,23 @@ describe('handoff: connection migration', () => {
       expect(await client.get()).toMatchObject({ body: String(next.pid), closes: false })
     })
 
+    test('a response written before its request body was read to the end: the connection moves once the body is in', async () => {
+      const control = tmpPath()
+      const first = generation({ control })
+      const { port } = await ready(first)
+      const client = await RawHttp.open(port)
+      const early = client.response()
+      client.write('POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc')
+      expect(await early).toMatchObject({ body: String(first.pid), closes: false })
+      const next = generation({ control })
+      await ready(next)
+      await sleep(200)
+      client.write('defghij') // the body's end: only now is the connection idle
+      const { migration } = await first.line((l) => l.migration)
+      expect(migration).toMatchObject({ migrated: { http1: 1 } })
+      expect(await client.get()).toMatchObject({ body: String(next.pid), closes: false })
+    })
+
     test('pipelined requests are answered in order by the old generation, then the connection moves', async () => {
       const control = tmpPath()
       const first = generation({ control })

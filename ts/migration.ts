@@ -15,6 +15,9 @@ export const MIGRATION_PROTOCOL_VERSION = 1
 /** At most this many connections (descriptors) per message: SCM_MAX_FD is 253 on Linux. */
 export const MAX_CONNECTIONS_PER_BATCH = Math.min(253, platform.maxFdsPerMessage)
 
+/** How often idle connections are looked for while migrating, besides on each response written. */
+const SWEEP_INTERVAL_MS = 50
+
 /** Batches sent ahead of their acknowledgements. */
 const MAX_BATCHES_IN_FLIGHT = 4
 
@@ -180,6 +183,7 @@ export class ConnectionMigration {
   #summary: MigrationSummary | null = null
   #startedAt = 0
   #settledWaiters: Array<() => void> = []
+  #sweep: NodeJS.Timeout | null = null
 
   constructor(log: (line: string) => void, emit: (event: string, ...args: unknown[]) => void, isServing: () => boolean) {
     this.#log = log
@@ -269,6 +273,11 @@ export class ConnectionMigration {
     this.#sending = true
     this.#receiveAcks(channel).catch(() => {})
     this.#schedule()
+    // A connection also turns idle on events this module does not see (a
+    // request body read to its end after an early response): look again
+    // now and then until every connection has moved or drained.
+    this.#sweep = setInterval(() => this.#schedule(), SWEEP_INTERVAL_MS)
+    this.#sweep.unref()
   }
 
   /**
@@ -405,7 +414,11 @@ export class ConnectionMigration {
   #detachIdleHttp(t: Tracked, socket: net.Socket): InFlight | null {
     const response = (socket as unknown as { _httpMessage?: { finished?: boolean } | null })._httpMessage
     if (response && !response.finished) return null
-    if (socket.destroyed || socket.writableLength > 0 || socket.readableLength > 0) return null
+    if (socket.destroyed || socket.readableLength > 0) return null
+    if (socket.writableLength > 0) {
+      socket.once('drain', () => this.#schedule())
+      return null
+    }
     if (!socket.writable || !socket.readable) return null // half-closed: let it finish here
     const handle = (socket as unknown as SocketInternals)._handle
     if (!handle || typeof handle.fd !== 'number' || handle.fd < 0) return null
@@ -523,6 +536,8 @@ export class ConnectionMigration {
   #finish(why: string): void {
     const summary = this.#summary!
     this.#sending = false
+    if (this.#sweep) clearInterval(this.#sweep)
+    this.#sweep = null
     summary.durationMs = Date.now() - this.#startedAt
     const moved = Object.values(summary.migrated).reduce((a, b) => a + b, 0)
     this.#log(`migrated ${moved} connections in ${summary.batches} batches in ${summary.durationMs} ms (${why})`)
