@@ -174,6 +174,23 @@ describe('handoff: connection migration', () => {
       expect(client.closed).toBe(false)
     })
 
+    test('a connection that has sent nothing yet moves; a request sent while it is between generations waits in the kernel and is answered by the successor', async () => {
+      const control = tmpPath()
+      const first = generation({ control })
+      const { port } = await ready(first)
+      const fresh = await RawHttp.open(port) // accepted by the old generation, no byte sent
+      const used = await RawHttp.open(port)
+      expect(await used.get()).toMatchObject({ body: String(first.pid) })
+      await sleep(100)
+      // The successor adopts the batch, then blocks before it acknowledges (and before it reads).
+      const next = generation({ control, holdAckMs: 1000 })
+      await next.line((l) => l.received, 'the batch received')
+      const during = used.get() // the old generation no longer reads this connection; the successor does not yet
+      expect(await fresh.get()).toMatchObject({ body: String(next.pid), closes: false })
+      expect(await during).toMatchObject({ body: String(next.pid), closes: false })
+      expect((await first.line((l) => l.migration)).migration).toMatchObject({ migrated: { http1: 2 } })
+    })
+
     test('a request in flight: its response is written by the old generation without Connection: close, then the connection moves', async () => {
       const control = tmpPath()
       const first = generation({ control })
