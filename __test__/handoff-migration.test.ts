@@ -304,6 +304,18 @@ describe('handoff: connection migration', () => {
       })
     }
 
+    test("an http server without Node's connection list (no way to tell idle connections): its connections drain, with a log line", async () => {
+      const control = tmpPath()
+      const first = generation({ control, noConnectionList: true, log: true })
+      const { port } = await ready(first)
+      const client = await RawHttp.open(port)
+      await client.get()
+      const { migration } = await handOver(first, { control })
+      expect(migration).toMatchObject({ migrated: {}, drained: { 'unsupported-server': 1 } })
+      expect(first.lines.some((l) => /exposes no connection list; its connections drain/.test(l.log ?? ''))).toBe(true)
+      expect(await client.get()).toMatchObject({ body: String(first.pid), closes: true })
+    })
+
     test('1,000 idle connections move in one handoff, in batches of at most 253 descriptors', async () => {
       const control = tmpPath()
       const first = generation({ control })

@@ -103,6 +103,12 @@ interface WireConnection {
 
 type ServerKind = 'http1' | 'tls' | 'http2' | 'other'
 
+/** What this module uses of an `http2.ServerHttp2Session`. */
+interface Http2SessionLike extends NodeJS.EventEmitter {
+  /** Sends GOAWAY; streams in flight finish. */
+  close(callback?: () => void): void
+}
+
 interface Tracked {
   name: string
   server: net.Server
@@ -110,7 +116,7 @@ interface Tracked {
   /** The http server's parser list (Node's ConnectionsList), for idle(); looked up when migration begins. */
   connections: { idle(): Array<{ socket?: net.Socket | null }> } | null
   sockets: Set<net.Socket>
-  sessions: Set<{ close(cb?: () => void): void; closed?: boolean; destroyed?: boolean }>
+  sessions: Set<Http2SessionLike>
   /** HTTP/1.1 migration disabled on this server (the successor declined it): drain it. */
   drainOnly: boolean
 }
@@ -128,7 +134,12 @@ interface InFlight {
 
 const CONNECTIONS_SYMBOL = 'http.server.connections'
 
-/** Node's http server connection list (Node >= 19): `idle()` lists parsers with no message begun. */
+/**
+ * Node's http server connection list (Node >= 19, created when the server
+ * listens): `idle()` lists the parsers with no message begun, what
+ * `server.closeIdleConnections()` closes. null when this Node has none:
+ * then that server's connections drain.
+ */
 function connectionList(server: net.Server): Tracked['connections'] {
   const sym = Object.getOwnPropertySymbols(server).find((s) => s.description === CONNECTIONS_SYMBOL)
   const list = sym ? (server as unknown as Record<symbol, unknown>)[sym] : undefined
@@ -226,9 +237,9 @@ export class ConnectionMigration {
       })
     }
     if (kind === 'http2' || kind === 'tls') {
-      server.on('session', (session: Tracked['sessions'] extends Set<infer T> ? T : never) => {
+      server.on('session', (session: Http2SessionLike) => {
         tracked.sessions.add(session)
-        ;(session as unknown as NodeJS.EventEmitter).once('close', () => tracked.sessions.delete(session))
+        session.once('close', () => tracked.sessions.delete(session))
       })
     }
   }
@@ -351,13 +362,30 @@ export class ConnectionMigration {
     })
   }
 
+  /**
+   * Once the drain hooks ran (someone waits in settled()): the migration
+   * is over when nothing is on its way and no HTTP/1.1 connection that
+   * could still move is left; the generation is settled when, besides, the
+   * connections that drain here are gone. Upgraded connections (no
+   * parser) are the app's to migrate, not waited for here.
+   */
   #checkSettled(): void {
     if (this.#settledWaiters.length === 0) return
     if (this.#inFlight.size > 0 || this.#queued.length > 0) return
-    // HTTP connections still to move or drain; upgraded ones (no parser) are the app's to migrate.
-    for (const t of this.#tracked) if (t.kind === 'http1') for (const s of t.sockets) if ((s as { parser?: unknown }).parser) return
-    for (const w of this.#settledWaiters.splice(0)) w()
+    let movable = false
+    let remaining = false
+    for (const t of this.#tracked) {
+      if (t.kind !== 'http1') continue
+      for (const s of t.sockets) {
+        if (!(s as { parser?: unknown }).parser) continue
+        remaining = true
+        if (this.#sending && !t.drainOnly) movable = true
+      }
+    }
+    if (movable) return
     if (this.#sending) this.#finish('done')
+    if (remaining) return
+    for (const w of this.#settledWaiters.splice(0)) w()
   }
 
   #schedule(): void {
