@@ -220,7 +220,9 @@ function sendJson(socket: FdSocket, body: Record<string, unknown>, fds: number[]
  * takes over, it stops accepting, drains and (by default) exits.
  *
  * Events: `'handoff'` (HandoffRecord), `'drain'`, `'drained'`
- * ({ durationMs, timedOut }), `'error'`.
+ * ({ durationMs, timedOut }), `'error'`; with connection migration
+ * (docs/handoff-connections.md) `'migration'` (MigrationSummary, old side)
+ * and `'connections-received'` ({ adopted, declined, fromPid }, new side).
  */
 export class Generation extends EventEmitter {
   /** True when the listeners came from a previous generation. */
@@ -520,8 +522,9 @@ export class Generation extends EventEmitter {
 }
 
 /**
- * Stop accepting on a server without dropping a request: HTTP responses
- * from now on carry `Connection: close`, idle keep-alive connections are
+ * Stop accepting on a server without dropping a request: unless its
+ * connections are migrating (`keepsAlive()`), HTTP responses from now on
+ * carry `Connection: close`, idle keep-alive connections are
  * left to close after their next response (closing them now would race
  * with a request already on the wire), and the promise resolves when the
  * last connection is gone.

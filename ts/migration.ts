@@ -224,11 +224,10 @@ export class ConnectionMigration {
         })
         if (this.#sending) this.#schedule()
       })
-      // A response written: its connection may be idle now.
+      // A response written while migrating: its connection may be idle now
+      // (responses begun earlier are found by the sweep).
       server.on('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
-        res.once('finish', () => {
-          if (this.#sending) this.#schedule()
-        })
+        if (this.#sending) res.once('finish', () => this.#schedule())
       })
     } else if (kind === 'tls') {
       server.on('connection', (socket: net.Socket) => {
