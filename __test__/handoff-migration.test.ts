@@ -91,8 +91,9 @@ class RawHttp {
     })
   }
 
-  static async open(port: number): Promise<RawHttp> {
-    const socket = net.connect(port, '127.0.0.1')
+  /** A TCP port on 127.0.0.1, or a Unix socket path. */
+  static async open(to: number | string): Promise<RawHttp> {
+    const socket = typeof to === 'number' ? net.connect(to, '127.0.0.1') : net.connect(to)
     await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject))
     return new RawHttp(socket)
   }
@@ -151,6 +152,19 @@ describe('handoff: connection migration', () => {
       expect(await first.child.exit).toEqual({ code: 0, signal: null })
       // Still served by the successor after the old generation exited.
       for (const c of clients) expect(await c.get()).toMatchObject({ body: String(next.pid), closes: false })
+    })
+
+    test('keep-alive connections on a Unix socket listener move too', async () => {
+      const control = tmpPath()
+      const unix = tmpPath()
+      const first = generation({ control, unix })
+      await ready(first)
+      const client = await RawHttp.open(unix)
+      expect(await client.get()).toMatchObject({ body: String(first.pid) })
+      const { next, migration } = await handOver(first, { control, unix })
+      expect(migration).toMatchObject({ migrated: { http1: 1 } })
+      expect(await client.get()).toMatchObject({ body: String(next.pid), closes: false })
+      expect(client.closed).toBe(false)
     })
 
     test('a next request already begun (bytes read by the old generation, not a whole request): answered there first, then the connection moves', async () => {
