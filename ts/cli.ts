@@ -253,6 +253,7 @@ class Supervisor {
       return this.#exit(1)
     }
     await this.#notifyUp({ READY: 1, MAINPID: process.pid, STATUS: `serving (generation ${first.generation})` })
+    this.#next() // a reload asked for while the first generation was starting
   }
 
   #watch(target: string, isDir: boolean): void {
@@ -557,7 +558,7 @@ class Supervisor {
     for (const w of this.#watchers) w.close()
     this.#notifySocket?.close()
     await this.#server?.close().catch(() => {})
-    for (const name of [...this.#store.keys()]) this.#unstore(name)
+    for (const name of this.#store.keys()) this.#unstore(name)
     for (const p of [this.#notifyPath, this.#o.socket, this.#o.control]) if (p) await fs.promises.rm(p, { force: true })
   }
 
