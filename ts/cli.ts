@@ -46,6 +46,9 @@ options of run:
                         100 ms doubling per crash within the window (5000)
   --watch PATH          also reload when PATH changes; a directory is watched
                         recursively (repeatable)
+  --workers N|auto      N processes serve the same listeners (auto: one per
+                        CPU); each worker has its own control path <control>.<n>;
+                        a reload replaces them one at a time (1)
   --quiet               no log lines of its own
 
 reload: asks the supervisor for a reload and waits for it. Exit code 0 when the
@@ -64,6 +67,8 @@ const DEFAULTS = { readyTimeout: 30_000, stopTimeout: 90_000, restartLimit: 5, r
 const BACKOFF_FIRST_MS = 100
 /** $FDSTORE given to generations: how many descriptors this supervisor keeps for them. */
 const FD_STORE_MAX = 256
+/** FDNAME of a generation's control listener in the store (fdpass/handoff's CONTROL_STORE_NAME). */
+const CONTROL_NAME = 'fdpass.control'
 
 interface RunOptions {
   control: string
@@ -74,6 +79,7 @@ interface RunOptions {
   restartWindow: number
   backoffMax: number
   watch: string[]
+  workers: number
   quiet: boolean
   command: string[]
 }
@@ -125,6 +131,7 @@ const RUN_OPTIONS = {
   'restart-window': { type: 'string' },
   'backoff-max': { type: 'string' },
   watch: { type: 'string', multiple: true },
+  workers: { type: 'string' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const
@@ -145,6 +152,7 @@ function parseRun(argv: string[]): RunOptions | 'help' {
     restartWindow: positiveNumber('restart-window', values['restart-window'], DEFAULTS.restartWindow),
     backoffMax: positiveNumber('backoff-max', values['backoff-max'], DEFAULTS.backoffMax),
     watch: values.watch ?? [],
+    workers: values.workers === 'auto' ? os.availableParallelism() : Math.floor(positiveNumber('workers', values.workers, 1)),
     quiet: values.quiet ?? false,
     command,
   }
@@ -162,8 +170,20 @@ export function monotonicUsec(): bigint {
 
 type GenState = 'starting' | 'serving' | 'draining'
 
+/** One worker position: its own control path and notify socket; one generation serves it at a time (two during a handoff). */
+interface Slot {
+  k: number
+  control: string
+  notifyPath: string
+  notifySocket: FdSocket | null
+  serving: Gen | null
+  starting: Gen | null
+  restartTimer: NodeJS.Timeout | null
+}
+
 interface Gen {
   n: number
+  slot: Slot
   child: ChildProcess
   pid: number
   startedAt: number
@@ -176,10 +196,13 @@ interface Gen {
 
 export interface ReloadOutcome {
   outcome: 'committed' | 'failed'
+  /** The last generation started (with workers: one per worker, in order). */
   generation: number
   pid: number | null
   durationMs: number
   reason?: string
+  /** With --workers > 1: each worker's new generation. */
+  workers?: Array<{ worker: number; generation: number; pid: number | null; outcome: string }>
 }
 
 interface PendingReload {
@@ -191,23 +214,26 @@ function describeExit(code: number | null, signal: NodeJS.Signals | null): strin
   return signal ? `signal ${signal}` : `code ${code}`
 }
 
+const isControlName = (name: string) => name === CONTROL_NAME || /^fdpass\.control\.\d+$/.test(name)
+
 class Supervisor {
   readonly #o: RunOptions
   readonly #log: (line: string) => void
   readonly #startedAt = Date.now()
-  #notifyPath = ''
-  #notifySocket: FdSocket | null = null
+  readonly #slots: Slot[]
   #server: FdServer | null = null
   readonly #gens = new Set<Gen>()
-  #serving: Gen | null = null
-  #starting: Gen | null = null
-  /** The fd store: FDNAME → our duplicates of the descriptors stored under it. */
+  /**
+   * The fd store: FDNAME → our duplicates of the descriptors stored under it.
+   * The listeners are the same for every worker; each worker's control
+   * listener is kept as fdpass.control.<worker> (fdpass.control for worker 0).
+   */
   readonly #store = new Map<string, number[]>()
   #crashes: number[] = []
   #restarts = 0
   readonly #reloads = { committed: 0, failed: 0 }
   #pending: PendingReload | null = null
-  #restartTimer: NodeJS.Timeout | null = null
+  #rolling = false
   #stopping = false
   #generation = 0
   #watchers: fs.FSWatcher[] = []
@@ -215,6 +241,19 @@ class Supervisor {
   constructor(o: RunOptions) {
     this.#o = o
     this.#log = o.quiet ? () => {} : (line) => process.stderr.write(`[fdpass run] ${line}\n`)
+    this.#slots = Array.from({ length: o.workers }, (_, k) => ({
+      k,
+      control: o.workers === 1 ? o.control : `${o.control}.${k}`,
+      notifyPath: path.join(os.tmpdir(), `fdpass-run-notify-${process.pid}${o.workers === 1 ? '' : `.${k}`}.sock`),
+      notifySocket: null,
+      serving: null,
+      starting: null,
+      restartTimer: null,
+    }))
+  }
+
+  #name(g: Gen): string {
+    return `generation ${g.n} (pid ${g.pid}${this.#slots.length > 1 ? `, worker ${g.slot.k}` : ''})`
   }
 
   async start(): Promise<void> {
@@ -229,12 +268,13 @@ class Supervisor {
     // Listeners systemd kept for us (FileDescriptorStoreMax=, or socket activation): the fd store starts with them.
     for (const l of listenFds()) this.#store.set(l.name, [...(this.#store.get(l.name) ?? []), l.fd])
 
-    this.#notifyPath = path.join(os.tmpdir(), `fdpass-run-notify-${process.pid}.sock`)
-    const socket = await bind(this.#notifyPath, { type: 'dgram' })
-    this.#notifySocket = socket
-    socket.unref()
-    socket.on('message', (m: Message) => this.#onNotify(m.data.toString('utf8'), m.fds.map((fd) => fd.release())))
     try {
+      for (const slot of this.#slots) {
+        const socket = await bind(slot.notifyPath, { type: 'dgram' })
+        slot.notifySocket = socket
+        socket.unref()
+        socket.on('message', (m: Message) => this.#onNotify(slot, m.data.toString('utf8'), m.fds.map((fd) => fd.release())))
+      }
       this.#server = await listen(this.#o.socket, { allow: { uids: [process.getuid?.() ?? 0] } })
     } catch (e) {
       await this.#cleanup()
@@ -247,13 +287,21 @@ class Supervisor {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void this.stop(sig))
     for (const w of watches) this.#watch(w.path, w.dir)
 
-    const first = await this.#spawn('first')
-    if (first.outcome !== 'committed') {
-      this.#log(`the first generation did not become ready (${first.reason}); exiting`)
-      return this.#exit(1)
+    // Worker 0 binds (or restores) the listeners and stores them; the others start from the store.
+    const first = await this.#spawn(this.#slots[0], 'first')
+    const rest = first.outcome === 'committed' ? await Promise.all(this.#slots.slice(1).map((s) => this.#spawn(s, 'first'))) : []
+    const failed = [first, ...rest].find((o) => o.outcome !== 'committed')
+    if (failed) {
+      this.#log(`the first generation did not become ready (${failed.reason}); exiting`)
+      return this.#shutdown(1)
     }
-    await this.#notifyUp({ READY: 1, MAINPID: process.pid, STATUS: `serving (generation ${first.generation})` })
+    await this.#notifyUp({ READY: 1, MAINPID: process.pid, STATUS: this.#statusLine() })
     this.#next() // a reload asked for while the first generation was starting
+  }
+
+  #statusLine(): string {
+    const serving = this.#slots.map((s) => s.serving?.n ?? '-')
+    return `serving (generation ${serving.join(', ')})`
   }
 
   #watch(target: string, isDir: boolean): void {
@@ -276,22 +324,23 @@ class Supervisor {
     )
   }
 
-  #onNotify(text: string, fds: number[]): void {
+  #onNotify(slot: Slot, text: string, fds: number[]): void {
     const fields: Record<string, string> = {}
     for (const line of text.split('\n')) {
       const eq = line.indexOf('=')
       if (eq > 0) fields[line.slice(0, eq)] = line.slice(eq + 1)
     }
+    const storeAs = (name: string) => (name === CONTROL_NAME && slot.k > 0 ? `${CONTROL_NAME}.${slot.k}` : name)
     if (fields.FDSTORE === '1' && fds.length > 0) {
-      this.#storeFds(fields.FDNAME || 'stored', fds)
+      this.#storeFds(storeAs(fields.FDNAME || 'stored'), fds)
       fds = []
     } else if (fields.FDSTOREREMOVE === '1' && fields.FDNAME) {
-      this.#unstore(fields.FDNAME)
+      this.#unstore(storeAs(fields.FDNAME))
     }
     for (const fd of fds) hot.closeFd(fd)
     if (fields.READY === '1') {
       const pid = Number(fields.MAINPID)
-      const gen = [...this.#gens].find((g) => g.pid === pid && g.onReady) ?? (this.#starting?.onReady ? this.#starting : undefined)
+      const gen = [...this.#gens].find((g) => g.slot === slot && g.pid === pid && g.onReady) ?? (slot.starting?.onReady ? slot.starting : undefined)
       gen?.onReady?.()
     }
   }
@@ -321,16 +370,23 @@ class Supervisor {
     })
   }
 
+  #busy(): string | null {
+    for (const s of this.#slots) if (s.starting) return `generation ${s.starting.n} is starting`
+    if (this.#rolling) return 'a reload is in progress'
+    for (const s of this.#slots) if (s.restartTimer || !s.serving) return 'a restart is pending'
+    return null
+  }
+
   /** Reload now, or after the one in progress (reloads asked for meanwhile become one). */
   reload(reason: string): Promise<ReloadOutcome> {
     if (this.#stopping) return Promise.resolve({ outcome: 'failed', generation: this.#generation, pid: null, durationMs: 0, reason: 'the supervisor is stopping' })
     return new Promise((resolve) => {
-      if (this.#starting || this.#restartTimer || !this.#serving) {
+      const busy = this.#busy()
+      if (busy) {
         const queued = this.#pending !== null
         this.#pending ??= { reasons: [], waiters: [] }
         this.#pending.reasons.push(reason)
         this.#pending.waiters.push(resolve)
-        const busy = this.#starting ? `generation ${this.#starting.n} is starting` : 'a restart is pending'
         this.#log(`${reason}: ${busy}; ${queued ? 'joined the reload queued' : 'reloading again'} after it`)
         return
       }
@@ -338,24 +394,44 @@ class Supervisor {
     })
   }
 
+  /** A reload: one handoff per worker, one worker after the other (a rolling restart); stops at the first that fails. */
   async #runReload(p: PendingReload): Promise<void> {
-    this.#log(`${p.reasons.join(', ')}: starting generation ${this.#generation + 1}`)
+    this.#rolling = true
+    const started = Date.now()
+    this.#log(`${p.reasons.join(', ')}: starting generation ${this.#generation + 1}${this.#slots.length > 1 ? ` (rolling over ${this.#slots.length} workers)` : ''}`)
     await this.#notifyUp({ RELOADING: 1, MONOTONIC_USEC: String(monotonicUsec()) })
-    const outcome = await this.#spawn('reload')
+    const outcomes: ReloadOutcome[] = []
+    for (const slot of this.#slots) {
+      if (this.#stopping) break
+      if (!slot.serving || slot.starting) {
+        // This worker crashed meanwhile and restarts from the store, which starts the new code too.
+        continue
+      }
+      const o = await this.#spawn(slot, 'reload')
+      outcomes.push(o)
+      if (o.outcome !== 'committed') break
+    }
+    this.#rolling = false
+    const failed = outcomes.find((o) => o.outcome !== 'committed')
+    const last = failed ?? outcomes[outcomes.length - 1]
+    const outcome: ReloadOutcome = {
+      outcome: failed || outcomes.length === 0 ? 'failed' : 'committed',
+      generation: last?.generation ?? this.#generation,
+      pid: last?.pid ?? null,
+      durationMs: Date.now() - started,
+      ...(failed ? { reason: failed.reason } : outcomes.length === 0 ? { reason: 'the supervisor is stopping' } : {}),
+      ...(this.#slots.length > 1 ? { workers: outcomes.map((o, k) => ({ worker: k, generation: o.generation, pid: o.pid, outcome: o.outcome })) } : {}),
+    }
     if (outcome.outcome === 'committed') this.#reloads.committed++
     else this.#reloads.failed++
-    const serving = this.#serving
-    await this.#notifyUp({
-      READY: 1,
-      STATUS: outcome.outcome === 'committed' ? `serving (generation ${outcome.generation})` : `reload failed; generation ${serving?.n ?? 'none'} serving`,
-    })
+    await this.#notifyUp({ READY: 1, STATUS: outcome.outcome === 'committed' ? this.#statusLine() : `reload failed; ${this.#statusLine()}` })
     for (const w of p.waiters) w(outcome)
     this.#next()
   }
 
   /** Run a reload that was asked for while another start was in progress. */
   #next(): void {
-    if (this.#stopping || !this.#pending || this.#starting || this.#restartTimer || !this.#serving) return
+    if (this.#stopping || !this.#pending || this.#busy()) return
     const p = this.#pending
     this.#pending = null
     void this.#runReload(p)
@@ -370,8 +446,10 @@ class Supervisor {
     this.#stopping = true
     this.#log(`${signal}: stopping; generations drain (up to ${this.#o.stopTimeout} ms)`)
     await this.#notifyUp({ STOPPING: 1 })
-    if (this.#restartTimer) clearTimeout(this.#restartTimer)
-    this.#restartTimer = null
+    for (const s of this.#slots) {
+      if (s.restartTimer) clearTimeout(s.restartTimer)
+      s.restartTimer = null
+    }
     const pending = this.#pending
     this.#pending = null
     for (const w of pending?.waiters ?? []) w({ outcome: 'failed', generation: this.#generation, pid: null, durationMs: 0, reason: 'the supervisor is stopping' })
@@ -388,16 +466,17 @@ class Supervisor {
     await this.#exit(0)
   }
 
-  /** Start a generation (with the stored listeners, if any); resolves once it is ready or failed. */
-  #spawn(cause: Gen['cause']): Promise<ReloadOutcome> {
+  /** Start a generation in a worker slot (with the stored listeners, unless it is a reload); resolves once it is ready or failed. */
+  #spawn(slot: Slot, cause: Gen['cause']): Promise<ReloadOutcome> {
     const n = ++this.#generation
     const [cmd, ...args] = this.#o.command
     const env: NodeJS.ProcessEnv = {
       ...process.env,
-      FDPASS_CONTROL: this.#o.control,
+      FDPASS_CONTROL: slot.control,
       FDPASS_GENERATION: String(n),
+      FDPASS_WORKER: String(slot.k),
       FDPASS_RUN: String(process.pid),
-      NOTIFY_SOCKET: this.#notifyPath,
+      NOTIFY_SOCKET: slot.notifyPath,
       FDSTORE: String(FD_STORE_MAX),
     }
     delete env.LISTEN_PID
@@ -407,11 +486,14 @@ class Supervisor {
     const names: string[] = []
     // A reload takes the listeners from the serving generation (handoff); a start with nobody
     // serving takes them from the store (a generation given both would serve beside the old one).
-    const store = cause === 'reload' ? [] : this.#store
-    for (const [name, list] of store) {
-      for (const fd of list) {
-        fds.push(fd)
-        names.push(name)
+    if (cause !== 'reload') {
+      const ownControl = slot.k === 0 ? CONTROL_NAME : `${CONTROL_NAME}.${slot.k}`
+      for (const [name, list] of this.#store) {
+        if (isControlName(name) && name !== ownControl) continue
+        for (const fd of list) {
+          fds.push(fd)
+          names.push(isControlName(name) ? CONTROL_NAME : name)
+        }
       }
     }
     let child: ChildProcess
@@ -424,9 +506,9 @@ class Supervisor {
     } else {
       child = spawn(cmd, args, { stdio: 'inherit', env })
     }
-    const gen: Gen = { n, child, pid: child.pid ?? -1, startedAt: Date.now(), readyAt: null, state: 'starting', cause, onReady: null }
+    const gen: Gen = { n, slot, child, pid: child.pid ?? -1, startedAt: Date.now(), readyAt: null, state: 'starting', cause, onReady: null }
     this.#gens.add(gen)
-    this.#starting = gen
+    slot.starting = gen
     return new Promise((resolve) => {
       let settled = false
       const settle = (ok: boolean, reason?: string) => {
@@ -434,22 +516,22 @@ class Supervisor {
         settled = true
         clearTimeout(timer)
         gen.onReady = null
-        if (this.#starting === gen) this.#starting = null
+        if (slot.starting === gen) slot.starting = null
         const durationMs = Date.now() - gen.startedAt
         if (ok) {
           gen.state = 'serving'
           gen.readyAt = Date.now()
-          const previous = this.#serving
+          const previous = slot.serving
           if (previous && previous !== gen) previous.state = 'draining'
-          this.#serving = gen
+          slot.serving = gen
           const from = cause === 'restart' ? ` (restarted from the fd store: ${fds.length} descriptors)` : ''
-          this.#log(`generation ${n} (pid ${gen.pid}) serving after ${durationMs} ms${from}`)
+          this.#log(`${this.#name(gen)} serving after ${durationMs} ms${from}`)
           resolve({ outcome: 'committed', generation: n, pid: gen.pid, durationMs })
         } else {
-          const serving = this.#serving
-          this.#log(`generation ${n} (pid ${gen.pid}) ${reason}${serving ? `; generation ${serving.n} serves on` : ''}`)
+          const serving = slot.serving
+          this.#log(`${this.#name(gen)} ${reason}${serving ? `; generation ${serving.n} serves on` : ''}`)
           resolve({ outcome: 'failed', generation: n, pid: gen.pid, durationMs, reason })
-          if (!serving && !this.#stopping && cause !== 'first') this.#noServer()
+          if (!serving && !this.#stopping && cause !== 'first') this.#noServer(slot)
         }
       }
       const timer = setTimeout(() => {
@@ -465,23 +547,23 @@ class Supervisor {
         this.#gens.delete(gen)
         const how = describeExit(code, signal)
         if (!settled) return settle(false, `exited (${how}) before ready`)
-        if (this.#stopping) return this.#log(`generation ${n} (pid ${gen.pid}) exited (${how})`)
-        if (gen !== this.#serving) return this.#log(`generation ${n} (pid ${gen.pid}) exited (${how}) after handing over`)
-        this.#serving = null
-        if (this.#starting) {
+        if (this.#stopping) return this.#log(`${this.#name(gen)} exited (${how})`)
+        if (gen !== slot.serving) return this.#log(`${this.#name(gen)} exited (${how}) after handing over`)
+        slot.serving = null
+        if (slot.starting) {
           // A predecessor exits once it handed over and drained, which can be before its
           // successor's READY=1 reaches us; if the successor fails, it restarts (settle above).
-          this.#log(`generation ${n} (pid ${gen.pid}) exited (${how}) while generation ${this.#starting.n} is starting`)
+          this.#log(`${this.#name(gen)} exited (${how}) while generation ${slot.starting.n} is starting`)
           return
         }
-        this.#log(`generation ${n} (pid ${gen.pid}) exited (${how}); no generation serves`)
-        this.#noServer()
+        this.#log(`${this.#name(gen)} exited (${how}); no generation serves${this.#slots.length > 1 ? ` worker ${slot.k}` : ''}`)
+        this.#noServer(slot)
       })
     })
   }
 
-  /** Nothing serves: restart from the fd store, at once the first time, later with backoff; give up past the limit. */
-  #noServer(): void {
+  /** Nothing serves a worker: restart from the fd store, at once the first time, later with backoff; give up past the limit. */
+  #noServer(slot: Slot): void {
     const now = Date.now()
     this.#crashes = this.#crashes.filter((t) => now - t < this.#o.restartWindow)
     this.#crashes.push(now)
@@ -495,14 +577,14 @@ class Supervisor {
       return
     }
     const delay = crashes === 1 ? 0 : Math.min(this.#o.backoffMax, BACKOFF_FIRST_MS * 2 ** (crashes - 2))
-    const stored = [...this.#store.values()].reduce((k, l) => k + l.length, 0)
+    const stored = [...this.#store].filter(([name]) => !isControlName(name) || name === (slot.k === 0 ? CONTROL_NAME : `${CONTROL_NAME}.${slot.k}`)).reduce((k, [, l]) => k + l.length, 0)
     this.#log(`restarting ${delay === 0 ? 'now' : `in ${delay} ms`} with ${stored} stored descriptors (crash ${crashes} of ${this.#o.restartLimit} within ${this.#o.restartWindow} ms)`)
-    this.#restartTimer = setTimeout(() => {
-      this.#restartTimer = null
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = null
       this.#restarts++
-      void this.#spawn('restart').then((o) => {
+      void this.#spawn(slot, 'restart').then((o) => {
         if (o.outcome === 'committed') {
-          void this.#notifyUp({ STATUS: `serving (generation ${o.generation}, restarted)` })
+          void this.#notifyUp({ STATUS: this.#statusLine() })
           this.#next()
         }
       })
@@ -512,6 +594,7 @@ class Supervisor {
   /** Kill what runs, then clean up and exit: for giving up. */
   async #shutdown(code: number): Promise<void> {
     this.#stopping = true
+    for (const s of this.#slots) if (s.restartTimer) clearTimeout(s.restartTimer)
     for (const g of this.#gens) g.child.kill('SIGKILL')
     await Promise.all([...this.#gens].map((g) => new Promise((r) => (g.child.exitCode !== null || g.child.signalCode !== null ? r(null) : g.child.once('exit', r)))))
     await this.#exit(code)
@@ -537,6 +620,7 @@ class Supervisor {
   status(): Record<string, unknown> {
     const now = Date.now()
     const gens = [...this.#gens].sort((a, b) => a.n - b.n)
+    const allServing = this.#slots.every((s) => s.serving)
     return {
       pid: process.pid,
       version: version(),
@@ -544,9 +628,18 @@ class Supervisor {
       command: this.#o.command,
       control: this.#o.control,
       socket: this.#o.socket,
-      state: this.#stopping ? 'stopping' : this.#serving ? 'serving' : 'restarting',
-      serving: this.#serving?.n ?? null,
-      generations: gens.map((g) => ({ generation: g.n, pid: g.pid, state: g.state, cause: g.cause, uptimeMs: now - g.startedAt, readyMs: g.readyAt === null ? null : g.readyAt - g.startedAt })),
+      state: this.#stopping ? 'stopping' : allServing ? 'serving' : 'restarting',
+      serving: this.#slots[0].serving?.n ?? null,
+      workers: this.#slots.map((s) => ({ worker: s.k, control: s.control, serving: s.serving?.n ?? null })),
+      generations: gens.map((g) => ({
+        generation: g.n,
+        worker: g.slot.k,
+        pid: g.pid,
+        state: g.state,
+        cause: g.cause,
+        uptimeMs: now - g.startedAt,
+        readyMs: g.readyAt === null ? null : g.readyAt - g.startedAt,
+      })),
       stored: [...this.#store].map(([name, fds]) => ({ name, count: fds.length })),
       restarts: this.#restarts,
       recentCrashes: this.#crashes.filter((t) => now - t < this.#o.restartWindow).length,
@@ -556,10 +649,11 @@ class Supervisor {
 
   async #cleanup(): Promise<void> {
     for (const w of this.#watchers) w.close()
-    this.#notifySocket?.close()
+    for (const s of this.#slots) s.notifySocket?.close()
     await this.#server?.close().catch(() => {})
     for (const name of this.#store.keys()) this.#unstore(name)
-    for (const p of [this.#notifyPath, this.#o.socket, this.#o.control]) if (p) await fs.promises.rm(p, { force: true })
+    const files = [this.#o.socket, this.#o.control, ...this.#slots.flatMap((s) => [s.notifyPath, s.control])]
+    for (const p of new Set(files)) await fs.promises.rm(p, { force: true })
   }
 
   async #exit(code: number): Promise<void> {

@@ -177,21 +177,23 @@ function fdStoreMax(): number {
 
 /**
  * The listeners a supervisor gave back from its fd store (LISTEN_FDNAMES
- * with 'fdpass.control'): the previous generation died, so nobody serves
- * the control socket and a connect would wait in its backlog. Take the
- * control listener and every stored listener instead; bind what is not
- * stored. Null when this start is not a restart from a store.
+ * with fdpass.* names). With 'fdpass.control', the previous generation
+ * died, so nobody serves the control socket and a connect would wait in
+ * its backlog: take the control listener and every stored listener
+ * instead, and bind what is not stored. Without it (a new worker of
+ * `fdpass run --workers`), take the listeners and make a control socket.
+ * Null when this start is not from a store.
  */
 function restoreFromStore(control: string, specs: Array<{ name: string; spec: ListenerSpec; kind: Kind; key: string }>): { controlFd: number; entries: Entry[]; restored: number } | null {
   activated ??= listenFds()
   const stored = new Map(activated.map((l) => [l.name, l.fd]))
-  let controlFd = stored.get(CONTROL_STORE_NAME)
-  if (controlFd === undefined) return null
+  if (![...stored.keys()].some((name) => name.startsWith('fdpass.'))) return null
+  let controlFd = stored.get(CONTROL_STORE_NAME) ?? -1
   const used = new Set<number>()
   const entries: Entry[] = []
   try {
     // A stored control listener whose file is gone (a generation's close() removed it) cannot be reached: make a new one.
-    if (!fs.existsSync(control)) controlFd = callNative(() => binding.listenUnixSocket(control, 64, 0o600, true))
+    if (controlFd < 0 || !fs.existsSync(control)) controlFd = callNative(() => binding.listenUnixSocket(control, 64, 0o600, true))
     else used.add(controlFd)
     for (const s of specs) {
       const fd = stored.get(storeName(s.key))
