@@ -352,3 +352,69 @@ describe('fdpass run keeps the sockets', () => {
     expect(r.stderr).toMatch(/^fdpass reload: /)
   })
 })
+
+describe('fdpass run --workers', () => {
+  test('two workers serve the same listening socket; a killed one restarts from the store while the other serves; no connection refused', async () => {
+    const s = supervise(['--workers', '2'])
+    const ready = [await readyLine(s.sup), await readyLine(s.sup)]
+    expect(ready.map((r) => r.worker).sort()).toEqual([0, 1])
+    expect(ready[1].inode).toBe(ready[0].inode)
+    const port = ready[0].port
+    const pids = new Set<string>()
+    await until(() => {
+      void request(port).then((p) => pids.add(p))
+      return pids.size === 2
+    }, 'both workers answering')
+    const traffic = load(port)
+    await traffic.served(50)
+    const victim = ready.find((r) => r.worker === 1)
+    const survivor = ready.find((r) => r.worker === 0)
+    process.kill(victim.pid, 'SIGKILL')
+    const back = await readyLine(s.sup, 3)
+    expect(back).toMatchObject({ worker: 1, inode: ready[0].inode })
+    await traffic.served(50)
+    await traffic.stop()
+    expect(traffic.stats.errors.ECONNREFUSED ?? 0).toBe(0)
+    expect(traffic.failed()).toBeLessThanOrEqual(4)
+    const st = await status(s.socket)
+    expect(st.workers).toEqual([
+      { worker: 0, control: `${s.control}.0`, serving: survivor.generation },
+      { worker: 1, control: `${s.control}.1`, serving: 3 },
+    ])
+    expect(alive(survivor.pid)).toBe(true)
+    expect(st.restarts).toBe(1)
+  })
+
+  test('a reload replaces the workers one at a time with 0 failed requests; a worker that crashes during it restarts from the store', async () => {
+    const s = supervise(['--workers', '2'])
+    const ready = [await readyLine(s.sup), await readyLine(s.sup)]
+    const port = ready[0].port
+    const traffic = load(port)
+    await traffic.served(50)
+    const r1 = await cli(['reload', '--socket', s.socket, '--json'])
+    expect(r1.code).toBe(0)
+    const o1 = JSON.parse(r1.stdout)
+    expect(o1).toMatchObject({ outcome: 'committed' })
+    expect(o1.workers.map((w: any) => [w.worker, w.outcome])).toEqual([
+      [0, 'committed'],
+      [1, 'committed'],
+    ])
+    await traffic.served(50)
+    expect(traffic.failed()).toBe(0)
+    // Again, and kill worker 1 while worker 0's new generation starts.
+    s.setConfig({ delayReadyMs: 1000 })
+    const serving1 = (await status(s.socket)).generations.find((g: any) => g.worker === 1 && g.state === 'serving')
+    const r2 = cli(['reload', '--socket', s.socket, '--json'])
+    await nextWhere(s.sup, (l) => l.took && l.worker === 0 && l.generation > 4)
+    process.kill(serving1.pid, 'SIGKILL')
+    expect((await r2).code).toBe(0)
+    await traffic.served(50)
+    await traffic.stop()
+    expect(traffic.stats.errors.ECONNREFUSED ?? 0).toBe(0)
+    expect(traffic.failed()).toBeLessThanOrEqual(4)
+    const st = await status(s.socket)
+    expect(st.workers.every((w: any) => w.serving > 4)).toBe(true)
+    expect(st.restarts).toBe(1)
+    expect(s.sup.stderr()).toContain(`exited (signal SIGKILL); no generation serves worker 1`)
+  })
+})

@@ -179,6 +179,8 @@ interface Slot {
   serving: Gen | null
   starting: Gen | null
   restartTimer: NodeJS.Timeout | null
+  /** The outcome of the restart after a crash, while one is pending or starting. */
+  restarting: Promise<ReloadOutcome> | null
 }
 
 interface Gen {
@@ -249,6 +251,7 @@ class Supervisor {
       serving: null,
       starting: null,
       restartTimer: null,
+      restarting: null,
     }))
   }
 
@@ -403,11 +406,8 @@ class Supervisor {
     const outcomes: ReloadOutcome[] = []
     for (const slot of this.#slots) {
       if (this.#stopping) break
-      if (!slot.serving || slot.starting) {
-        // This worker crashed meanwhile and restarts from the store, which starts the new code too.
-        continue
-      }
-      const o = await this.#spawn(slot, 'reload')
+      // A worker that crashed meanwhile restarts from the store, with the new code too: that start counts.
+      const o = slot.restarting ? await slot.restarting : await this.#spawn(slot, 'reload')
       outcomes.push(o)
       if (o.outcome !== 'committed') break
     }
@@ -579,16 +579,21 @@ class Supervisor {
     const delay = crashes === 1 ? 0 : Math.min(this.#o.backoffMax, BACKOFF_FIRST_MS * 2 ** (crashes - 2))
     const stored = [...this.#store].filter(([name]) => !isControlName(name) || name === (slot.k === 0 ? CONTROL_NAME : `${CONTROL_NAME}.${slot.k}`)).reduce((k, [, l]) => k + l.length, 0)
     this.#log(`restarting ${delay === 0 ? 'now' : `in ${delay} ms`} with ${stored} stored descriptors (crash ${crashes} of ${this.#o.restartLimit} within ${this.#o.restartWindow} ms)`)
-    slot.restartTimer = setTimeout(() => {
-      slot.restartTimer = null
-      this.#restarts++
-      void this.#spawn(slot, 'restart').then((o) => {
-        if (o.outcome === 'committed') {
-          void this.#notifyUp({ STATUS: this.#statusLine() })
-          this.#next()
-        }
-      })
-    }, delay)
+    const restarting = new Promise<ReloadOutcome>((resolve) => {
+      slot.restartTimer = setTimeout(() => {
+        slot.restartTimer = null
+        this.#restarts++
+        void this.#spawn(slot, 'restart').then((o) => {
+          if (slot.restarting === restarting) slot.restarting = null
+          resolve(o)
+          if (o.outcome === 'committed') {
+            void this.#notifyUp({ STATUS: this.#statusLine() })
+            this.#next()
+          }
+        })
+      }, delay)
+    })
+    slot.restarting = restarting
   }
 
   /** Kill what runs, then clean up and exit: for giving up. */
