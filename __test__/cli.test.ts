@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
+import * as net from 'node:net'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
@@ -87,14 +88,14 @@ interface Supervised {
   setConfig(config: Record<string, unknown>): void
 }
 
-function supervise(args: string[] = [], config: Record<string, unknown> = {}): Supervised {
+function supervise(args: string[] = [], config: Record<string, unknown> = {}, env: Record<string, string> = {}): Supervised {
   const control = tmpPath()
   const socket = tmpPath()
   const configPath = tmpPath('cfg')
   const setConfig = (c: Record<string, unknown>) => fs.writeFileSync(configPath, JSON.stringify(c))
   setConfig(config)
   const proc = spawn(process.execPath, [bin, 'run', '--control', control, '--socket', socket, ...args, '--', process.execPath, app], {
-    env: { ...process.env, APP_CONFIG: configPath, APP_LOG: '1', NOTIFY_SOCKET: '', FDSTORE: '' },
+    env: { ...process.env, APP_CONFIG: configPath, APP_LOG: '1', NOTIFY_SOCKET: '', FDSTORE: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const sup = wrap(proc)
@@ -416,5 +417,66 @@ describe('fdpass run --workers', () => {
     expect(st.workers.every((w: any) => w.serving > 4)).toBe(true)
     expect(st.restarts).toBe(1)
     expect(s.sup.stderr()).toContain(`exited (signal SIGKILL); no generation serves worker 1`)
+  })
+})
+
+describe('fdpass run --health and --probation', () => {
+  test('a failing health command rolls the reload back: exit 1, the old generation serves on, no request fails', async () => {
+    const s = supervise(['--health', 'test "$FDPASS_GENERATION" != 2 && kill -0 "$FDPASS_PID"'])
+    const first = await readyLine(s.sup, 1)
+    const traffic = load(first.port)
+    await traffic.served(30)
+    const r = await cli(['reload', '--socket', s.socket, '--json'])
+    expect(r.code).toBe(1)
+    expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'rolled-back', generation: 2, reason: 'rolled back: health check exited (code 1)' })
+    // The next one passes (FDPASS_PID is its pid, alive) and takes over.
+    const r3 = await cli(['reload', '--socket', s.socket, '--json'])
+    expect(JSON.parse(r3.stdout)).toMatchObject({ outcome: 'committed', generation: 3 })
+    await traffic.served(30)
+    await traffic.stop()
+    expect(traffic.failed()).toBe(0)
+    expect(await status(s.socket)).toMatchObject({ serving: 3, reloads: { committed: 1, rolledBack: 1, failed: 0 } })
+  })
+
+  test('a health URL is checked on the new generation, not on the old one that shares the port', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as net.AddressInfo).port
+        probe.close(() => resolve(p))
+      })
+    })
+    const first = { port }
+    // The old generation is healthy, the new one is not: only the new one's answer may count.
+    const t = supervise(['--health', `http://127.0.0.1:${port}/health`], {}, { PORT: String(port) })
+    const one = await readyLine(t.sup, 1)
+    expect(one.port).toBe(port)
+    t.setConfig({ unhealthy: true })
+    const traffic = load(one.port)
+    const r = await cli(['reload', '--socket', t.socket, '--json'])
+    expect(r.code).toBe(1)
+    expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'rolled-back', reason: `rolled back: health check http://127.0.0.1:${first.port}/health answered 500` })
+    t.setConfig({})
+    expect((await cli(['reload', '--socket', t.socket])).code).toBe(0)
+    await traffic.served(30)
+    await traffic.stop()
+    expect(traffic.failed()).toBe(0)
+  })
+
+  test('a new generation that crashes during --probation is rolled back; the old one serves on, no connection refused', async () => {
+    const s = supervise(['--probation', '3000'])
+    const first = await readyLine(s.sup, 1)
+    s.setConfig({ crashAfterListenMs: 500 })
+    const traffic = load(first.port)
+    const r = await cli(['reload', '--socket', s.socket, '--json'])
+    expect(r.code).toBe(1)
+    expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'rolled-back', generation: 2, reason: 'rolled back: exited (code 1) during probation' })
+    await traffic.served(30)
+    await traffic.stop()
+    expect(traffic.stats.errors.ECONNREFUSED ?? 0).toBe(0)
+    // Only what the crashed canary held fails.
+    expect(traffic.failed()).toBeLessThanOrEqual(4)
+    const st = await status(s.socket)
+    expect(st).toMatchObject({ serving: 1, restarts: 0, reloads: { rolledBack: 1 } })
+    expect(alive(first.pid)).toBe(true)
   })
 })

@@ -9,6 +9,8 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
+import * as http from 'node:http'
+import * as https from 'node:https'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import { parseArgs } from 'node:util'
@@ -49,10 +51,21 @@ options of run:
   --workers N|auto      N processes serve the same listeners (auto: one per
                         CPU); each worker has its own control path <control>.<n>;
                         a reload replaces them one at a time (1)
+  --health URL|COMMAND  on a reload, check the new generation while the old one
+                        still serves, before it takes over: a URL must answer
+                        2xx from the new generation (told apart by its
+                        fdpass-pid header); a shell command must exit 0 (it
+                        gets FDPASS_PID, FDPASS_GENERATION, FDPASS_WORKER).
+                        On failure the new generation drains and exits, and
+                        the old one serves on (rolled back)
+  --probation MS        on a reload, both generations serve for MS first (a
+                        canary); a new one that dies meanwhile is rolled back.
+                        Keep probation and health under the app's readyTimeout
   --quiet               no log lines of its own
 
 reload: asks the supervisor for a reload and waits for it. Exit code 0 when the
-new generation serves, 1 when it failed (the previous one serves on), 2 when
+new generation serves, 1 when it failed or was rolled back (the previous one
+serves on), 2 when
 the supervisor cannot be reached. status: generations, pids, uptimes, stored
 listeners, restarts. Both find the supervisor by --socket, by the command
 (as run derives it), or as the only one running in the directory above.
@@ -80,6 +93,8 @@ interface RunOptions {
   backoffMax: number
   watch: string[]
   workers: number
+  health: string | null
+  probation: number
   quiet: boolean
   command: string[]
 }
@@ -132,6 +147,8 @@ const RUN_OPTIONS = {
   'backoff-max': { type: 'string' },
   watch: { type: 'string', multiple: true },
   workers: { type: 'string' },
+  health: { type: 'string' },
+  probation: { type: 'string' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const
@@ -152,6 +169,8 @@ function parseRun(argv: string[]): RunOptions | 'help' {
     restartWindow: positiveNumber('restart-window', values['restart-window'], DEFAULTS.restartWindow),
     backoffMax: positiveNumber('backoff-max', values['backoff-max'], DEFAULTS.backoffMax),
     watch: values.watch ?? [],
+    health: values.health ?? null,
+    probation: values.probation === undefined || values.probation === '0' ? 0 : positiveNumber('probation', values.probation, 0),
     workers: values.workers === 'auto' ? os.availableParallelism() : Math.floor(positiveNumber('workers', values.workers, 1)),
     quiet: values.quiet ?? false,
     command,
@@ -194,10 +213,14 @@ interface Gen {
   /** 'first', 'reload', or 'restart' (after a crash, from the fd store). */
   cause: 'first' | 'reload' | 'restart'
   onReady: (() => void) | null
+  /** Why the health gate or probation turned it down. */
+  rolledBack: string | null
+  /** What it is in while it waits at the gate: its death then is a rollback too. */
+  gate: 'probation' | 'the health check' | null
 }
 
 export interface ReloadOutcome {
-  outcome: 'committed' | 'failed'
+  outcome: 'committed' | 'failed' | 'rolled-back'
   /** The last generation started (with workers: one per worker, in order). */
   generation: number
   pid: number | null
@@ -233,7 +256,7 @@ class Supervisor {
   readonly #store = new Map<string, number[]>()
   #crashes: number[] = []
   #restarts = 0
-  readonly #reloads = { committed: 0, failed: 0 }
+  readonly #reloads = { committed: 0, failed: 0, rolledBack: 0 }
   #pending: PendingReload | null = null
   #rolling = false
   #stopping = false
@@ -415,7 +438,7 @@ class Supervisor {
     const failed = outcomes.find((o) => o.outcome !== 'committed')
     const last = failed ?? outcomes[outcomes.length - 1]
     const outcome: ReloadOutcome = {
-      outcome: failed || outcomes.length === 0 ? 'failed' : 'committed',
+      outcome: failed ? failed.outcome : outcomes.length === 0 ? 'failed' : 'committed',
       generation: last?.generation ?? this.#generation,
       pid: last?.pid ?? null,
       durationMs: Date.now() - started,
@@ -423,6 +446,7 @@ class Supervisor {
       ...(this.#slots.length > 1 ? { workers: outcomes.map((o, k) => ({ worker: k, generation: o.generation, pid: o.pid, outcome: o.outcome })) } : {}),
     }
     if (outcome.outcome === 'committed') this.#reloads.committed++
+    else if (outcome.outcome === 'rolled-back') this.#reloads.rolledBack++
     else this.#reloads.failed++
     await this.#notifyUp({ READY: 1, STATUS: outcome.outcome === 'committed' ? this.#statusLine() : `reload failed; ${this.#statusLine()}` })
     for (const w of p.waiters) w(outcome)
@@ -479,6 +503,10 @@ class Supervisor {
       NOTIFY_SOCKET: slot.notifyPath,
       FDSTORE: String(FD_STORE_MAX),
     }
+    if (cause === 'reload' && (this.#o.health || this.#o.probation > 0)) {
+      env.FDPASS_GATE = this.#o.socket
+      if (this.#o.health && /^https?:\/\//.test(this.#o.health)) env.FDPASS_PID_HEADER = '1'
+    }
     delete env.LISTEN_PID
     delete env.LISTEN_FDS
     delete env.LISTEN_FDNAMES
@@ -506,7 +534,7 @@ class Supervisor {
     } else {
       child = spawn(cmd, args, { stdio: 'inherit', env })
     }
-    const gen: Gen = { n, slot, child, pid: child.pid ?? -1, startedAt: Date.now(), readyAt: null, state: 'starting', cause, onReady: null }
+    const gen: Gen = { n, slot, child, pid: child.pid ?? -1, startedAt: Date.now(), readyAt: null, state: 'starting', cause, onReady: null, rolledBack: null, gate: null }
     this.#gens.add(gen)
     slot.starting = gen
     return new Promise((resolve) => {
@@ -529,8 +557,9 @@ class Supervisor {
           resolve({ outcome: 'committed', generation: n, pid: gen.pid, durationMs })
         } else {
           const serving = slot.serving
+          if (gen.rolledBack) reason = `rolled back: ${gen.rolledBack}`
           this.#log(`${this.#name(gen)} ${reason}${serving ? `; generation ${serving.n} serves on` : ''}`)
-          resolve({ outcome: 'failed', generation: n, pid: gen.pid, durationMs, reason })
+          resolve({ outcome: gen.rolledBack ? 'rolled-back' : 'failed', generation: n, pid: gen.pid, durationMs, reason })
           if (!serving && !this.#stopping && cause !== 'first') this.#noServer(slot)
         }
       }
@@ -546,7 +575,10 @@ class Supervisor {
       child.on('exit', (code, signal) => {
         this.#gens.delete(gen)
         const how = describeExit(code, signal)
-        if (!settled) return settle(false, `exited (${how}) before ready`)
+        if (!settled) {
+          if (gen.gate && !gen.rolledBack) gen.rolledBack = `exited (${how}) during ${gen.gate}`
+          return settle(false, `exited (${how}) before ready`)
+        }
         if (this.#stopping) return this.#log(`${this.#name(gen)} exited (${how})`)
         if (gen !== slot.serving) return this.#log(`${this.#name(gen)} exited (${how}) after handing over`)
         slot.serving = null
@@ -605,6 +637,77 @@ class Supervisor {
     await this.#exit(code)
   }
 
+  /**
+   * A new generation asks before it takes over (--health, --probation): both serve now.
+   * Go when it survives the probation and passes the health check.
+   */
+  async #gate(pid: number): Promise<{ go: boolean; reason?: string }> {
+    const gen = [...this.#gens].find((g) => g.pid === pid && g.state === 'starting')
+    if (!gen) return { go: true }
+    const died = new Promise<string>((resolve) => {
+      if (gen.child.exitCode !== null || gen.child.signalCode !== null) resolve('exited')
+      gen.child.once('exit', (code, signal) => resolve(`exited (${describeExit(code, signal)}) during ${gen.gate}`))
+    })
+    let reason: string | null = null
+    gen.gate = 'probation'
+    if (this.#o.probation > 0) {
+      this.#log(`${this.#name(gen)} on probation for ${this.#o.probation} ms beside generation ${gen.slot.serving?.n}`)
+      let timer: NodeJS.Timeout | undefined
+      reason = await Promise.race([died, new Promise<null>((r) => (timer = setTimeout(r, this.#o.probation, null)))])
+      clearTimeout(timer)
+    }
+    gen.gate = 'the health check'
+    if (reason === null && this.#o.health) reason = await Promise.race([died, this.#health(gen)])
+    if (reason === null) {
+      this.#log(`${this.#name(gen)} passed${this.#o.health ? ' its health check' : ''}${this.#o.probation > 0 ? ' probation' : ''}`)
+      return { go: true }
+    }
+    gen.rolledBack ??= reason
+    this.#log(`${this.#name(gen)} ${reason}: rolling back`)
+    return { go: false, reason }
+  }
+
+  /** Null when healthy, else why not. */
+  #health(gen: Gen): Promise<string | null> {
+    const check = this.#o.health as string
+    const deadline = Date.now() + this.#o.readyTimeout
+    if (/^https?:\/\//.test(check)) {
+      // The old generation answers on the same port: only an answer carrying the new one's pid counts.
+      const attempt = (): Promise<string | null> =>
+        new Promise((resolve) => {
+          const get = check.startsWith('https:') ? https.get : http.get
+          const req = get(check, { agent: false, headers: { connection: 'close' }, timeout: 5_000 }, (res) => {
+            res.resume()
+            const from = Number(res.headers['fdpass-pid'])
+            if (from !== gen.pid) return resolve('other')
+            const ok = res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300
+            resolve(ok ? null : `health check ${check} answered ${res.statusCode}`)
+          })
+          req.on('timeout', () => req.destroy(new Error('timed out')))
+          req.on('error', (e) => resolve(`health check ${check} failed: ${e.message}`))
+        })
+      const loop = async (): Promise<string | null> => {
+        for (;;) {
+          const r = await attempt()
+          if (r !== 'other') return r
+          if (Date.now() > deadline) return `no answer from the new generation at ${check} within ${this.#o.readyTimeout} ms`
+          await new Promise((res) => setTimeout(res, 10))
+        }
+      }
+      return loop()
+    }
+    return new Promise((resolve) => {
+      const env = { ...process.env, FDPASS_PID: String(gen.pid), FDPASS_GENERATION: String(gen.n), FDPASS_WORKER: String(gen.slot.k) }
+      const child = spawn('/bin/sh', ['-c', check], { stdio: ['ignore', 'inherit', 'inherit'], env })
+      const timer = setTimeout(() => child.kill('SIGKILL'), Math.max(0, deadline - Date.now()))
+      child.on('error', (e) => resolve(`health check could not run: ${e.message}`))
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer)
+        resolve(code === 0 ? null : `health check exited (${describeExit(code, signal)})`)
+      })
+    })
+  }
+
   async #onClient(conn: FdSocket): Promise<void> {
     try {
       const m = await conn.receive({ signal: AbortSignal.timeout(10_000) })
@@ -612,6 +715,7 @@ class Supervisor {
       const request = JSON.parse(m.data.toString('utf8')) as { cmd?: string; pid?: number }
       let answer: unknown
       if (request.cmd === 'status') answer = this.status()
+      else if (request.cmd === 'gate') answer = await this.#gate(Number(request.pid))
       else if (request.cmd === 'reload') answer = await this.reload(`fdpass reload${request.pid ? ` (pid ${request.pid})` : ''}`)
       else answer = { error: `unknown command ${String(request.cmd)}` }
       await conn.send(JSON.stringify(answer))
@@ -732,7 +836,9 @@ async function client(cmd: 'status' | 'reload', argv: string[]): Promise<number>
       const line =
         answer.outcome === 'committed'
           ? `reload committed: generation ${answer.generation} (pid ${answer.pid}) serves, ready in ${fmtMs(answer.durationMs)}`
-          : `reload failed: ${answer.reason ?? answer.error}`
+          : answer.outcome === 'rolled-back'
+            ? `reload rolled back: ${answer.reason}`
+            : `reload failed: ${answer.reason ?? answer.error}`
       process.stdout.write(`${line}\n`)
     }
     return answer.outcome === 'committed' ? 0 : 1
@@ -746,7 +852,7 @@ async function client(cmd: 'status' | 'reload', argv: string[]): Promise<number>
         (g: any) => `  generation ${g.generation}: pid ${g.pid}, ${g.state}${g.generation === answer.serving ? ' (current)' : ''}, ${g.cause}, up ${fmtMs(g.uptimeMs)}`,
       ),
       `  stored: ${answer.stored.map((s: any) => (s.count > 1 ? `${s.name} x${s.count}` : s.name)).join(', ') || 'nothing'}`,
-      `  restarts after a crash: ${answer.restarts} (${answer.recentCrashes} recent); reloads: ${answer.reloads.committed} committed, ${answer.reloads.failed} failed, ${answer.reloads.queued} queued`,
+      `  restarts after a crash: ${answer.restarts} (${answer.recentCrashes} recent); reloads: ${answer.reloads.committed} committed, ${answer.reloads.rolledBack} rolled back, ${answer.reloads.failed} failed, ${answer.reloads.queued} queued`,
     ]
     process.stdout.write(`${lines.join('\n')}\n`)
   }

@@ -316,6 +316,12 @@ export class Generation extends EventEmitter {
     const entry = this.#entry(name, ['tcp', 'unix'])
     const fd = callNative(() => binding.dupFd(entry.fd))
     entry.servers.push(server)
+    // `fdpass run --health URL` tells this generation's answers from the previous one's by this header.
+    if (process.env.FDPASS_PID_HEADER) {
+      server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (!res.headersSent) res.setHeader('fdpass-pid', String(process.pid))
+      })
+    }
     return new Promise((resolve, reject) => {
       const onError = (e: Error) => reject(e)
       server.once('error', onError)
@@ -361,6 +367,7 @@ export class Generation extends EventEmitter {
     if (this.#state !== 'starting') return
     const predecessor = this.#predecessor
     if (predecessor) {
+      if (!(await this.#supervisorGate())) return this.#rollBack(predecessor)
       this.#predecessor = null
       const record: HandoffRecord = { role: 'successor', peerPid: this.previousPid, outcome: 'completed', durationMs: 0 }
       try {
@@ -420,6 +427,40 @@ export class Generation extends EventEmitter {
         this.#log(`could not store ${name} in the fd store: ${(e as Error).message}`)
       }
     }
+  }
+
+  /**
+   * Under `fdpass run --health/--probation` ($FDPASS_GATE: the supervisor's
+   * socket): before telling the predecessor "ready" (after which it stops
+   * accepting), let the supervisor check this generation while both serve.
+   * False when the supervisor rolls back.
+   */
+  async #supervisorGate(): Promise<boolean> {
+    const gate = process.env.FDPASS_GATE
+    if (!gate) return true
+    try {
+      const conn = await connect(gate, { timeout: this.#options.connectTimeout })
+      try {
+        await conn.send(JSON.stringify({ cmd: 'gate', pid: process.pid }))
+        const answer = JSON.parse((await conn.receive()).data.toString('utf8'))
+        if (answer.go !== true) this.#log(`the supervisor rolls back: ${String(answer.reason)}`)
+        return answer.go === true
+      } finally {
+        conn.close()
+      }
+    } catch (e) {
+      this.#log(`no answer from the supervisor at ${gate} (${(e as Error).message}); going on`)
+      return true
+    }
+  }
+
+  /** The supervisor said no: the predecessor serves on (it sees us go before "ready"); stop accepting, drain, exit. */
+  async #rollBack(predecessor: FdSocket): Promise<void> {
+    this.#predecessor = null
+    predecessor.close()
+    this.#state = 'draining'
+    await this.#drain(this.#stopAccepting())
+    process.exit(0)
   }
 
   /**
