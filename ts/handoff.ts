@@ -2,8 +2,10 @@
 // takes the listening sockets of the running one over a Unix control
 // socket, starts accepting on the same kernel sockets, and only then does
 // the old generation stop accepting, drain and exit. See README "Handoff".
+import { createHash } from 'node:crypto'
 import * as dgram from 'node:dgram'
 import * as dns from 'node:dns'
+import * as fs from 'node:fs'
 import type * as http from 'node:http'
 import * as net from 'node:net'
 import { Emitter } from './events'
@@ -127,7 +129,9 @@ let activated: ListenFd[] | null = null
 
 function systemdFd(name: string): number {
   activated ??= listenFds()
-  const found = activated.find((l) => l.name === name)
+  // After a restart from a fd store, the socket-activated listener comes back under its store name.
+  const stored = storeName(`systemd:${name}`)
+  const found = activated.find((l) => l.name === name) ?? activated.find((l) => l.name === stored)
   if (!found) throw invalidArgValue('listeners', name, `names no socket-activated listener (LISTEN_FDNAMES has: ${activated.map((l) => l.name).join(', ') || 'none'})`)
   return found.fd
 }
@@ -191,6 +195,73 @@ function closeQuietly(fd: number): void {
   } catch {
     // already closed
   }
+}
+
+/** FDNAME of the control listener in a supervisor's fd store. */
+export const CONTROL_STORE_NAME = 'fdpass.control'
+
+/**
+ * FDNAME under which a listener (by its key, e.g. 'tcp:0.0.0.0:8080') is
+ * kept in a supervisor's fd store: 'fdpass.tcp.0.0.0.0.8080'. systemd
+ * takes names of printable ASCII without ':' (LISTEN_FDNAMES' separator),
+ * at most 255 bytes; these keep to [A-Za-z0-9._-], with other bytes
+ * written as _XX, so different keys get different names.
+ */
+export function storeName(key: string): string {
+  const colon = key.indexOf(':')
+  const kind = key.slice(0, colon)
+  const rest = key.slice(colon + 1)
+  const escape = (text: string) =>
+    [...Buffer.from(text, 'utf8')].map((b) => (/[A-Za-z0-9.-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `_${b.toString(16).padStart(2, '0').toUpperCase()}`)).join('')
+  let name: string
+  if (kind === 'tcp' || kind === 'udp') {
+    const portAt = rest.lastIndexOf(':')
+    name = `fdpass.${kind}.${escape(rest.slice(0, portAt))}.${rest.slice(portAt + 1)}`
+  } else {
+    name = `fdpass.${kind}.${escape(rest)}`
+  }
+  return name.length <= 255 ? name : `fdpass.${kind}.sha256-${createHash('sha256').update(key).digest('hex').slice(0, 40)}`
+}
+
+/** $FDSTORE: how many descriptors the service manager keeps for us (systemd >= 254, `fdpass run`); 0 when it keeps none. */
+function fdStoreMax(): number {
+  const n = Number(process.env.FDSTORE)
+  return Number.isInteger(n) && n > 0 ? n : 0
+}
+
+/**
+ * The listeners a supervisor gave back from its fd store (LISTEN_FDNAMES
+ * with fdpass.* names). With 'fdpass.control', the previous generation
+ * died, so nobody serves the control socket and a connect would wait in
+ * its backlog: take the control listener and every stored listener
+ * instead, and bind what is not stored. Without it (a new worker of
+ * `fdpass run --workers`), take the listeners and make a control socket.
+ * Null when this start is not from a store.
+ */
+async function restoreFromStore(control: string, specs: Array<{ name: string; spec: ListenerSpec; kind: Kind; key: string }>): Promise<{ controlFd: number; entries: Entry[]; restored: number } | null> {
+  activated ??= listenFds()
+  const stored = new Map(activated.map((l) => [l.name, l.fd]))
+  if (![...stored.keys()].some((name) => name.startsWith('fdpass.'))) return null
+  let controlFd = stored.get(CONTROL_STORE_NAME) ?? -1
+  const used = new Set<number>()
+  const entries: Entry[] = []
+  try {
+    // A stored control listener whose file is gone (a generation's close() removed it) cannot be reached: make a new one.
+    if (controlFd < 0 || !fs.existsSync(control)) controlFd = callNative(() => binding.listenUnixSocket(control, 64, 0o600, true))
+    else used.add(controlFd)
+    for (const s of specs) {
+      const fd = stored.get(storeName(s.key))
+      if (fd !== undefined) used.add(fd)
+      entries.push({ name: s.name, kind: s.kind, key: s.key, fd: fd ?? (await bindFresh(s.spec)), servers: [], sockets: [] })
+    }
+  } catch (e) {
+    if (!used.has(controlFd)) closeQuietly(controlFd)
+    for (const entry of entries) if (!used.has(entry.fd)) closeQuietly(entry.fd)
+    throw e
+  }
+  // Stored listeners this version no longer declares; socket-activated ones stay for { systemd } specs.
+  for (const [name, fd] of stored) if (name.startsWith('fdpass.') && !used.has(fd)) closeQuietly(fd)
+  return { controlFd, entries, restored: entries.filter((e) => used.has(e.fd)).length }
 }
 
 function handoffError(code: FdpassErrorCode, message: string): FdpassError {
@@ -321,6 +392,12 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     const fd = callNative(() => binding.dupFd(entry.fd))
     entry.servers.push(server)
     this.#migration.track(name, server)
+    // `fdpass run --health URL` tells this generation's answers from the previous one's by this header.
+    if (process.env.FDPASS_PID_HEADER) {
+      server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (!res.headersSent) res.setHeader('fdpass-pid', String(process.pid))
+      })
+    }
     return new Promise((resolve, reject) => {
       const onError = (e: Error) => reject(e)
       server.once('error', onError)
@@ -390,6 +467,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     if (this.#state !== 'starting') return
     const predecessor = this.#predecessor
     if (predecessor) {
+      if (!(await this.#supervisorGate())) return this.#rollBack(predecessor)
       this.#predecessor = null
       const record: HandoffRecord = { role: 'successor', peerPid: this.previousPid, outcome: 'completed', durationMs: 0 }
       let migrating = false
@@ -415,6 +493,8 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     }
     this.#state = 'serving'
     this.#log(`pid ${process.pid} serving ${this.names.join(', ')}`)
+    await this.#storeListeners()
+    this.#drainOnStopSignal()
     // Under a service manager or `fdpass run`: this process is the one serving now.
     await notify({ READY: 1, MAINPID: process.pid }).catch((e) => this.#log(`could not notify $NOTIFY_SOCKET: ${(e as Error).message}`))
   }
@@ -422,9 +502,85 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
   /** Close the listeners and the control socket without a successor. */
   async close(): Promise<void> {
     if (this.#state === 'closed') return
+    // The control socket file is ours to remove unless a newer generation serves it (or an older one still does).
+    const ownsControl = this.#state === 'serving' || (this.#state === 'starting' && !this.#predecessor)
     this.#state = 'closed'
     this.#predecessor?.close()
-    await this.#stopAccepting()
+    const stopping = this.#stopAccepting()
+    if (ownsControl) fs.rmSync(this.#options.control, { force: true })
+    await stopping
+  }
+
+  /**
+   * Keep the listeners and the control listener in the service manager's
+   * fd store ($FDSTORE set by `fdpass run`, or systemd >= 254 with
+   * FileDescriptorStoreMax=), one FDNAME each, so that a restart after
+   * this process dies gets them back (restoreFromStore) instead of
+   * closing the ports.
+   */
+  async #storeListeners(): Promise<void> {
+    const max = fdStoreMax()
+    if (max === 0) return
+    const stored: Array<[string, number]> = [...this.#entries.values()].map((e) => [storeName(e.key), e.fd])
+    if (this.#control) stored.push([CONTROL_STORE_NAME, this.#control.fd])
+    if (stored.length > max) this.#log(`FDSTORE=${max} keeps fewer descriptors than the ${stored.length} listeners (with the control socket); raise FileDescriptorStoreMax`)
+    for (const [name, fd] of stored) {
+      try {
+        await notify({ FDSTORE: 1, FDNAME: name }, [fd])
+      } catch (e) {
+        this.#log(`could not store ${name} in the fd store: ${(e as Error).message}`)
+      }
+    }
+  }
+
+  /**
+   * Under `fdpass run --health/--probation` ($FDPASS_GATE: the supervisor's
+   * socket): before telling the predecessor "ready" (after which it stops
+   * accepting), let the supervisor check this generation while both serve.
+   * False when the supervisor rolls back.
+   */
+  async #supervisorGate(): Promise<boolean> {
+    const gate = process.env.FDPASS_GATE
+    if (!gate) return true
+    try {
+      const conn = await connect(gate, { timeout: this.#options.connectTimeout })
+      try {
+        await conn.send(JSON.stringify({ cmd: 'gate', pid: process.pid }))
+        const answer = JSON.parse((await conn.receive()).data.toString('utf8'))
+        if (answer.go !== true) this.#log(`the supervisor rolls back: ${String(answer.reason)}`)
+        return answer.go === true
+      } finally {
+        conn.close()
+      }
+    } catch (e) {
+      this.#log(`no answer from the supervisor at ${gate} (${(e as Error).message}); going on`)
+      return true
+    }
+  }
+
+  /** The supervisor said no: the predecessor serves on (it sees us go before "ready"); stop accepting, drain, exit. */
+  async #rollBack(predecessor: FdSocket): Promise<void> {
+    this.#predecessor = null
+    predecessor.close()
+    this.#state = 'draining'
+    await this.#drain(this.#stopAccepting())
+    process.exit(0)
+  }
+
+  /**
+   * Under `fdpass run` ($FDPASS_RUN), SIGTERM means "stop": stop accepting
+   * and drain as after a handoff (bounded by drainTimeout), then exit, so
+   * in-flight requests complete.
+   */
+  #drainOnStopSignal(): void {
+    if (!process.env.FDPASS_RUN) return
+    process.once('SIGTERM', () => {
+      if (this.#state !== 'serving' && this.#state !== 'handing-off') return
+      this.#log(`SIGTERM: stopping; draining`)
+      this.#state = 'draining'
+      const stopping = this.#stopAccepting()
+      void this.#drain(stopping).then(() => process.exit(0))
+    })
   }
 
   #entry(name: string, kinds: Kind[]): Entry {
@@ -606,6 +762,12 @@ export async function takeover<L extends Record<string, ListenerSpec>>(options: 
   const log =
     options.log === false ? () => {} : (options.log ?? ((line: string) => process.stderr.write(`${LOG_PREFIX} ${line}\n`)))
   const startedAt = Date.now()
+
+  const restored = await restoreFromStore(control, specs)
+  if (restored) {
+    log(`pid ${process.pid}: restarted from the fd store with ${restored.restored} of ${specs.length} listeners`)
+    return new Generation(resolved, log, restored.entries, restored.controlFd, null, null, startedAt)
+  }
 
   let predecessor: FdSocket | null = null
   try {

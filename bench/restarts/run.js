@@ -14,8 +14,16 @@
 //   - the cost of migrating 1,000 idle connections: handoff duration at
 //     p50 with and without them.
 //
+// Then the crash rows: under the same load, kill -9 the serving process R
+// times: under `fdpass run`, which keeps the listeners in its fd store and
+// starts a new generation on them at once (fdpass-run), and a plain restart
+// loop of the same server (restart-loop: what systemd Restart=always does
+// without an fd store, here with no RestartSec delay). Refused connections,
+// failed requests, and the time from the kill to the first request served again.
+//
 //   node bench/restarts/run.js [--quick] [--restarts N] [--clients C] [--strategies a,b]
-//        [--ws-clients W] [--ws-restarts N] [--idle N] [--handoffs N] [--only http,ws,cost]
+//        [--ws-clients W] [--ws-restarts N] [--idle N] [--handoffs N] [--only http,ws,cost,crash]
+//        [--crashes N] [--crash-strategies fdpass-run,restart-loop]
 'use strict'
 const { spawn } = require('node:child_process')
 const fs = require('node:fs')
@@ -32,17 +40,27 @@ const flag = (name, fallback) => {
 const quick = args.includes('--quick')
 const RESTARTS = Number(flag('restarts', quick ? 10 : 100))
 const CLIENTS = Number(flag('clients', 16))
-const STRATEGIES = flag('strategies', 'naive,reuseport,cluster,fdpass-drain,fdpass').split(',')
+const STRATEGIES = flag('strategies', 'naive,reuseport,cluster,fdpass-drain,fdpass').split(',').filter(Boolean)
 const WS_CLIENTS = Number(flag('ws-clients', quick ? 200 : 1000))
 const WS_RESTARTS = Number(flag('ws-restarts', quick ? 5 : 20))
 const IDLE = Number(flag('idle', 1000))
 const HANDOFFS = Number(flag('handoffs', quick ? 5 : 20))
-const ONLY = flag('only', 'http,ws,cost').split(',')
+const ONLY = flag('only', 'http,ws,cost,crash').split(',')
+const CRASHES = Number(flag('crashes', quick ? 10 : 100))
+const CRASH_STRATEGIES = flag('crash-strategies', 'fdpass-run,restart-loop').split(',').filter(Boolean)
+const BIN = path.join(__dirname, '../../bin/fdpass.js')
 const isFdpass = (strategy) => strategy.startsWith('fdpass')
 const SETTLE_MS = 100 // steady state between restarts
 
 function spawnServer(strategy, port, control, mode = 'http') {
-  const proc = spawn(process.execPath, [path.join(__dirname, 'server.js'), strategy, String(port), control, mode], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const server = [path.join(__dirname, 'server.js'), strategy === 'fdpass-run' ? 'fdpass' : strategy, String(port), control, mode]
+  // fdpass-run: the server under the supervisor, which passes its stdout through. Each kill is
+  // its own crash (--restart-window shorter than the time between kills): no backoff.
+  const argv =
+    strategy === 'fdpass-run'
+      ? [BIN, 'run', '--quiet', '--control', control, '--restart-window', '20', '--restart-limit', '2', '--', process.execPath, ...server]
+      : server
+  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] })
   const waiters = []
   const lines = []
   readline.createInterface({ input: proc.stdout }).on('line', (line) => {
@@ -328,12 +346,64 @@ async function runMigrationCost(idle, port) {
   return { idle, handoffs: HANDOFFS, handoffP50: pct(sorted(durations), 0.5), migrationP50: pct(sorted(migrations), 0.5), closedByServer: closed - idle, lastGenerationFds: fds }
 }
 
+/** kill -9 the serving process CRASHES times under load; the next one serves (fdpass-run: the supervisor restarts it; restart-loop: we do). */
+async function runCrashes(strategy, keepAlive, port) {
+  const control = path.join(os.tmpdir(), `fdpass-bench-crashes-${process.pid}-${port}.sock`)
+  fs.rmSync(control, { force: true })
+  let current = spawnServer(strategy === 'fdpass-run' ? 'fdpass-run' : 'naive', port, control)
+  let serving = await current.wait((m) => m.ready)
+  const load = loadGenerator(port, keepAlive)
+  const kills = []
+  for (let r = 0; r < CRASHES; r++) {
+    await new Promise((res) => setTimeout(res, SETTLE_MS))
+    const t0 = performance.now()
+    kills.push(t0)
+    if (strategy === 'fdpass-run') {
+      const victim = serving.pid
+      const next = current.wait((m) => m.ready && m.pid !== victim)
+      process.kill(victim, 'SIGKILL')
+      serving = await next
+    } else {
+      current.proc.kill('SIGKILL')
+      await current.exited
+      current = spawnServer('naive', port, control)
+      serving = await current.wait((m) => m.ready)
+    }
+  }
+  await new Promise((res) => setTimeout(res, SETTLE_MS))
+  await load.stop()
+  current.proc.kill('SIGTERM')
+  await current.exited
+  fs.rmSync(control, { force: true })
+  // From each kill to the end of the first request started after it that succeeded.
+  const ok = load.samples.filter((s) => s[2])
+  const recover = kills
+    .map((t0) => {
+      const first = ok.filter((s) => s[0] >= t0).reduce((best, s) => Math.min(best, s[0] + s[1]), Infinity)
+      return first - t0
+    })
+    .sort((a, b) => a - b)
+  return {
+    strategy,
+    keepAlive,
+    crashes: CRASHES,
+    requests: load.samples.length,
+    failed: load.samples.filter((s) => !s[2]).length,
+    refused: load.errors.refused ?? 0,
+    reset: load.errors.reset ?? 0,
+    otherErrors: Object.fromEntries(Object.entries(load.errors).filter(([k]) => k !== 'refused' && k !== 'reset')),
+    servingAgainP50: pct(recover, 0.5),
+    servingAgainMax: recover[recover.length - 1],
+  }
+}
+
 const fmt = (n) => (Number.isFinite(n) ? n.toFixed(2) : '-')
 
 async function main() {
   const results = []
   const webSockets = []
   const cost = []
+  const crashResults = []
   let port = 20000 + (process.pid % 10000)
   console.log(`restart strategies: ${RESTARTS} restarts each, ${CLIENTS} clients, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}`)
   if (ONLY.includes('http')) {
@@ -367,10 +437,22 @@ async function main() {
     }
     console.log(`migrating ${IDLE} idle connections adds ${fmt(cost[1].handoffP50 - cost[0].handoffP50)} ms to a handoff at p50`)
   }
+  if (ONLY.includes('crash')) {
+    if (CRASH_STRATEGIES.length > 0) console.log(`crashes: kill -9 of the serving process ${CRASHES} times, ${CLIENTS} clients`)
+    for (const keepAlive of [true, false]) {
+      for (const strategy of CRASH_STRATEGIES) {
+        const r = await runCrashes(strategy, keepAlive, port++)
+        crashResults.push(r)
+        console.log(
+          `${(keepAlive ? 'keep-alive' : 'new conn  ').padEnd(10)}  ${strategy.padEnd(12)}  ${String(r.requests).padStart(7)} req  failed ${String(r.failed).padStart(5)}  refused ${String(r.refused).padStart(5)}  reset ${String(r.reset).padStart(5)}  kill to serving again p50/max ${r.servingAgainP50.toFixed(1)}/${r.servingAgainMax.toFixed(1)} ms`,
+        )
+      }
+    }
+  }
   const out = path.join(__dirname, 'out')
   fs.mkdirSync(out, { recursive: true })
   const file = path.join(out, `restarts-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
-  fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), cpus: os.cpus().length, node: process.version, restarts: RESTARTS, clients: CLIENTS, results, webSockets, migrationCost: cost }, null, 2))
+  fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), cpus: os.cpus().length, node: process.version, restarts: RESTARTS, crashes: CRASHES, clients: CLIENTS, results, webSockets, migrationCost: cost, crashResults }, null, 2))
   console.log(`wrote ${path.relative(process.cwd(), file)}`)
   const fdpass = results.filter((r) => isFdpass(r.strategy))
   if (fdpass.some((r) => r.failed > 0)) {
@@ -380,6 +462,10 @@ async function main() {
   const migrating = [...results.filter((r) => r.strategy === 'fdpass' && r.keepAlive), ...webSockets.filter((r) => r.strategy === 'fdpass')]
   if (migrating.some((r) => r.redialsPerRestart > 0 || r.disconnects > 0 || r.lost > 0 || r.duplicated > 0)) {
     console.log('fdpass with connection migration: a connection was closed, or a message lost or duplicated: goal missed')
+    process.exitCode = 1
+  }
+  if (crashResults.some((r) => r.strategy === 'fdpass-run' && r.refused > 0)) {
+    console.log('fdpass run refused connections after a crash: goal missed')
     process.exitCode = 1
   }
 }
