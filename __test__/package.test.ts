@@ -168,11 +168,11 @@ describe('error codes agree between the Rust core and the TypeScript types', () 
     return text.slice(from, text.indexOf(end, from))
   }
 
-  test('ErrnoCode is ERRNO_NAMES and UNKNOWN', () => {
+  test('SystemErrorCode is ERRNO_NAMES and UNKNOWN', () => {
     const names = quoted(between(rust, 'ERRNO_NAMES', '];'), /"(E[A-Z0-9]+)"/g)
     expect(names.size).toBeGreaterThan(50)
     names.add(quoted(rust, /UNKNOWN_ERRNO_NAME: &str = "([A-Z]+)"/g).values().next().value as string)
-    const union = quoted(between(ts, 'export type ErrnoCode =', '\n\n'), /'([A-Z0-9_]+)'/g)
+    const union = quoted(between(ts, 'export type SystemErrorCode =', '\n\n'), /'([A-Z0-9_]+)'/g)
     expect([...union].sort()).toEqual([...names].sort())
   })
 

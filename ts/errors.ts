@@ -3,10 +3,11 @@
 import type { FdKind } from './fd-kind'
 
 /**
- * The errno names, as crates/fdpass-core error.rs ERRNO_NAMES lists them
- * (Node's names), and 'UNKNOWN' for an errno outside that list.
+ * The codes of system errors (those with `errno` and `syscall`): Node's
+ * errno names, as crates/fdpass-core error.rs ERRNO_NAMES lists them, and
+ * 'UNKNOWN' for an errno outside that list.
  */
-export type ErrnoCode =
+export type SystemErrorCode =
   | 'E2BIG' | 'EACCES' | 'EADDRINUSE' | 'EADDRNOTAVAIL' | 'EAFNOSUPPORT' | 'EAGAIN' | 'EALREADY' | 'EBADF' | 'EBUSY'
   | 'ECANCELED' | 'ECONNABORTED' | 'ECONNREFUSED' | 'ECONNRESET' | 'EDESTADDRREQ' | 'EDQUOT' | 'EEXIST' | 'EFAULT' | 'EFBIG'
   | 'EHOSTDOWN' | 'EHOSTUNREACH' | 'EILSEQ' | 'EINTR' | 'EINVAL' | 'EIO' | 'EISCONN' | 'EISDIR' | 'ELOOP' | 'EMFILE' | 'EMLINK'
@@ -16,11 +17,8 @@ export type ErrnoCode =
   | 'ESHUTDOWN' | 'ESOCKTNOSUPPORT' | 'ESPIPE' | 'ESRCH' | 'ESTALE' | 'ETIMEDOUT' | 'ETOOMANYREFS' | 'ETXTBSY' | 'EXDEV'
   | 'UNKNOWN'
 
-/** What getaddrinfo gives when a handoff listener's host does not resolve (Node's names). */
+/** What getaddrinfo gives when a handoff listener's host does not resolve (Node's dns names). */
 export type ResolverErrorCode = 'ENOTFOUND' | 'EAI_AGAIN' | 'EAI_FAIL' | 'EAI_NODATA' | 'EAI_MEMORY'
-
-/** The codes of system errors (those with `errno` and `syscall`). */
-export type SystemErrorCode = ErrnoCode | ResolverErrorCode
 
 /**
  * fdpass's own codes, each with the extra fields its errors carry
@@ -69,7 +67,7 @@ export interface FdpassErrorFields {
 }
 
 /** Every code an FdpassError can have: an errno name, or one of fdpass's own. */
-export type FdpassErrorCode = SystemErrorCode | keyof FdpassErrorFields
+export type FdpassErrorCode = SystemErrorCode | ResolverErrorCode | keyof FdpassErrorFields
 
 /** What every FdpassError has, whatever its code. */
 export interface FdpassErrorBase extends Error {
@@ -83,7 +81,7 @@ export interface FdpassErrorBase extends Error {
 
 /** A system error, shaped like Node's: the errno name, negative errno, the syscall. */
 export interface FdpassSystemError extends FdpassErrorBase {
-  code: SystemErrorCode
+  code: SystemErrorCode | ResolverErrorCode
   errno: number
   syscall: string
   /** getaddrinfo errors: the name that did not resolve. */
