@@ -132,7 +132,7 @@ describe('development set-up', () => {
 
   test("package-lock.json's root entry is what npm install writes from package.json (so it leaves the file alone)", () => {
     const entry = lock.packages['']
-    for (const field of ['name', 'version', 'license', 'bin', 'os', 'engines', 'dependencies', 'devDependencies', 'optionalDependencies']) {
+    for (const field of ['name', 'version', 'license', 'bin', 'os', 'cpu', 'engines', 'dependencies', 'devDependencies', 'optionalDependencies', 'peerDependencies', 'peerDependenciesMeta']) {
       expect(entry[field], field).toEqual(pkg[field])
     }
     expect(lock.name).toBe(pkg.name)
