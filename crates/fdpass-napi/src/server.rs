@@ -17,7 +17,7 @@ use std::rc::{Rc, Weak};
 
 pub const EV_ACCEPTABLE: i64 = 6;
 /// The reactor cannot watch the listening socket; the error follows.
-pub const EV_ERROR: i64 = crate::socket::EV_ERROR;
+pub const EV_ERROR: i64 = crate::deliver::EV_ERROR;
 
 /// The socket file we created, recognised by device and inode.
 struct BoundPath {
