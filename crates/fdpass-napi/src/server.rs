@@ -216,11 +216,10 @@ impl NativeServer {
     let Some(fd) = c.fd.as_ref() else {
       return Ok(None);
     };
-    let Some(conn) = fdpass_core::platform::accept(fd.as_fd()).or_throw(env.raw())? else {
+    let Some(conn) = fdpass_core::platform::accept(fd.as_fd()).or_throw(&env)? else {
       return Ok(None);
     };
-    let cell =
-      SocketCell::open(&c.state, conn, c.ty, c.framed, c.max_message).or_throw(env.raw())?;
+    let cell = SocketCell::open(&c.state, conn, c.ty, c.framed, c.max_message).or_throw(&env)?;
     Ok(Some(NativeSocket::from_cell(cell)))
   }
 
@@ -228,14 +227,14 @@ impl NativeServer {
   /// the one this server created.
   #[napi]
   pub fn close(&self, env: Env, unlink: bool) -> Result<()> {
-    self.cell.0.borrow_mut().close(unlink).or_throw(env.raw())
+    self.cell.0.borrow_mut().close(unlink).or_throw(&env)
   }
 
   #[napi(ts_return_type = "string | { abstract: string } | null")]
   pub fn local_address(&self, env: Env) -> Result<Unknown<'_>> {
     let c = self.cell.0.borrow();
     let addr = match c.fd.as_ref() {
-      Some(fd) => fdpass_core::socket::local_address(fd.as_fd()).or_throw(env.raw())?,
+      Some(fd) => fdpass_core::socket::local_address(fd.as_fd()).or_throw(&env)?,
       None => SocketAddress::Unnamed,
     };
     // SAFETY: value creation inside this napi call.

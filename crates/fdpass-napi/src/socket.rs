@@ -794,19 +794,17 @@ impl SocketCell {
   /// when (part of) it waits in the queue; EV_SENT reports its completion.
   /// The first `data_len` bytes and `fds_len` descriptor numbers of the
   /// send scratch this socket's environment was lent (env_state.rs
-  /// SendScratch), if it was and holds that many.
-  ///
-  /// # Safety
-  /// As `SendScratch::get`: on the JS thread, used before JavaScript runs again.
-  pub unsafe fn lent_send_args<'a>(
+  /// SendScratch), if it was and holds that many; views for as long as
+  /// the current call from JavaScript.
+  pub fn lent_send_args<'s>(
     &self,
+    scope: &'s js::CallScope,
     data_len: usize,
     fds_len: usize,
-  ) -> Option<(&'a [u8], &'a [i32])> {
+  ) -> Option<(&'s [u8], &'s [i32])> {
     let core = self.0.borrow();
     let scratch = core.state.send_scratch.borrow();
-    // SAFETY: forwarded from the caller.
-    unsafe { scratch.as_ref()?.get(data_len, fds_len) }
+    scratch.as_ref()?.get(scope, data_len, fds_len)
   }
 
   pub fn send(&self, data: &[u8], fds: &[i32]) -> fdpass_core::Result<bool> {
@@ -847,7 +845,9 @@ impl SocketCell {
       match read {
         Ok(outcomes) => (outcomes, c.state.clone()),
         Err(e) => {
-          js::throw(env, &e);
+          // SAFETY: inside the call from JavaScript (this function's
+          // contract), which returns the pending exception.
+          unsafe { js::throw(env, &e) };
           return Err(());
         }
       }
@@ -926,11 +926,14 @@ impl SocketCell {
     let call = |recv: RawValue, args: &[RawValue]| -> bool {
       match via {
         Via::EventLoop => {
-          // SAFETY: as above.
+          // SAFETY: from the event loop on the env's thread, inside the
+          // scope deliver's caller opened; recv, dispatch and args were
+          // made in it.
           unsafe { state.call(Some(recv), dispatch, args) };
           true
         }
-        // SAFETY: as above.
+        // SAFETY: inside the call from JavaScript that receiveSync is, on
+        // the env's thread and in its scope; the handles were made in it.
         Via::Direct => unsafe { js::call_direct(env, recv, dispatch, args) },
       }
     };
@@ -1134,13 +1137,13 @@ impl NativeSocket {
     data: &[u8],
     fds: &[i32],
   ) -> Result<bool> {
-    let to = address.to_core().to_unix_addr().or_throw(env.raw())?;
+    let to = address.to_core().to_unix_addr().or_throw(&env)?;
     self
       .cell
       .0
       .borrow_mut()
       .send(data, fds, Some(to))
-      .or_throw(env.raw())
+      .or_throw(&env)
   }
 
   /// A handle for the per-message calls of `crate::hot`, which skip
@@ -1163,12 +1166,12 @@ impl NativeSocket {
   pub fn peer_credentials(&self, env: Env) -> Result<NativePeerCredentials> {
     let c = self.cell.0.borrow();
     let fd = c.fd.as_ref().ok_or_else(|| {
-      js::throw(
-        env.raw(),
+      js::throw_in(
+        &env,
         &CoreError::sys(nix::errno::Errno::EBADF, "getsockopt"),
       )
     })?;
-    let p = fdpass_core::socket::peer_credentials(fd.as_fd()).or_throw(env.raw())?;
+    let p = fdpass_core::socket::peer_credentials(fd.as_fd()).or_throw(&env)?;
     Ok(NativePeerCredentials {
       pid: p.pid,
       uid: p.uid,
@@ -1197,7 +1200,7 @@ impl NativeSocket {
   ) -> Result<Unknown<'e>> {
     let c = self.cell.0.borrow();
     let addr = match c.fd.as_ref() {
-      Some(fd) => f(fd.as_fd()).or_throw(env.raw())?,
+      Some(fd) => f(fd.as_fd()).or_throw(&env)?,
       None => SocketAddress::Unnamed,
     };
     // SAFETY: value creation inside this napi call.

@@ -194,7 +194,11 @@ struct Target {
 }
 
 impl UvReactor {
-  pub fn new(uv_loop: *mut c_void) -> Option<Self> {
+  /// # Safety
+  /// `uv_loop` is the loop of the calling thread's environment, and it
+  /// outlives the reactor (every watch is closed on the loop's thread
+  /// before the loop ends).
+  pub unsafe fn new(uv_loop: *mut c_void) -> Option<Self> {
     api()?;
     Some(UvReactor {
       uv_loop,
@@ -320,7 +324,7 @@ impl UvWatch {
       }
     }
     if refed != self.refed {
-      // SAFETY: as above.
+      // SAFETY: the handle is initialised and not closed (close takes self).
       unsafe {
         if refed {
           (api.ref_)(self.handle)
