@@ -28,11 +28,13 @@ struct BoundPath {
 pub struct ServerCore {
   state: Rc<EnvState>,
   id: u64,
+  /// Before `fd`: fields drop in order, and the watch must end before the
+  /// descriptor closes.
+  watch: Option<Watch>,
   fd: Option<OwnedFd>,
   ty: SocketType,
   framed: bool,
   max_message: usize,
-  watch: Option<Watch>,
   accepting: bool,
   refed: bool,
   callback: Option<JsRef>,
@@ -153,7 +155,9 @@ impl NativeServer {
       bound,
     })));
     let ready: Weak<dyn Ready> = Rc::downgrade(&(cell.clone() as Rc<dyn Ready>));
-    let watch = Watch::new(&state.reactor, fd.as_raw_fd(), ready)?;
+    // SAFETY: the core keeps fd until close(), which closes the watch first,
+    // and drops the watch before fd (field order) when it is never closed.
+    let watch = unsafe { Watch::new(&state.reactor, fd.as_raw_fd(), ready)? };
     let resource: Weak<dyn Resource> = Rc::downgrade(&(cell.clone() as Rc<dyn Resource>));
     {
       let mut c = cell.0.borrow_mut();

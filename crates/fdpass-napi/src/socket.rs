@@ -164,12 +164,14 @@ enum Outcome {
 pub struct SocketCore {
   state: Rc<EnvState>,
   id: u64,
+  /// Before `fd`: fields drop in order, and the watch must end before the
+  /// descriptor closes.
+  watch: Option<Watch>,
   fd: Option<OwnedFd>,
   ty: SocketType,
   /// Boxed: only framed streams have one, and an idle seqpacket socket
   /// then costs ~90 bytes less.
   decoder: Option<Box<FrameDecoder>>,
-  watch: Option<Watch>,
   reading: bool,
   refed: bool,
   ended: bool,
@@ -215,7 +217,9 @@ impl SocketCell {
       blocking_file: false,
     })));
     let ready: Weak<dyn Ready> = Rc::downgrade(&(cell.clone() as Rc<dyn Ready>));
-    let watch = Watch::new(&state.reactor, fd.as_raw_fd(), ready)?;
+    // SAFETY: the core keeps fd until close(), which closes the watch first,
+    // and drops the watch before fd (field order) when it is never closed.
+    let watch = unsafe { Watch::new(&state.reactor, fd.as_raw_fd(), ready)? };
     let resource: Weak<dyn Resource> = Rc::downgrade(&(cell.clone() as Rc<dyn Resource>));
     {
       let mut c = cell.0.borrow_mut();

@@ -231,7 +231,9 @@ impl UvReactor {
     }
   }
 
-  pub fn watch(&self, fd: RawFd, ready: Weak<dyn Ready>) -> fdpass_core::Result<UvWatch> {
+  /// # Safety
+  /// `fd` stays open until the returned watch is closed.
+  pub unsafe fn watch(&self, fd: RawFd, ready: Weak<dyn Ready>) -> fdpass_core::Result<UvWatch> {
     let api = api().expect("checked in new");
     // SAFETY: handle_size is a pure query; calloc gives zeroed memory of that size.
     let handle = unsafe { libc::calloc(1, (api.handle_size)(UV_POLL)) };
