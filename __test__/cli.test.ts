@@ -1,10 +1,14 @@
 // `fdpass run`: the supervisor restarts an app with zero downtime on
 // SIGHUP and speaks the systemd notify protocol upwards.
 import { spawn } from 'node:child_process'
+import * as fs from 'node:fs'
+import * as http from 'node:http'
+import * as net from 'node:net'
+import * as os from 'node:os'
 import * as path from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
 import { bind, type FdSocket } from '..'
-import { cleanup, root, tmpPath } from './helpers'
+import { type Child, cleanup, fixture, nextWhere, root, sleep, tmpPath, until, wrap } from './helpers'
 
 afterEach(cleanup)
 
@@ -46,7 +50,10 @@ describe('fdpass run', () => {
     })()
     for (let i = 0; i < 2; i++) {
       supervisor.kill('SIGHUP')
-      await next(notifications, 'RELOADING')
+      const reloading = await next(notifications, 'RELOADING')
+      // CLOCK_MONOTONIC (the same clock in this process: process.hrtime), not the wall clock.
+      const lag = process.hrtime.bigint() / 1000n - BigInt(reloading.MONOTONIC_USEC)
+      expect(lag >= 0n && lag < 60_000_000n).toBe(true)
       expect((await next(notifications, 'READY')).STATUS).toMatch(/^serving \(generation \d\)$/)
     }
     running = false
@@ -60,5 +67,416 @@ describe('fdpass run', () => {
     await next(notifications, 'STOPPING')
     expect(await exited).toBe(0)
     notifications.close()
+  })
+})
+
+// ---------------------------------------------------------------------------
+// The supervisor keeps the sockets: fd store, crash restarts, reloads, stops.
+
+const bin = path.join(root, 'bin/fdpass.js')
+const app = fixture('supervised-server.js')
+const running: Child[] = []
+afterEach(() => {
+  for (const c of running.splice(0)) c.proc.kill('SIGKILL')
+})
+
+interface Supervised {
+  sup: Child
+  control: string
+  socket: string
+  notifyPath: string
+  setConfig(config: Record<string, unknown>): void
+}
+
+function supervise(args: string[] = [], config: Record<string, unknown> = {}, env: Record<string, string> = {}): Supervised {
+  const control = tmpPath()
+  const socket = tmpPath()
+  const configPath = tmpPath('cfg')
+  const setConfig = (c: Record<string, unknown>) => fs.writeFileSync(configPath, JSON.stringify(c))
+  setConfig(config)
+  const proc = spawn(process.execPath, [bin, 'run', '--control', control, '--socket', socket, ...args, '--', process.execPath, app], {
+    env: { ...process.env, APP_CONFIG: configPath, APP_LOG: '1', NOTIFY_SOCKET: '', FDSTORE: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const sup = wrap(proc)
+  running.push(sup)
+  return { sup, control, socket, notifyPath: path.join(os.tmpdir(), `fdpass-run-notify-${proc.pid}.sock`), setConfig }
+}
+
+const readyLine = (sup: Child, generation?: number) =>
+  nextWhere(sup, (l) => l.ready && (generation === undefined || l.generation === generation), `generation ${generation ?? ''} ready`)
+
+/** `fdpass <args>`: its exit code and stdout. */
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    p.stdout.on('data', (d) => (stdout += d))
+    p.stderr.on('data', (d) => (stderr += d))
+    p.on('exit', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+async function status(socket: string): Promise<any> {
+  const r = await cli(['status', '--socket', socket, '--json'])
+  expect(r.code).toBe(0)
+  return JSON.parse(r.stdout)
+}
+
+function request(port: number, urlPath = '/'): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: urlPath, agent: false }, (res) => {
+        let body = ''
+        res.on('data', (d) => (body += d))
+        res.on('end', () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`HTTP ${res.statusCode}`))))
+      })
+      .on('error', reject)
+  })
+}
+
+/** Closed-loop load, a new connection per request; errors counted by code. */
+function load(port: number, clients = 4) {
+  const stats = { ok: 0, errors: {} as Record<string, number> }
+  let on = true
+  const loops = Array.from({ length: clients }, async () => {
+    while (on) {
+      try {
+        await request(port)
+        stats.ok++
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message
+        stats.errors[code] = (stats.errors[code] ?? 0) + 1
+      }
+    }
+  })
+  return {
+    stats,
+    failed: () => Object.values(stats.errors).reduce((a, b) => a + b, 0),
+    async served(n: number) {
+      const target = stats.ok + n
+      await until(() => stats.ok >= target, `${n} more requests served`, 30_000)
+    },
+    async stop() {
+      on = false
+      await Promise.all(loops)
+    },
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+describe('fdpass run keeps the sockets', () => {
+  test('kill -9 of the serving generation under load: no connection refused; the next one serves the same listening socket from the store', async () => {
+    const s = supervise()
+    const first = await readyLine(s.sup, 1)
+    const traffic = load(first.port)
+    await traffic.served(50)
+    process.kill(first.pid, 'SIGKILL')
+    const second = await readyLine(s.sup, 2)
+    expect(second.inode).toBe(first.inode)
+    expect(second.port).toBe(first.port)
+    await traffic.served(50)
+    await traffic.stop()
+    expect(traffic.stats.errors.ECONNREFUSED ?? 0).toBe(0)
+    // Only requests in flight on the killed process fail: at most one per client.
+    expect(traffic.failed()).toBeLessThanOrEqual(4)
+    const st = await status(s.socket)
+    expect(st).toMatchObject({ serving: 2, restarts: 1, state: 'serving' })
+    expect(st.stored.map((x: any) => x.name).sort()).toEqual(['fdpass.control', 'fdpass.tcp.127.0.0.1.0'])
+    expect(s.sup.stderr()).toContain(`generation 1 (pid ${first.pid}) exited (signal SIGKILL); no generation serves`)
+    // The restarted generation hands over by the usual handoff on a reload.
+    const r = await cli(['reload', '--socket', s.socket, '--json'])
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'committed', generation: 3 })
+    expect((await readyLine(s.sup, 3)).inode).toBe(first.inode)
+    s.sup.proc.kill('SIGTERM')
+    expect((await s.sup.exit).code).toBe(0)
+  })
+
+  test('kill -9 of the new generation during a handoff: the reload fails (exit 1), is logged, and the old one serves on', async () => {
+    const s = supervise()
+    const first = await readyLine(s.sup, 1)
+    s.setConfig({ delayReadyMs: 60_000 })
+    const traffic = load(first.port)
+    const reload = cli(['reload', '--socket', s.socket])
+    const took = await nextWhere(s.sup, (l) => l.took && l.generation === 2)
+    await traffic.served(20)
+    process.kill(took.pid, 'SIGKILL')
+    const r = await reload
+    expect(r.code).toBe(1)
+    expect(r.stdout).toContain('reload failed')
+    await traffic.served(30)
+    await traffic.stop()
+    // The new generation accepts from the moment it has the listeners: requests it held die with it, no others.
+    expect(traffic.stats.errors.ECONNREFUSED ?? 0).toBe(0)
+    expect(traffic.failed()).toBeLessThanOrEqual(4)
+    expect(s.sup.stderr()).toContain(`generation 2 (pid ${took.pid}) exited (signal SIGKILL) before ready; generation 1 serves on`)
+    expect(await status(s.socket)).toMatchObject({ serving: 1, restarts: 0, reloads: { committed: 0, failed: 1 } })
+  })
+
+  test('kill -9 of the old generation during a handoff: the new one takes over; no connection refused', async () => {
+    const s = supervise()
+    const first = await readyLine(s.sup, 1)
+    s.setConfig({ delayReadyMs: 1500 })
+    const traffic = load(first.port)
+    const reload = cli(['reload', '--socket', s.socket])
+    await nextWhere(s.sup, (l) => l.took && l.generation === 2) // it has the listeners
+    process.kill(first.pid, 'SIGKILL')
+    expect((await reload).code).toBe(0)
+    const second = await readyLine(s.sup, 2)
+    expect(second.inode).toBe(first.inode)
+    await traffic.served(30)
+    await traffic.stop()
+    expect(traffic.stats.errors.ECONNREFUSED ?? 0).toBe(0)
+    expect(traffic.failed()).toBeLessThanOrEqual(4)
+    expect(await status(s.socket)).toMatchObject({ serving: 2, restarts: 0 })
+  })
+
+  test('a crash loop backs off, hits --restart-limit and the supervisor exits 1 saying why, leaving nothing behind', async () => {
+    const s = supervise(['--restart-limit', '3', '--restart-window', '60000'], { crashAfterReadyMs: 0 })
+    const pids: number[] = []
+    for (let g = 1; g <= 3; g++) pids.push((await readyLine(s.sup, g)).pid)
+    const { code } = await s.sup.exit
+    expect(code).toBe(1)
+    const err = s.sup.stderr()
+    expect(err).toContain('restarting now with 2 stored descriptors (crash 1 of 3 within 60000 ms)')
+    expect(err).toContain('restarting in 100 ms')
+    expect(err).toContain('giving up: 3 crashes within 60000 ms (--restart-limit 3 --restart-window 60000)')
+    for (const p of [s.control, s.socket, s.notifyPath]) expect(fs.existsSync(p)).toBe(false)
+    for (const pid of pids) expect(alive(pid)).toBe(false)
+  })
+
+  test('two reloads at once and SIGHUPs during a start: queued and coalesced into one more reload, none lost', async () => {
+    const s = supervise([], {})
+    await readyLine(s.sup, 1)
+    s.setConfig({ delayReadyMs: 1000 })
+    const a = cli(['reload', '--socket', s.socket, '--json'])
+    await nextWhere(s.sup, (l) => l.took && l.generation === 2)
+    const b = cli(['reload', '--socket', s.socket, '--json'])
+    await until(() => s.sup.stderr().includes('reloading again after it'), 'the second reload queued')
+    s.sup.proc.kill('SIGHUP')
+    await until(() => s.sup.stderr().includes('SIGHUP: generation 2 is starting; joined the reload queued after it'), 'SIGHUP joined the queue')
+    const [ra, rb] = await Promise.all([a, b])
+    expect(ra.code).toBe(0)
+    expect(rb.code).toBe(0)
+    expect(JSON.parse(ra.stdout)).toMatchObject({ outcome: 'committed', generation: 2 })
+    expect(JSON.parse(rb.stdout)).toMatchObject({ outcome: 'committed', generation: 3 })
+    await readyLine(s.sup, 3)
+    const st = await status(s.socket)
+    expect(st).toMatchObject({ serving: 3, reloads: { committed: 2, failed: 0, queued: 0 } })
+  })
+
+  test('a SIGHUP while the first generation starts reloads once it serves', async () => {
+    const s = supervise([], { delayReadyMs: 1000 })
+    await nextWhere(s.sup, (l) => l.took && l.generation === 1)
+    s.sup.proc.kill('SIGHUP')
+    await readyLine(s.sup, 1)
+    s.setConfig({})
+    await readyLine(s.sup, 2)
+    expect(s.sup.stderr()).toContain('SIGHUP: generation 1 is starting; reloading again after it')
+  })
+
+  test('SIGTERM while a generation is starting: everything stops, no process or socket file is left', async () => {
+    const s = supervise()
+    const first = await readyLine(s.sup, 1)
+    s.setConfig({ delayReadyMs: 60_000 })
+    s.sup.proc.kill('SIGHUP')
+    const took = await nextWhere(s.sup, (l) => l.took && l.generation === 2)
+    expect(fs.existsSync(s.notifyPath)).toBe(true)
+    s.sup.proc.kill('SIGTERM')
+    const exit = await Promise.race([s.sup.exit, sleep(15_000).then(() => null)])
+    expect(exit, `the supervisor did not exit; its stderr:\n${s.sup.stderr()}`).toMatchObject({ code: 0 })
+    for (const pid of [first.pid, took.pid]) expect(alive(pid)).toBe(false)
+    for (const p of [s.control, s.socket, s.notifyPath]) expect(fs.existsSync(p)).toBe(false)
+    await expect(request(first.port)).rejects.toMatchObject({ code: 'ECONNREFUSED' })
+  })
+
+  test('a stop drains: an in-flight 1 s request completes after SIGTERM', async () => {
+    const s = supervise()
+    const first = await readyLine(s.sup, 1)
+    const slow = request(first.port, '/slow?ms=1000')
+    await sleep(200)
+    s.sup.proc.kill('SIGTERM')
+    expect(await slow).toBe(`slow ${first.pid}`)
+    expect((await s.sup.exit).code).toBe(0)
+  })
+
+  test('--watch survives atomic saves of a file and watches a directory recursively', async () => {
+    const dir = tmpPath('watch')
+    fs.mkdirSync(path.join(dir, 'sub'), { recursive: true })
+    const file = path.join(dir, 'config.json')
+    fs.writeFileSync(file, '1')
+    const tree = tmpPath('tree')
+    fs.mkdirSync(path.join(tree, 'deep', 'er'), { recursive: true })
+    const s = supervise(['--watch', file, '--watch', tree])
+    await readyLine(s.sup, 1)
+    for (let g = 2; g <= 3; g++) {
+      // An editor's save: write a new file, rename it over the old one.
+      fs.writeFileSync(`${file}.tmp`, String(g))
+      fs.renameSync(`${file}.tmp`, file)
+      await readyLine(s.sup, g)
+    }
+    fs.writeFileSync(path.join(tree, 'deep', 'er', 'x.js'), 'changed')
+    await readyLine(s.sup, 4)
+    expect(s.sup.stderr()).toContain(`change in ${path.join(tree, 'deep', 'er', 'x.js')}`)
+  })
+
+  test('a --watch path that does not exist: a one-line error, exit 2, no socket file', async () => {
+    const missing = tmpPath('missing')
+    const s = supervise(['--watch', missing])
+    const { code } = await s.sup.exit
+    expect(code).toBe(2)
+    expect(s.sup.stderr()).toBe(`fdpass: cannot watch ${missing}: no such file or directory (usage: fdpass --help)\n`)
+    for (const p of [s.control, s.socket, s.notifyPath]) expect(fs.existsSync(p)).toBe(false)
+  })
+
+  test('--version and --help print to stdout and exit 0; fdpass reload without a supervisor exits 2', async () => {
+    const v = await cli(['--version'])
+    expect(v).toMatchObject({ code: 0, stdout: `${JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).version}\n`, stderr: '' })
+    for (const args of [['--help'], ['run', '--help']]) {
+      const h = await cli(args)
+      expect(h.code).toBe(0)
+      expect(h.stdout).toContain('usage: fdpass run')
+      expect(h.stderr).toBe('')
+    }
+    const r = await cli(['reload', '--socket', tmpPath()])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^fdpass reload: /)
+  })
+})
+
+describe('fdpass run --workers', () => {
+  test('two workers serve the same listening socket; a killed one restarts from the store while the other serves; no connection refused', async () => {
+    const s = supervise(['--workers', '2'])
+    const ready = [await readyLine(s.sup), await readyLine(s.sup)]
+    expect(ready.map((r) => r.worker).sort()).toEqual([0, 1])
+    expect(ready[1].inode).toBe(ready[0].inode)
+    const port = ready[0].port
+    const pids = new Set<string>()
+    await until(() => {
+      void request(port).then((p) => pids.add(p))
+      return pids.size === 2
+    }, 'both workers answering')
+    const traffic = load(port)
+    await traffic.served(50)
+    const victim = ready.find((r) => r.worker === 1)
+    const survivor = ready.find((r) => r.worker === 0)
+    process.kill(victim.pid, 'SIGKILL')
+    const back = await readyLine(s.sup, 3)
+    expect(back).toMatchObject({ worker: 1, inode: ready[0].inode })
+    await traffic.served(50)
+    await traffic.stop()
+    expect(traffic.stats.errors.ECONNREFUSED ?? 0).toBe(0)
+    expect(traffic.failed()).toBeLessThanOrEqual(4)
+    const st = await status(s.socket)
+    expect(st.workers).toEqual([
+      { worker: 0, control: `${s.control}.0`, serving: survivor.generation },
+      { worker: 1, control: `${s.control}.1`, serving: 3 },
+    ])
+    expect(alive(survivor.pid)).toBe(true)
+    expect(st.restarts).toBe(1)
+  })
+
+  test('a reload replaces the workers one at a time with 0 failed requests; a worker that crashes during it restarts from the store', async () => {
+    const s = supervise(['--workers', '2'])
+    const ready = [await readyLine(s.sup), await readyLine(s.sup)]
+    const port = ready[0].port
+    const traffic = load(port)
+    await traffic.served(50)
+    const r1 = await cli(['reload', '--socket', s.socket, '--json'])
+    expect(r1.code).toBe(0)
+    const o1 = JSON.parse(r1.stdout)
+    expect(o1).toMatchObject({ outcome: 'committed' })
+    expect(o1.workers.map((w: any) => [w.worker, w.outcome])).toEqual([
+      [0, 'committed'],
+      [1, 'committed'],
+    ])
+    await traffic.served(50)
+    expect(traffic.failed()).toBe(0)
+    // Again, and kill worker 1 while worker 0's new generation starts.
+    s.setConfig({ delayReadyMs: 1000 })
+    const serving1 = (await status(s.socket)).generations.find((g: any) => g.worker === 1 && g.state === 'serving')
+    const r2 = cli(['reload', '--socket', s.socket, '--json'])
+    await nextWhere(s.sup, (l) => l.took && l.worker === 0 && l.generation > 4)
+    process.kill(serving1.pid, 'SIGKILL')
+    expect((await r2).code).toBe(0)
+    await traffic.served(50)
+    await traffic.stop()
+    expect(traffic.stats.errors.ECONNREFUSED ?? 0).toBe(0)
+    expect(traffic.failed()).toBeLessThanOrEqual(4)
+    const st = await status(s.socket)
+    expect(st.workers.every((w: any) => w.serving > 4)).toBe(true)
+    expect(st.restarts).toBe(1)
+    expect(s.sup.stderr()).toContain(`exited (signal SIGKILL); no generation serves worker 1`)
+  })
+})
+
+describe('fdpass run --health and --probation', () => {
+  test('a failing health command rolls the reload back: exit 1, the old generation serves on, no request fails', async () => {
+    const s = supervise(['--health', 'test "$FDPASS_GENERATION" != 2 && kill -0 "$FDPASS_PID"'])
+    const first = await readyLine(s.sup, 1)
+    const traffic = load(first.port)
+    await traffic.served(30)
+    const r = await cli(['reload', '--socket', s.socket, '--json'])
+    expect(r.code).toBe(1)
+    expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'rolled-back', generation: 2, reason: 'rolled back: health check exited (code 1)' })
+    // The next one passes (FDPASS_PID is its pid, alive) and takes over.
+    const r3 = await cli(['reload', '--socket', s.socket, '--json'])
+    expect(JSON.parse(r3.stdout)).toMatchObject({ outcome: 'committed', generation: 3 })
+    await traffic.served(30)
+    await traffic.stop()
+    expect(traffic.failed()).toBe(0)
+    expect(await status(s.socket)).toMatchObject({ serving: 3, reloads: { committed: 1, rolledBack: 1, failed: 0 } })
+  })
+
+  test('a health URL is checked on the new generation, not on the old one that shares the port', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (probe.address() as net.AddressInfo).port
+        probe.close(() => resolve(p))
+      })
+    })
+    const first = { port }
+    // The old generation is healthy, the new one is not: only the new one's answer may count.
+    const t = supervise(['--health', `http://127.0.0.1:${port}/health`], {}, { PORT: String(port) })
+    const one = await readyLine(t.sup, 1)
+    expect(one.port).toBe(port)
+    t.setConfig({ unhealthy: true })
+    const traffic = load(one.port)
+    const r = await cli(['reload', '--socket', t.socket, '--json'])
+    expect(r.code).toBe(1)
+    expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'rolled-back', reason: `rolled back: health check http://127.0.0.1:${first.port}/health answered 500` })
+    t.setConfig({})
+    expect((await cli(['reload', '--socket', t.socket])).code).toBe(0)
+    await traffic.served(30)
+    await traffic.stop()
+    expect(traffic.failed()).toBe(0)
+  })
+
+  test('a new generation that crashes during --probation is rolled back; the old one serves on, no connection refused', async () => {
+    const s = supervise(['--probation', '3000'])
+    const first = await readyLine(s.sup, 1)
+    s.setConfig({ crashAfterListenMs: 500 })
+    const traffic = load(first.port)
+    const r = await cli(['reload', '--socket', s.socket, '--json'])
+    expect(r.code).toBe(1)
+    expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'rolled-back', generation: 2, reason: 'rolled back: exited (code 1) during probation' })
+    await traffic.served(30)
+    await traffic.stop()
+    expect(traffic.stats.errors.ECONNREFUSED ?? 0).toBe(0)
+    // Only what the crashed canary held fails.
+    expect(traffic.failed()).toBeLessThanOrEqual(4)
+    const st = await status(s.socket)
+    expect(st).toMatchObject({ serving: 1, restarts: 0, reloads: { rolledBack: 1 } })
+    expect(alive(first.pid)).toBe(true)
   })
 })

@@ -3,8 +3,10 @@
 // socket, UDP) over under load, and survive crashes, kills and races.
 import * as dgram from 'node:dgram'
 import { once } from 'node:events'
+import * as fs from 'node:fs'
 import * as http from 'node:http'
 import { afterEach, describe, expect, test } from 'vitest'
+import { storeName, takeover } from '../handoff'
 import { cleanup, nextWhere, run, sleep, tmpPath, type Child } from './helpers'
 
 const children: Child[] = []
@@ -224,6 +226,33 @@ describe('handoff', () => {
       const intruder = generation({ control })
       expect(await nextWhere(intruder, (l) => l.error)).toMatchObject({ error: 'ERR_FDPASS_HANDOFF_REFUSED' })
       expect(await get(port, false)).toBe(String(pid))
+    })
+  })
+  describe('with a supervisor', () => {
+    test('close() removes the control socket file it created', async () => {
+      const control = tmpPath()
+      const generation = await takeover({ control, listeners: { http: { tcp: { host: '127.0.0.1', port: 0 } } }, log: false })
+      expect(fs.existsSync(control)).toBe(true)
+      await generation.close()
+      expect(fs.existsSync(control)).toBe(false)
+    })
+
+    test('store names are valid FDNAMEs (printable ASCII without ":", at most 255 bytes) and differ per listener', () => {
+      const keys = [
+        'tcp:0.0.0.0:8080',
+        'tcp:::1:8080',
+        'tcp:::18:080',
+        'udp:0.0.0.0:8080',
+        'unix:/run/app/http.sock',
+        'unix:/run/app/http_2F.sock',
+        `unix:/${'x'.repeat(300)}`,
+        'systemd:web',
+      ]
+      const names = keys.map(storeName)
+      expect(names[0]).toBe('fdpass.tcp.0.0.0.0.8080')
+      expect(names[4]).toBe('fdpass.unix._2Frun_2Fapp_2Fhttp.sock')
+      for (const n of names) expect(n).toMatch(/^[A-Za-z0-9_.-]{1,255}$/)
+      expect(new Set(names).size).toBe(keys.length)
     })
   })
 })

@@ -1,223 +1,895 @@
-// `fdpass run -- node server.js`: restart an app with zero downtime on
-// SIGHUP/SIGUSR2 (or on file change). The app takes its listeners with
-// fdpass/handoff's takeover() (control path from $FDPASS_CONTROL); the
-// supervisor starts each new generation, waits for its READY=1 on a notify
-// socket, and relays readiness to systemd (Type=notify) when it runs under it.
+// `fdpass run -- node server.js`: a supervisor. It restarts an app with zero
+// downtime on SIGHUP/SIGUSR2, `fdpass reload` or a file change (the app
+// takes its listeners with fdpass/handoff's takeover(), control path from
+// $FDPASS_CONTROL), keeps a duplicate of every listener in an fd store (the
+// app stores them like in systemd's: FDSTORE=1 + FDNAME over $NOTIFY_SOCKET),
+// and when the serving generation dies it starts a new one at once with
+// those listeners (LISTEN_FDS), so the ports never close. It relays
+// readiness to systemd (Type=notify) when it runs under it. docs/supervisor.md.
 import { type ChildProcess, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
+import * as http from 'node:http'
+import * as https from 'node:https'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { bind } from './index'
+import { parseArgs } from 'node:util'
+import { bind, connect, listen } from './open'
+import { hot } from './native'
 import { notify } from './notify'
-import type { FdSocket } from './socket'
+import type { FdServer } from './server'
+import type { FdSocket, Message } from './socket'
+import { listenFds } from './systemd'
 
-const USAGE = `usage: fdpass run [options] -- <command> [args...]
+const USAGE = `usage: fdpass run [options] [--] <command> [args...]
+       fdpass reload [--socket PATH] [--json] [-- <command> [args...]]
+       fdpass status [--socket PATH] [--json] [-- <command> [args...]]
+       fdpass --version | --help
 
-Runs <command> and restarts it with zero downtime on SIGHUP or SIGUSR2.
-The command takes its listeners with takeover() from 'fdpass/handoff',
-which reads the control socket path from $FDPASS_CONTROL.
+run: runs <command> and restarts it with zero downtime on SIGHUP, SIGUSR2,
+\`fdpass reload\` or a file change. The command takes its listeners with
+takeover() from 'fdpass/handoff' (control path from $FDPASS_CONTROL) and
+stores them with the supervisor ($FDSTORE); when it dies, a new generation
+starts at once on the same listening sockets: no connection is refused.
 
-options:
-  --control PATH        control socket path (default: $FDPASS_CONTROL, or one
-                        in $XDG_RUNTIME_DIR or the temp dir, named after the command)
+options of run:
+  --control PATH        the app's control socket (default: $FDPASS_CONTROL, or
+                        fdpass-<hash of cwd and command>.sock in $XDG_RUNTIME_DIR
+                        or the temp dir)
+  --socket PATH         the supervisor's own socket, for status and reload
+                        (default: the control path with .supervisor.sock
+                        instead of .sock)
   --ready-timeout MS    how long a new generation may take to become ready (30000)
-  --watch PATH          also restart when PATH changes (repeatable)
+  --stop-timeout MS     how long a stop waits for generations to drain before
+                        it kills them (90000)
+  --restart-limit N     give up after N crashes within --restart-window (5)
+  --restart-window MS   (10000)
+  --backoff-max MS      restart delay cap; the first restart is immediate, then
+                        100 ms doubling per crash within the window (5000)
+  --watch PATH          also reload when PATH changes; a directory is watched
+                        recursively (repeatable)
+  --workers N|auto      N processes serve the same listeners (auto: one per
+                        CPU); each worker has its own control path <control>.<n>;
+                        a reload replaces them one at a time (1)
+  --health URL|COMMAND  on a reload, check the new generation while the old one
+                        still serves, before it takes over: a URL must answer
+                        2xx from the new generation (told apart by its
+                        fdpass-pid header); a shell command must exit 0 (it
+                        gets FDPASS_PID, FDPASS_GENERATION, FDPASS_WORKER).
+                        On failure the new generation drains and exits, and
+                        the old one serves on (rolled back)
+  --probation MS        on a reload, both generations serve for MS first (a
+                        canary); a new one that dies meanwhile is rolled back.
+                        Keep probation and health under the app's readyTimeout
   --quiet               no log lines of its own
-  -h, --help            this text
 
-Under systemd, use Type=notify (NotifyAccess=main) and ExecReload=kill -HUP $MAINPID.`
+reload: asks the supervisor for a reload and waits for it. Exit code 0 when the
+new generation serves, 1 when it failed or was rolled back (the previous one
+serves on), 2 when
+the supervisor cannot be reached. status: generations, pids, uptimes, stored
+listeners, restarts. Both find the supervisor by --socket, by the command
+(as run derives it), or as the only one running in the directory above.
 
-interface Options {
+Signals must reach the supervisor itself: run the bin (node_modules/.bin/fdpass
+run ...), not npx/npm, which forward only SIGINT and SIGTERM; or use fdpass reload.
+Under systemd: Type=notify, NotifyAccess=main, ExecReload=fdpass reload --socket PATH
+(or kill -HUP $MAINPID); with FileDescriptorStoreMax= the supervisor also
+keeps the listeners in systemd's fd store.`
+
+const DEFAULTS = { readyTimeout: 30_000, stopTimeout: 90_000, restartLimit: 5, restartWindow: 10_000, backoffMax: 5_000 }
+const BACKOFF_FIRST_MS = 100
+/** $FDSTORE given to generations: how many descriptors this supervisor keeps for them. */
+const FD_STORE_MAX = 256
+/** FDNAME of a generation's control listener in the store (fdpass/handoff's CONTROL_STORE_NAME). */
+const CONTROL_NAME = 'fdpass.control'
+
+interface RunOptions {
   control: string
+  socket: string
   readyTimeout: number
+  stopTimeout: number
+  restartLimit: number
+  restartWindow: number
+  backoffMax: number
   watch: string[]
+  workers: number
+  health: string | null
+  probation: number
   quiet: boolean
   command: string[]
 }
 
-function parse(argv: string[]): Options {
-  const o: Options = { control: process.env.FDPASS_CONTROL ?? '', readyTimeout: 30_000, watch: [], quiet: false, command: [] }
-  let i = 0
-  for (; i < argv.length; i++) {
-    const a = argv[i]
-    if (a === '--') {
-      i++
-      break
-    }
-    if (a === '-h' || a === '--help') {
-      console.log(USAGE)
-      process.exit(0)
-    } else if (a === '--control') o.control = argv[++i]
-    else if (a === '--ready-timeout') o.readyTimeout = Number(argv[++i])
-    else if (a === '--watch') o.watch.push(argv[++i])
-    else if (a === '--quiet') o.quiet = true
-    else break
-  }
-  o.command = argv.slice(i)
-  if (o.command.length === 0 || !Number.isFinite(o.readyTimeout) || o.readyTimeout <= 0) {
-    console.error(USAGE)
-    process.exit(2)
-  }
-  if (!o.control) {
-    const dir = process.env.XDG_RUNTIME_DIR || os.tmpdir()
-    const id = createHash('sha256').update(`${process.cwd()}\0${o.command.join('\0')}`).digest('hex').slice(0, 12)
-    o.control = path.join(dir, `fdpass-${id}.sock`)
-  }
-  return o
+class UsageError extends Error {}
+
+function version(): string {
+  return JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8')).version
 }
 
-class Supervisor {
-  readonly #o: Options
-  readonly #log: (line: string) => void
-  #notifyPath = ''
-  #notifySocket: FdSocket | null = null
-  #current: ChildProcess | null = null
-  #starting: ChildProcess | null = null
-  #children = new Set<ChildProcess>()
-  #ready = new Map<number, () => void>()
-  #stopping = false
-  #orphaned: (() => void) | null = null
-  #generation = 0
+function runtimeDir(): string {
+  return process.env.XDG_RUNTIME_DIR || os.tmpdir()
+}
 
-  constructor(o: Options) {
+function defaultControl(command: string[]): string {
+  const id = createHash('sha256').update(`${process.cwd()}\0${command.join('\0')}`).digest('hex').slice(0, 12)
+  return path.join(runtimeDir(), `fdpass-${id}.sock`)
+}
+
+function supervisorSocketFor(control: string): string {
+  return `${control.replace(/\.sock$/, '')}.supervisor.sock`
+}
+
+/** Split `[options] [--] command args` at `--` or at the first word that is not an option (or an option's value). */
+function splitCommand(argv: string[], valued: Set<string>): { options: string[]; command: string[] } {
+  const dashes = argv.indexOf('--')
+  if (dashes >= 0) return { options: argv.slice(0, dashes), command: argv.slice(dashes + 1) }
+  let i = 0
+  while (i < argv.length && argv[i].startsWith('-')) {
+    const name = argv[i].replace(/^--?/, '')
+    i += valued.has(name) ? 2 : 1
+  }
+  return { options: argv.slice(0, i), command: argv.slice(i) }
+}
+
+function positiveNumber(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} must be a positive number, not '${value}'`)
+  return n
+}
+
+const RUN_OPTIONS = {
+  control: { type: 'string' },
+  socket: { type: 'string' },
+  'ready-timeout': { type: 'string' },
+  'stop-timeout': { type: 'string' },
+  'restart-limit': { type: 'string' },
+  'restart-window': { type: 'string' },
+  'backoff-max': { type: 'string' },
+  watch: { type: 'string', multiple: true },
+  workers: { type: 'string' },
+  health: { type: 'string' },
+  probation: { type: 'string' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+function parseRun(argv: string[]): RunOptions | 'help' {
+  const valued = new Set(Object.entries(RUN_OPTIONS).filter(([, o]) => o.type === 'string').map(([k]) => k))
+  const { options, command } = splitCommand(argv, valued)
+  const { values } = parseArgs({ args: options, options: RUN_OPTIONS, strict: true, allowPositionals: false })
+  if (values.help) return 'help'
+  if (command.length === 0) throw new UsageError('no command to run')
+  const control = values.control ?? process.env.FDPASS_CONTROL ?? defaultControl(command)
+  return {
+    control,
+    socket: values.socket ?? supervisorSocketFor(control),
+    readyTimeout: positiveNumber('ready-timeout', values['ready-timeout'], DEFAULTS.readyTimeout),
+    stopTimeout: positiveNumber('stop-timeout', values['stop-timeout'], DEFAULTS.stopTimeout),
+    restartLimit: Math.floor(positiveNumber('restart-limit', values['restart-limit'], DEFAULTS.restartLimit)),
+    restartWindow: positiveNumber('restart-window', values['restart-window'], DEFAULTS.restartWindow),
+    backoffMax: positiveNumber('backoff-max', values['backoff-max'], DEFAULTS.backoffMax),
+    watch: values.watch ?? [],
+    health: values.health ?? null,
+    probation: values.probation === undefined || values.probation === '0' ? 0 : positiveNumber('probation', values.probation, 0),
+    workers: values.workers === 'auto' ? os.availableParallelism() : Math.floor(positiveNumber('workers', values.workers, 1)),
+    quiet: values.quiet ?? false,
+    command,
+  }
+}
+
+/**
+ * CLOCK_MONOTONIC in microseconds, as systemd expects in MONOTONIC_USEC
+ * (it compares it with its own now(CLOCK_MONOTONIC) to match RELOADING=1
+ * to this reload). On Linux, libuv's uv_hrtime (process.hrtime) reads
+ * clock_gettime(CLOCK_MONOTONIC), the same clock and origin.
+ */
+export function monotonicUsec(): bigint {
+  return process.hrtime.bigint() / 1000n
+}
+
+type GenState = 'starting' | 'serving' | 'draining'
+
+/** One worker position: its own control path and notify socket; one generation serves it at a time (two during a handoff). */
+interface Slot {
+  k: number
+  control: string
+  notifyPath: string
+  notifySocket: FdSocket | null
+  serving: Gen | null
+  starting: Gen | null
+  restartTimer: NodeJS.Timeout | null
+  /** The outcome of the restart after a crash, while one is pending or starting. */
+  restarting: Promise<ReloadOutcome> | null
+}
+
+interface Gen {
+  n: number
+  slot: Slot
+  child: ChildProcess
+  pid: number
+  startedAt: number
+  readyAt: number | null
+  state: GenState
+  /** 'first', 'reload', or 'restart' (after a crash, from the fd store). */
+  cause: 'first' | 'reload' | 'restart'
+  onReady: (() => void) | null
+  /** Why the health gate or probation turned it down. */
+  rolledBack: string | null
+  /** What it is in while it waits at the gate: its death then is a rollback too. */
+  gate: 'probation' | 'the health check' | null
+}
+
+export interface ReloadOutcome {
+  outcome: 'committed' | 'failed' | 'rolled-back'
+  /** The last generation started (with workers: one per worker, in order). */
+  generation: number
+  pid: number | null
+  durationMs: number
+  reason?: string
+  /** With --workers > 1: each worker's new generation. */
+  workers?: Array<{ worker: number; generation: number; pid: number | null; outcome: string }>
+}
+
+interface PendingReload {
+  reasons: string[]
+  waiters: Array<(o: ReloadOutcome) => void>
+}
+
+function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal ? `signal ${signal}` : `code ${code}`
+}
+
+const isControlName = (name: string) => name === CONTROL_NAME || /^fdpass\.control\.\d+$/.test(name)
+
+class Supervisor {
+  readonly #o: RunOptions
+  readonly #log: (line: string) => void
+  readonly #startedAt = Date.now()
+  readonly #slots: Slot[]
+  #server: FdServer | null = null
+  readonly #gens = new Set<Gen>()
+  /**
+   * The fd store: FDNAME → our duplicates of the descriptors stored under it.
+   * The listeners are the same for every worker; each worker's control
+   * listener is kept as fdpass.control.<worker> (fdpass.control for worker 0).
+   */
+  readonly #store = new Map<string, number[]>()
+  #crashes: number[] = []
+  #restarts = 0
+  readonly #reloads = { committed: 0, failed: 0, rolledBack: 0 }
+  #pending: PendingReload | null = null
+  #rolling = false
+  #stopping = false
+  #generation = 0
+  #watchers: fs.FSWatcher[] = []
+
+  constructor(o: RunOptions) {
     this.#o = o
     this.#log = o.quiet ? () => {} : (line) => process.stderr.write(`[fdpass run] ${line}\n`)
+    this.#slots = Array.from({ length: o.workers }, (_, k) => ({
+      k,
+      control: o.workers === 1 ? o.control : `${o.control}.${k}`,
+      notifyPath: path.join(os.tmpdir(), `fdpass-run-notify-${process.pid}${o.workers === 1 ? '' : `.${k}`}.sock`),
+      notifySocket: null,
+      serving: null,
+      starting: null,
+      restartTimer: null,
+      restarting: null,
+    }))
+  }
+
+  #name(g: Gen): string {
+    return `generation ${g.n} (pid ${g.pid}${this.#slots.length > 1 ? `, worker ${g.slot.k}` : ''})`
   }
 
   async start(): Promise<void> {
-    this.#notifyPath = path.join(os.tmpdir(), `fdpass-run-notify-${process.pid}.sock`)
-    const socket = await bind(this.#notifyPath, { type: 'dgram' })
-    this.#notifySocket = socket
-    socket.unref()
-    socket.on('message', (m) => {
-      const fields = Object.fromEntries(
-        m.data
-          .toString('utf8')
-          .split('\n')
-          .map((l: string) => l.split('=', 2)),
-      )
-      for (const fd of m.fds) fd.close()
-      const pid = Number(fields.MAINPID)
-      if (fields.READY === '1') this.#ready.get(pid)?.()
+    // Check what can fail on the user's input before creating anything that would be left behind.
+    const watches = this.#o.watch.map((p) => {
+      try {
+        return { path: p, dir: fs.statSync(p).isDirectory() }
+      } catch (e) {
+        throw new UsageError(`cannot watch ${p}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (e as Error).message}`)
+      }
     })
-    for (const sig of ['SIGHUP', 'SIGUSR2'] as const) process.on(sig, () => void this.restart(sig))
-    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void this.stop(sig))
-    for (const file of this.#o.watch) {
-      let timer: NodeJS.Timeout | null = null
-      fs.watch(file, { persistent: false }, () => {
-        if (timer) clearTimeout(timer)
-        timer = setTimeout(() => void this.restart(`change in ${file}`), 200)
-      })
-    }
-    const first = await this.#spawn()
-    if (!first) {
-      this.#log('the first generation did not become ready')
+    // Listeners systemd kept for us (FileDescriptorStoreMax=, or socket activation): the fd store starts with them.
+    for (const l of listenFds()) this.#store.set(l.name, [...(this.#store.get(l.name) ?? []), l.fd])
+
+    try {
+      for (const slot of this.#slots) {
+        const socket = await bind(slot.notifyPath, { type: 'dgram' })
+        slot.notifySocket = socket
+        socket.unref()
+        socket.on('message', (m: Message) => this.#onNotify(slot, m.data.toString('utf8'), m.fds.map((fd) => fd.release())))
+      }
+      this.#server = await listen(this.#o.socket, { allow: { uids: [process.getuid?.() ?? 0] } })
+    } catch (e) {
       await this.#cleanup()
-      process.exit(1)
+      throw e
     }
-    await notify({ READY: 1, MAINPID: process.pid, STATUS: `serving (generation ${this.#generation})` })
+    this.#server.unref()
+    this.#server.on('connection', (conn: FdSocket) => void this.#onClient(conn))
+
+    for (const sig of ['SIGHUP', 'SIGUSR2'] as const) process.on(sig, () => void this.reload(sig))
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void this.stop(sig))
+    for (const w of watches) this.#watch(w.path, w.dir)
+
+    // Worker 0 binds (or restores) the listeners and stores them; the others start from the store.
+    const first = await this.#spawn(this.#slots[0], 'first')
+    const rest = first.outcome === 'committed' ? await Promise.all(this.#slots.slice(1).map((s) => this.#spawn(s, 'first'))) : []
+    const failed = [first, ...rest].find((o) => o.outcome !== 'committed')
+    if (failed) {
+      this.#log(`the first generation did not become ready (${failed.reason}); exiting`)
+      return this.#shutdown(1)
+    }
+    await this.#notifyUp({ READY: 1, MAINPID: process.pid, STATUS: this.#statusLine() })
+    this.#next() // a reload asked for while the first generation was starting
   }
 
-  async restart(reason: string): Promise<void> {
-    if (this.#stopping) return
-    if (this.#starting) {
-      this.#log(`${reason}: a restart is already in progress`)
+  #statusLine(): string {
+    const serving = this.#slots.map((s) => s.serving?.n ?? '-')
+    return `serving (generation ${serving.join(', ')})`
+  }
+
+  #watch(target: string, isDir: boolean): void {
+    let timer: NodeJS.Timeout | null = null
+    const changed = (what: string) => {
+      if (timer) clearTimeout(timer)
+      timer = setTimeout(() => void this.reload(`change in ${what}`), 200)
+    }
+    if (isDir) {
+      this.#watchers.push(fs.watch(target, { persistent: false, recursive: true }, (_e, name) => changed(name ? path.join(target, String(name)) : target)))
       return
     }
-    this.#log(`${reason}: starting generation ${this.#generation + 1}`)
-    await notify({ RELOADING: 1, MONOTONIC_USEC: Math.round(performance.timeOrigin * 1000 + performance.now() * 1000) })
-    const ok = await this.#spawn()
-    await notify({ READY: 1, STATUS: ok ? `serving (generation ${this.#generation})` : 'restart failed; previous generation serving' })
+    // Watch the directory, not the file: an atomic save (sed -i, editors) renames a new file over it,
+    // and a watch on the file would stay on the old, unlinked one.
+    const base = path.basename(target)
+    this.#watchers.push(
+      fs.watch(path.dirname(target), { persistent: false }, (_e, name) => {
+        if (name !== null && String(name) === base) changed(target)
+      }),
+    )
+  }
+
+  #onNotify(slot: Slot, text: string, fds: number[]): void {
+    const fields: Record<string, string> = {}
+    for (const line of text.split('\n')) {
+      const eq = line.indexOf('=')
+      if (eq > 0) fields[line.slice(0, eq)] = line.slice(eq + 1)
+    }
+    const storeAs = (name: string) => (name === CONTROL_NAME && slot.k > 0 ? `${CONTROL_NAME}.${slot.k}` : name)
+    if (fields.FDSTORE === '1' && fds.length > 0) {
+      this.#storeFds(storeAs(fields.FDNAME || 'stored'), fds)
+      fds = []
+    } else if (fields.FDSTOREREMOVE === '1' && fields.FDNAME) {
+      this.#unstore(storeAs(fields.FDNAME))
+    }
+    for (const fd of fds) hot.closeFd(fd)
+    if (fields.READY === '1') {
+      const pid = Number(fields.MAINPID)
+      const gen = [...this.#gens].find((g) => g.slot === slot && g.pid === pid && g.onReady) ?? (slot.starting?.onReady ? slot.starting : undefined)
+      gen?.onReady?.()
+    }
+  }
+
+  #storeFds(name: string, fds: number[]): void {
+    const total = [...this.#store.values()].reduce((n, l) => n + l.length, 0) - (this.#store.get(name)?.length ?? 0)
+    if (total + fds.length > FD_STORE_MAX) {
+      this.#log(`fd store full (${FD_STORE_MAX}): not keeping ${name}`)
+      for (const fd of fds) hot.closeFd(fd)
+      return
+    }
+    this.#unstore(name)
+    this.#store.set(name, fds)
+    // Under systemd with its own fd store, keep them there too: they then survive this supervisor.
+    if (Number(process.env.FDSTORE) > 0) void this.#notifyUp({ FDSTORE: 1, FDNAME: name }, fds)
+  }
+
+  #unstore(name: string): void {
+    for (const fd of this.#store.get(name) ?? []) hot.closeFd(fd)
+    this.#store.delete(name)
+  }
+
+  #notifyUp(state: Record<string, string | number>, fds?: number[]): Promise<boolean> {
+    return notify(state, fds).catch((e) => {
+      this.#log(`could not notify $NOTIFY_SOCKET: ${(e as Error).message}`)
+      return false
+    })
+  }
+
+  #busy(): string | null {
+    for (const s of this.#slots) if (s.starting) return `generation ${s.starting.n} is starting`
+    if (this.#rolling) return 'a reload is in progress'
+    for (const s of this.#slots) if (s.restartTimer || !s.serving) return 'a restart is pending'
+    return null
+  }
+
+  /** Reload now, or after the one in progress (reloads asked for meanwhile become one). */
+  reload(reason: string): Promise<ReloadOutcome> {
+    if (this.#stopping) return Promise.resolve({ outcome: 'failed', generation: this.#generation, pid: null, durationMs: 0, reason: 'the supervisor is stopping' })
+    return new Promise((resolve) => {
+      const busy = this.#busy()
+      if (busy) {
+        const queued = this.#pending !== null
+        this.#pending ??= { reasons: [], waiters: [] }
+        this.#pending.reasons.push(reason)
+        this.#pending.waiters.push(resolve)
+        this.#log(`${reason}: ${busy}; ${queued ? 'joined the reload queued' : 'reloading again'} after it`)
+        return
+      }
+      void this.#runReload({ reasons: [reason], waiters: [resolve] })
+    })
+  }
+
+  /** A reload: one handoff per worker, one worker after the other (a rolling restart); stops at the first that fails. */
+  async #runReload(p: PendingReload): Promise<void> {
+    this.#rolling = true
+    const started = Date.now()
+    this.#log(`${p.reasons.join(', ')}: starting generation ${this.#generation + 1}${this.#slots.length > 1 ? ` (rolling over ${this.#slots.length} workers)` : ''}`)
+    await this.#notifyUp({ RELOADING: 1, MONOTONIC_USEC: String(monotonicUsec()) })
+    const outcomes: ReloadOutcome[] = []
+    for (const slot of this.#slots) {
+      if (this.#stopping) break
+      // A worker that crashed meanwhile restarts from the store, with the new code too: that start counts.
+      const o = slot.restarting ? await slot.restarting : await this.#spawn(slot, 'reload')
+      outcomes.push(o)
+      if (o.outcome !== 'committed') break
+    }
+    this.#rolling = false
+    const failed = outcomes.find((o) => o.outcome !== 'committed')
+    const last = failed ?? outcomes[outcomes.length - 1]
+    const outcome: ReloadOutcome = {
+      outcome: failed ? failed.outcome : outcomes.length === 0 ? 'failed' : 'committed',
+      generation: last?.generation ?? this.#generation,
+      pid: last?.pid ?? null,
+      durationMs: Date.now() - started,
+      ...(failed ? { reason: failed.reason } : outcomes.length === 0 ? { reason: 'the supervisor is stopping' } : {}),
+      ...(this.#slots.length > 1 ? { workers: outcomes.map((o, k) => ({ worker: k, generation: o.generation, pid: o.pid, outcome: o.outcome })) } : {}),
+    }
+    if (outcome.outcome === 'committed') this.#reloads.committed++
+    else if (outcome.outcome === 'rolled-back') this.#reloads.rolledBack++
+    else this.#reloads.failed++
+    await this.#notifyUp({ READY: 1, STATUS: outcome.outcome === 'committed' ? this.#statusLine() : `reload failed; ${this.#statusLine()}` })
+    for (const w of p.waiters) w(outcome)
+    this.#next()
+  }
+
+  /** Run a reload that was asked for while another start was in progress. */
+  #next(): void {
+    if (this.#stopping || !this.#pending || this.#busy()) return
+    const p = this.#pending
+    this.#pending = null
+    void this.#runReload(p)
   }
 
   async stop(signal: NodeJS.Signals): Promise<void> {
-    if (this.#stopping) return
+    if (this.#stopping) {
+      this.#log(`${signal} again: killing the generations`)
+      for (const g of this.#gens) g.child.kill('SIGKILL')
+      return
+    }
     this.#stopping = true
-    await notify({ STOPPING: 1 })
-    this.#log(`${signal}: stopping`)
-    for (const child of this.#children) child.kill('SIGTERM')
-    await Promise.all([...this.#children].map((c) => new Promise((r) => c.once('exit', r))))
-    await this.#cleanup()
-    process.exit(0)
+    this.#log(`${signal}: stopping; generations drain (up to ${this.#o.stopTimeout} ms)`)
+    await this.#notifyUp({ STOPPING: 1 })
+    for (const s of this.#slots) {
+      if (s.restartTimer) clearTimeout(s.restartTimer)
+      s.restartTimer = null
+    }
+    const pending = this.#pending
+    this.#pending = null
+    for (const w of pending?.waiters ?? []) w({ outcome: 'failed', generation: this.#generation, pid: null, durationMs: 0, reason: 'the supervisor is stopping' })
+    // A generation under fdpass run drains on SIGTERM; one still starting just exits.
+    const exits = [...this.#gens].map((g) => (g.child.exitCode !== null || g.child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => g.child.once('exit', () => r()))))
+    for (const g of this.#gens) g.child.kill('SIGTERM')
+    const timer = setTimeout(() => {
+      this.#log(`generations still running after ${this.#o.stopTimeout} ms; killing them`)
+      for (const g of this.#gens) g.child.kill('SIGKILL')
+    }, this.#o.stopTimeout)
+    await Promise.all(exits)
+    clearTimeout(timer)
+    this.#log('stopped')
+    await this.#exit(0)
   }
 
-  /** Start a generation; resolves true once it said READY=1. */
-  #spawn(): Promise<boolean> {
-    const generation = ++this.#generation
+  /** Start a generation in a worker slot (with the stored listeners, unless it is a reload); resolves once it is ready or failed. */
+  #spawn(slot: Slot, cause: Gen['cause']): Promise<ReloadOutcome> {
+    const n = ++this.#generation
     const [cmd, ...args] = this.#o.command
-    const child = spawn(cmd, args, {
-      stdio: 'inherit',
-      env: { ...process.env, FDPASS_CONTROL: this.#o.control, NOTIFY_SOCKET: this.#notifyPath, FDPASS_GENERATION: String(generation) },
-    })
-    this.#children.add(child)
-    this.#starting = child
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      FDPASS_CONTROL: slot.control,
+      FDPASS_GENERATION: String(n),
+      FDPASS_WORKER: String(slot.k),
+      FDPASS_RUN: String(process.pid),
+      NOTIFY_SOCKET: slot.notifyPath,
+      FDSTORE: String(FD_STORE_MAX),
+    }
+    if (cause === 'reload' && (this.#o.health || this.#o.probation > 0)) {
+      env.FDPASS_GATE = this.#o.socket
+      if (this.#o.health && /^https?:\/\//.test(this.#o.health)) env.FDPASS_PID_HEADER = '1'
+    }
+    delete env.LISTEN_PID
+    delete env.LISTEN_FDS
+    delete env.LISTEN_FDNAMES
+    const fds: number[] = []
+    const names: string[] = []
+    // A reload takes the listeners from the serving generation (handoff); a start with nobody
+    // serving takes them from the store (a generation given both would serve beside the old one).
+    if (cause !== 'reload') {
+      const ownControl = slot.k === 0 ? CONTROL_NAME : `${CONTROL_NAME}.${slot.k}`
+      for (const [name, list] of this.#store) {
+        if (isControlName(name) && name !== ownControl) continue
+        for (const fd of list) {
+          fds.push(fd)
+          names.push(isControlName(name) ? CONTROL_NAME : name)
+        }
+      }
+    }
+    let child: ChildProcess
+    if (fds.length > 0) {
+      // The stored descriptors become the child's 3, 4, ... (sd_listen_fds). LISTEN_PID must be the
+      // app's own pid, known only in the child: a shell sets it and execs the command (same pid).
+      env.LISTEN_FDS = String(fds.length)
+      env.LISTEN_FDNAMES = names.join(':')
+      child = spawn('/bin/sh', ['-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"', cmd, ...args], { stdio: ['inherit', 'inherit', 'inherit', ...fds], env })
+    } else {
+      child = spawn(cmd, args, { stdio: 'inherit', env })
+    }
+    const gen: Gen = { n, slot, child, pid: child.pid ?? -1, startedAt: Date.now(), readyAt: null, state: 'starting', cause, onReady: null, rolledBack: null, gate: null }
+    this.#gens.add(gen)
+    slot.starting = gen
     return new Promise((resolve) => {
       let settled = false
-      const settle = (ok: boolean) => {
+      const settle = (ok: boolean, reason?: string) => {
         if (settled) return
         settled = true
         clearTimeout(timer)
-        this.#ready.delete(child.pid ?? -1)
-        this.#starting = null
-        const orphaned = this.#orphaned
-        this.#orphaned = null
+        gen.onReady = null
+        if (slot.starting === gen) slot.starting = null
+        const durationMs = Date.now() - gen.startedAt
         if (ok) {
-          this.#current = child
-          this.#log(`generation ${generation} (pid ${child.pid}) is serving`)
-        } else if (orphaned) {
-          orphaned()
+          gen.state = 'serving'
+          gen.readyAt = Date.now()
+          const previous = slot.serving
+          if (previous && previous !== gen) previous.state = 'draining'
+          slot.serving = gen
+          const from = cause === 'restart' ? ` (restarted from the fd store: ${fds.length} descriptors)` : ''
+          this.#log(`${this.#name(gen)} serving after ${durationMs} ms${from}`)
+          resolve({ outcome: 'committed', generation: n, pid: gen.pid, durationMs })
+        } else {
+          const serving = slot.serving
+          if (gen.rolledBack) reason = `rolled back: ${gen.rolledBack}`
+          this.#log(`${this.#name(gen)} ${reason}${serving ? `; generation ${serving.n} serves on` : ''}`)
+          resolve({ outcome: gen.rolledBack ? 'rolled-back' : 'failed', generation: n, pid: gen.pid, durationMs, reason })
+          if (!serving && !this.#stopping && cause !== 'first') this.#noServer(slot)
         }
-        resolve(ok)
       }
       const timer = setTimeout(() => {
-        this.#log(`generation ${generation} (pid ${child.pid}) not ready after ${this.#o.readyTimeout} ms; killing it`)
         child.kill('SIGKILL')
-        settle(false)
+        settle(false, `not ready after ${this.#o.readyTimeout} ms; killed it`)
       }, this.#o.readyTimeout)
-      this.#ready.set(child.pid ?? -1, () => settle(true))
+      gen.onReady = () => settle(true)
       child.on('error', (e) => {
-        this.#log(`cannot start ${cmd}: ${e.message}`)
-        settle(false)
+        this.#gens.delete(gen)
+        settle(false, `could not start ${cmd}: ${e.message}`)
       })
       child.on('exit', (code, signal) => {
-        this.#children.delete(child)
-        settle(false)
-        if (this.#stopping) return
-        if (child !== this.#current) return
-        this.#current = null
-        const starting = this.#starting
-        if (starting) {
-          // A predecessor exits once it handed over and drained, which can
-          // be before its successor's READY=1 reaches us: wait for that.
-          this.#orphaned = () => this.#exitWithoutServer(generation, code, signal)
+        this.#gens.delete(gen)
+        const how = describeExit(code, signal)
+        if (!settled) {
+          if (gen.gate && !gen.rolledBack) gen.rolledBack = `exited (${how}) during ${gen.gate}`
+          return settle(false, `exited (${how}) before ready`)
+        }
+        if (this.#stopping) return this.#log(`${this.#name(gen)} exited (${how})`)
+        if (gen !== slot.serving) return this.#log(`${this.#name(gen)} exited (${how}) after handing over`)
+        slot.serving = null
+        if (slot.starting) {
+          // A predecessor exits once it handed over and drained, which can be before its
+          // successor's READY=1 reaches us; if the successor fails, it restarts (settle above).
+          this.#log(`${this.#name(gen)} exited (${how}) while generation ${slot.starting.n} is starting`)
           return
         }
-        this.#exitWithoutServer(generation, code, signal)
+        this.#log(`${this.#name(gen)} exited (${how}); no generation serves${this.#slots.length > 1 ? ` worker ${slot.k}` : ''}`)
+        this.#noServer(slot)
       })
     })
   }
 
-  /** The serving generation is gone with no successor: let the service manager decide. */
-  #exitWithoutServer(generation: number, code: number | null, signal: NodeJS.Signals | null): void {
-    this.#log(`generation ${generation} exited (${signal ?? code}) and no generation is serving; exiting`)
-    void this.#cleanup().then(() => process.exit(code || 1))
+  /** Nothing serves a worker: restart from the fd store, at once the first time, later with backoff; give up past the limit. */
+  #noServer(slot: Slot): void {
+    const now = Date.now()
+    this.#crashes = this.#crashes.filter((t) => now - t < this.#o.restartWindow)
+    this.#crashes.push(now)
+    const crashes = this.#crashes.length
+    if (crashes >= this.#o.restartLimit) {
+      this.#log(
+        `giving up: ${crashes} crashes within ${this.#o.restartWindow} ms (--restart-limit ${this.#o.restartLimit} --restart-window ${this.#o.restartWindow})`,
+      )
+      void this.#notifyUp({ STATUS: `gave up after ${crashes} crashes` })
+      void this.#shutdown(1)
+      return
+    }
+    const delay = crashes === 1 ? 0 : Math.min(this.#o.backoffMax, BACKOFF_FIRST_MS * 2 ** (crashes - 2))
+    const stored = [...this.#store].filter(([name]) => !isControlName(name) || name === (slot.k === 0 ? CONTROL_NAME : `${CONTROL_NAME}.${slot.k}`)).reduce((k, [, l]) => k + l.length, 0)
+    this.#log(`restarting ${delay === 0 ? 'now' : `in ${delay} ms`} with ${stored} stored descriptors (crash ${crashes} of ${this.#o.restartLimit} within ${this.#o.restartWindow} ms)`)
+    const restarting = new Promise<ReloadOutcome>((resolve) => {
+      slot.restartTimer = setTimeout(() => {
+        slot.restartTimer = null
+        this.#restarts++
+        void this.#spawn(slot, 'restart').then((o) => {
+          if (slot.restarting === restarting) slot.restarting = null
+          resolve(o)
+          if (o.outcome === 'committed') {
+            void this.#notifyUp({ STATUS: this.#statusLine() })
+            this.#next()
+          }
+        })
+      }, delay)
+    })
+    slot.restarting = restarting
+  }
+
+  /** Kill what runs, then clean up and exit: for giving up. */
+  async #shutdown(code: number): Promise<void> {
+    this.#stopping = true
+    for (const s of this.#slots) if (s.restartTimer) clearTimeout(s.restartTimer)
+    for (const g of this.#gens) g.child.kill('SIGKILL')
+    await Promise.all([...this.#gens].map((g) => new Promise((r) => (g.child.exitCode !== null || g.child.signalCode !== null ? r(null) : g.child.once('exit', r)))))
+    await this.#exit(code)
+  }
+
+  /**
+   * A new generation asks before it takes over (--health, --probation): both serve now.
+   * Go when it survives the probation and passes the health check.
+   */
+  async #gate(pid: number): Promise<{ go: boolean; reason?: string }> {
+    const gen = [...this.#gens].find((g) => g.pid === pid && g.state === 'starting')
+    if (!gen) return { go: true }
+    const died = new Promise<string>((resolve) => {
+      if (gen.child.exitCode !== null || gen.child.signalCode !== null) resolve('exited')
+      gen.child.once('exit', (code, signal) => resolve(`exited (${describeExit(code, signal)}) during ${gen.gate}`))
+    })
+    let reason: string | null = null
+    gen.gate = 'probation'
+    if (this.#o.probation > 0) {
+      this.#log(`${this.#name(gen)} on probation for ${this.#o.probation} ms beside generation ${gen.slot.serving?.n}`)
+      let timer: NodeJS.Timeout | undefined
+      reason = await Promise.race([died, new Promise<null>((r) => (timer = setTimeout(r, this.#o.probation, null)))])
+      clearTimeout(timer)
+    }
+    gen.gate = 'the health check'
+    if (reason === null && this.#o.health) reason = await Promise.race([died, this.#health(gen)])
+    if (reason === null) {
+      this.#log(`${this.#name(gen)} passed${this.#o.health ? ' its health check' : ''}${this.#o.probation > 0 ? ' probation' : ''}`)
+      return { go: true }
+    }
+    gen.rolledBack ??= reason
+    this.#log(`${this.#name(gen)} ${reason}: rolling back`)
+    return { go: false, reason }
+  }
+
+  /** Null when healthy, else why not. */
+  #health(gen: Gen): Promise<string | null> {
+    const check = this.#o.health as string
+    const deadline = Date.now() + this.#o.readyTimeout
+    if (/^https?:\/\//.test(check)) {
+      // The old generation answers on the same port: only an answer carrying the new one's pid counts.
+      const attempt = (): Promise<string | null> =>
+        new Promise((resolve) => {
+          const get = check.startsWith('https:') ? https.get : http.get
+          const req = get(check, { agent: false, headers: { connection: 'close' }, timeout: 5_000 }, (res) => {
+            res.resume()
+            const from = Number(res.headers['fdpass-pid'])
+            if (from !== gen.pid) return resolve('other')
+            const ok = res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300
+            resolve(ok ? null : `health check ${check} answered ${res.statusCode}`)
+          })
+          req.on('timeout', () => req.destroy(new Error('timed out')))
+          req.on('error', (e) => resolve(`health check ${check} failed: ${e.message}`))
+        })
+      const loop = async (): Promise<string | null> => {
+        for (;;) {
+          const r = await attempt()
+          if (r !== 'other') return r
+          if (Date.now() > deadline) return `no answer from the new generation at ${check} within ${this.#o.readyTimeout} ms`
+          await new Promise((res) => setTimeout(res, 10))
+        }
+      }
+      return loop()
+    }
+    return new Promise((resolve) => {
+      const env = { ...process.env, FDPASS_PID: String(gen.pid), FDPASS_GENERATION: String(gen.n), FDPASS_WORKER: String(gen.slot.k) }
+      const child = spawn('/bin/sh', ['-c', check], { stdio: ['ignore', 'inherit', 'inherit'], env })
+      const timer = setTimeout(() => child.kill('SIGKILL'), Math.max(0, deadline - Date.now()))
+      child.on('error', (e) => resolve(`health check could not run: ${e.message}`))
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer)
+        resolve(code === 0 ? null : `health check exited (${describeExit(code, signal)})`)
+      })
+    })
+  }
+
+  async #onClient(conn: FdSocket): Promise<void> {
+    try {
+      const m = await conn.receive({ signal: AbortSignal.timeout(10_000) })
+      for (const fd of m.fds) fd.close()
+      const request = JSON.parse(m.data.toString('utf8')) as { cmd?: string; pid?: number }
+      let answer: unknown
+      if (request.cmd === 'status') answer = this.status()
+      else if (request.cmd === 'gate') answer = await this.#gate(Number(request.pid))
+      else if (request.cmd === 'reload') answer = await this.reload(`fdpass reload${request.pid ? ` (pid ${request.pid})` : ''}`)
+      else answer = { error: `unknown command ${String(request.cmd)}` }
+      await conn.send(JSON.stringify(answer))
+    } catch (e) {
+      this.#log(`a status/reload client: ${(e as Error).message}`)
+    } finally {
+      conn.close()
+    }
+  }
+
+  status(): Record<string, unknown> {
+    const now = Date.now()
+    const gens = [...this.#gens].sort((a, b) => a.n - b.n)
+    const allServing = this.#slots.every((s) => s.serving)
+    return {
+      pid: process.pid,
+      version: version(),
+      uptimeMs: now - this.#startedAt,
+      command: this.#o.command,
+      control: this.#o.control,
+      socket: this.#o.socket,
+      state: this.#stopping ? 'stopping' : allServing ? 'serving' : 'restarting',
+      serving: this.#slots[0].serving?.n ?? null,
+      workers: this.#slots.map((s) => ({ worker: s.k, control: s.control, serving: s.serving?.n ?? null })),
+      generations: gens.map((g) => ({
+        generation: g.n,
+        worker: g.slot.k,
+        pid: g.pid,
+        state: g.state,
+        cause: g.cause,
+        uptimeMs: now - g.startedAt,
+        readyMs: g.readyAt === null ? null : g.readyAt - g.startedAt,
+      })),
+      stored: [...this.#store].map(([name, fds]) => ({ name, count: fds.length })),
+      restarts: this.#restarts,
+      recentCrashes: this.#crashes.filter((t) => now - t < this.#o.restartWindow).length,
+      reloads: { ...this.#reloads, queued: this.#pending?.waiters.length ?? 0 },
+    }
   }
 
   async #cleanup(): Promise<void> {
-    this.#notifySocket?.close()
-    await fs.promises.rm(this.#notifyPath, { force: true })
+    for (const w of this.#watchers) w.close()
+    for (const s of this.#slots) s.notifySocket?.close()
+    await this.#server?.close().catch(() => {})
+    for (const name of this.#store.keys()) this.#unstore(name)
+    const files = [this.#o.socket, this.#o.control, ...this.#slots.flatMap((s) => [s.notifyPath, s.control])]
+    for (const p of new Set(files)) await fs.promises.rm(p, { force: true })
   }
+
+  async #exit(code: number): Promise<void> {
+    await this.#cleanup()
+    process.exit(code)
+  }
+}
+
+function fmtMs(ms: number): string {
+  return ms < 10_000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`
+}
+
+/** The supervisor's socket for status/reload: --socket, the command's (as run derives it), or the only one running. */
+async function findSupervisor(socket: string | undefined, command: string[]): Promise<string> {
+  if (socket) return socket
+  if (process.env.FDPASS_SUPERVISOR) return process.env.FDPASS_SUPERVISOR
+  if (command.length > 0) return supervisorSocketFor(process.env.FDPASS_CONTROL ?? defaultControl(command))
+  const dir = runtimeDir()
+  const candidates = fs
+    .readdirSync(dir)
+    .filter((f) => f.startsWith('fdpass-') && f.endsWith('.supervisor.sock'))
+    .map((f) => path.join(dir, f))
+  const live: string[] = []
+  for (const c of candidates) {
+    try {
+      ;(await connect(c, { timeout: 2_000 })).close()
+      live.push(c)
+    } catch {
+      // a stale file of a supervisor that was killed
+    }
+  }
+  if (live.length === 1) return live[0]
+  if (live.length === 0) throw Object.assign(new Error(`no fdpass run supervisor found in ${dir}; pass --socket PATH (see fdpass run --help)`), { exitCode: 2 })
+  throw Object.assign(new Error(`several supervisors run (${live.join(', ')}); pass --socket PATH`), { exitCode: 2 })
+}
+
+async function client(cmd: 'status' | 'reload', argv: string[]): Promise<number> {
+  const { options, command } = splitCommand(argv, new Set(['socket']))
+  const { values } = parseArgs({
+    args: options,
+    options: { socket: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    strict: true,
+    allowPositionals: false,
+  })
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`)
+    return 0
+  }
+  let conn: FdSocket
+  let where: string
+  try {
+    where = await findSupervisor(values.socket, command)
+    conn = await connect(where, { timeout: 5_000 })
+  } catch (e) {
+    process.stderr.write(`fdpass ${cmd}: ${(e as Error).message}\n`)
+    return 2
+  }
+  let answer: Record<string, any>
+  try {
+    await conn.send(JSON.stringify({ cmd, pid: process.pid }))
+    answer = JSON.parse((await conn.receive()).data.toString('utf8'))
+  } catch (e) {
+    process.stderr.write(`fdpass ${cmd}: the supervisor at ${where} did not answer: ${(e as Error).message}\n`)
+    return 2
+  } finally {
+    conn.close()
+  }
+  if (values.json) process.stdout.write(`${JSON.stringify(answer)}\n`)
+  if (cmd === 'reload') {
+    if (!values.json) {
+      const line =
+        answer.outcome === 'committed'
+          ? `reload committed: generation ${answer.generation} (pid ${answer.pid}) serves, ready in ${fmtMs(answer.durationMs)}`
+          : answer.outcome === 'rolled-back'
+            ? `reload rolled back: ${answer.reason}`
+            : `reload failed: ${answer.reason ?? answer.error}`
+      process.stdout.write(`${line}\n`)
+    }
+    return answer.outcome === 'committed' ? 0 : 1
+  }
+  if (!values.json) {
+    const lines = [
+      `supervisor pid ${answer.pid} (fdpass ${answer.version}), up ${fmtMs(answer.uptimeMs)}, ${answer.state}`,
+      `  command: ${answer.command.join(' ')}`,
+      `  control: ${answer.control}`,
+      ...answer.generations.map(
+        (g: any) => `  generation ${g.generation}: pid ${g.pid}, ${g.state}${g.generation === answer.serving ? ' (current)' : ''}, ${g.cause}, up ${fmtMs(g.uptimeMs)}`,
+      ),
+      `  stored: ${answer.stored.map((s: any) => (s.count > 1 ? `${s.name} x${s.count}` : s.name)).join(', ') || 'nothing'}`,
+      `  restarts after a crash: ${answer.restarts} (${answer.recentCrashes} recent); reloads: ${answer.reloads.committed} committed, ${answer.reloads.rolledBack} rolled back, ${answer.reloads.failed} failed, ${answer.reloads.queued} queued`,
+    ]
+    process.stdout.write(`${lines.join('\n')}\n`)
+  }
+  return 0
 }
 
 export function main(argv: string[]): void {
   const [command, ...rest] = argv
-  if (command !== 'run') {
-    console.error(USAGE)
-    process.exit(command === undefined || command === '-h' || command === '--help' ? 0 : 2)
-  }
-  new Supervisor(parse(rest)).start().catch((e) => {
-    console.error(e)
+  const fail = (e: unknown) => {
+    if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`fdpass: ${(e as Error).message} (usage: fdpass --help)\n`)
+      process.exit(2)
+    }
+    process.stderr.write(`fdpass: ${(e as Error).stack ?? e}\n`)
     process.exit(1)
-  })
+  }
+  try {
+    if (command === '--version' || command === '-v' || command === 'version') {
+      process.stdout.write(`${version()}\n`)
+      return
+    }
+    if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+      process.stdout.write(`${USAGE}\n`)
+      return
+    }
+    if (command === 'status' || command === 'reload') {
+      client(command, rest).then((code) => process.exit(code), fail)
+      return
+    }
+    if (command !== 'run') throw new UsageError(`unknown command '${command}'`)
+    const o = parseRun(rest)
+    if (o === 'help') {
+      process.stdout.write(`${USAGE}\n`)
+      return
+    }
+    new Supervisor(o).start().catch(fail)
+  } catch (e) {
+    fail(e)
+  }
 }

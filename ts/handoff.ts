@@ -2,13 +2,25 @@
 // takes the listening sockets of the running one over a Unix control
 // socket, starts accepting on the same kernel sockets, and only then does
 // the old generation stop accepting, drain and exit. See README "Handoff".
+import { createHash } from 'node:crypto'
 import * as dgram from 'node:dgram'
-import { EventEmitter } from 'node:events'
+import * as dns from 'node:dns'
+import * as fs from 'node:fs'
 import type * as http from 'node:http'
 import * as net from 'node:net'
-import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
-import { adoptServer, connect } from './index'
+import { Emitter } from './events'
+import { FdpassError, type FdpassErrorCode, type ResolverErrorCode, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
+import { adoptServer, connect } from './open'
 import { binding, fdStat, hot } from './native'
+import {
+  ConnectionMigration,
+  type ControlChannel,
+  MIGRATION_PROTOCOL_VERSION,
+  type MigratedConnectionHandler,
+  type MigratedConnectionOptions,
+  type MigrationResult,
+  type MigrationState,
+} from './migration'
 import { notify } from './notify'
 import { type ListenFd, listenFds } from './systemd'
 import type { FdServer } from './server'
@@ -17,6 +29,18 @@ import type { FdSocket, Message } from './socket'
 /** Version of the control protocol (README "Handoff protocol"). */
 export const HANDOFF_PROTOCOL_VERSION = 1
 
+export {
+  HTTP1_KIND,
+  MAX_CONNECTIONS_PER_BATCH,
+  MIGRATION_PROTOCOL_VERSION,
+  type MigratedConnectionHandler,
+  type MigratedConnectionInfo,
+  type MigratedConnectionOptions,
+  type MigrationResult,
+  type MigrationState,
+  type MigrationSummary,
+} from './migration'
+
 export type ListenerSpec =
   | { tcp: { port: number; host?: string; backlog?: number } }
   | { unix: { path: string; mode?: number; backlog?: number } }
@@ -24,14 +48,14 @@ export type ListenerSpec =
   /** A socket-activated listener (LISTEN_FDNAMES name), used when no previous generation has it. */
   | { systemd: string }
 
-export interface HandoffOptions {
+export interface HandoffOptions<L extends Record<string, ListenerSpec> = Record<string, ListenerSpec>> {
   /**
    * Path of the control socket (created with mode 0600; its directory must
    * exist). @default $FDPASS_CONTROL (set by `fdpass run`)
    */
   control?: string
   /** The named listeners this server uses. */
-  listeners: Record<string, ListenerSpec>
+  listeners: L
   /** How long to wait for the running generation's answers. @default 5000 */
   connectTimeout?: number
   /** How long the running generation waits for a successor's "ready". @default 30000 */
@@ -44,6 +68,14 @@ export interface HandoffOptions {
   allowedUids?: number[]
   /** Where log lines go; `false` for none. @default a line on stderr per phase */
   log?: ((line: string) => void) | false
+  /**
+   * Move established connections to the successor during a handoff (idle
+   * HTTP/1.1 keep-alive connections, and what the app hands over with
+   * `migrate()`), and adopt them from the predecessor. `false`: drain them
+   * as before (keep-alive clients get `Connection: close`).
+   * See docs/handoff-connections.md. @default true
+   */
+  migrateConnections?: boolean
 }
 
 /** One completed or aborted handoff, as seen by either side. */
@@ -97,7 +129,9 @@ let activated: ListenFd[] | null = null
 
 function systemdFd(name: string): number {
   activated ??= listenFds()
-  const found = activated.find((l) => l.name === name)
+  // After a restart from a fd store, the socket-activated listener comes back under its store name.
+  const stored = storeName(`systemd:${name}`)
+  const found = activated.find((l) => l.name === name) ?? activated.find((l) => l.name === stored)
   if (!found) throw invalidArgValue('listeners', name, `names no socket-activated listener (LISTEN_FDNAMES has: ${activated.map((l) => l.name).join(', ') || 'none'})`)
   return found.fd
 }
@@ -121,13 +155,37 @@ function port(name: string, p: unknown): number {
   return p
 }
 
-function bindFresh(spec: ListenerSpec): number {
+async function bindFresh(spec: ListenerSpec): Promise<number> {
   if ('systemd' in spec) return callNative(() => binding.dupFd(systemdFd(spec.systemd)))
-  return callNative(() => {
-    if ('tcp' in spec) return binding.bindInetSocket('tcp', spec.tcp.host ?? '0.0.0.0', spec.tcp.port, spec.tcp.backlog ?? 511, false)
-    if ('udp' in spec) return binding.bindInetSocket('udp', spec.udp.host ?? '0.0.0.0', spec.udp.port, 0, spec.udp.reusePort ?? false)
-    return binding.listenUnixSocket(spec.unix.path, spec.unix.backlog ?? 511, spec.unix.mode, true)
-  })
+  if ('tcp' in spec) {
+    const host = await hostAddress(spec.tcp.host ?? '0.0.0.0')
+    return callNative(() => binding.bindInetSocket('tcp', host, spec.tcp.port, spec.tcp.backlog ?? 511, false))
+  }
+  if ('udp' in spec) {
+    const host = await hostAddress(spec.udp.host ?? '0.0.0.0')
+    return callNative(() => binding.bindInetSocket('udp', host, spec.udp.port, 0, spec.udp.reusePort ?? false))
+  }
+  return callNative(() => binding.listenUnixSocket(spec.unix.path, spec.unix.backlog ?? 511, spec.unix.mode, true))
+}
+
+/**
+ * The IP address to bind for `host`: itself when it is one, else the first
+ * the system resolver gives, as net.Server.listen takes it (dns.lookup runs
+ * off the JavaScript thread; the addon binds literal addresses only). The
+ * resolver's own code is kept: ENOTFOUND, EAI_AGAIN, ...
+ */
+async function hostAddress(host: string): Promise<string> {
+  if (net.isIP(host) !== 0) return host
+  try {
+    return (await dns.promises.lookup(host)).address
+  } catch (e) {
+    const { code = 'ENOTFOUND', errno } = e as NodeJS.ErrnoException & { code?: ResolverErrorCode }
+    const what =
+      code === 'EAI_AGAIN'
+        ? 'the resolver could not answer for now; try again, or use an IP address'
+        : "no address is known for this name; check the listener's host, or use an IP address"
+    throw new FdpassError(code, `getaddrinfo ${code} ${host}: ${what}`, { errno: errno ?? 0, syscall: 'getaddrinfo', hostname: host, cause: e })
+  }
 }
 
 function closeQuietly(fd: number): void {
@@ -139,7 +197,74 @@ function closeQuietly(fd: number): void {
   }
 }
 
-function handoffError(code: string, message: string): FdpassError {
+/** FDNAME of the control listener in a supervisor's fd store. */
+export const CONTROL_STORE_NAME = 'fdpass.control'
+
+/**
+ * FDNAME under which a listener (by its key, e.g. 'tcp:0.0.0.0:8080') is
+ * kept in a supervisor's fd store: 'fdpass.tcp.0.0.0.0.8080'. systemd
+ * takes names of printable ASCII without ':' (LISTEN_FDNAMES' separator),
+ * at most 255 bytes; these keep to [A-Za-z0-9._-], with other bytes
+ * written as _XX, so different keys get different names.
+ */
+export function storeName(key: string): string {
+  const colon = key.indexOf(':')
+  const kind = key.slice(0, colon)
+  const rest = key.slice(colon + 1)
+  const escape = (text: string) =>
+    [...Buffer.from(text, 'utf8')].map((b) => (/[A-Za-z0-9.-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `_${b.toString(16).padStart(2, '0').toUpperCase()}`)).join('')
+  let name: string
+  if (kind === 'tcp' || kind === 'udp') {
+    const portAt = rest.lastIndexOf(':')
+    name = `fdpass.${kind}.${escape(rest.slice(0, portAt))}.${rest.slice(portAt + 1)}`
+  } else {
+    name = `fdpass.${kind}.${escape(rest)}`
+  }
+  return name.length <= 255 ? name : `fdpass.${kind}.sha256-${createHash('sha256').update(key).digest('hex').slice(0, 40)}`
+}
+
+/** $FDSTORE: how many descriptors the service manager keeps for us (systemd >= 254, `fdpass run`); 0 when it keeps none. */
+function fdStoreMax(): number {
+  const n = Number(process.env.FDSTORE)
+  return Number.isInteger(n) && n > 0 ? n : 0
+}
+
+/**
+ * The listeners a supervisor gave back from its fd store (LISTEN_FDNAMES
+ * with fdpass.* names). With 'fdpass.control', the previous generation
+ * died, so nobody serves the control socket and a connect would wait in
+ * its backlog: take the control listener and every stored listener
+ * instead, and bind what is not stored. Without it (a new worker of
+ * `fdpass run --workers`), take the listeners and make a control socket.
+ * Null when this start is not from a store.
+ */
+async function restoreFromStore(control: string, specs: Array<{ name: string; spec: ListenerSpec; kind: Kind; key: string }>): Promise<{ controlFd: number; entries: Entry[]; restored: number } | null> {
+  activated ??= listenFds()
+  const stored = new Map(activated.map((l) => [l.name, l.fd]))
+  if (![...stored.keys()].some((name) => name.startsWith('fdpass.'))) return null
+  let controlFd = stored.get(CONTROL_STORE_NAME) ?? -1
+  const used = new Set<number>()
+  const entries: Entry[] = []
+  try {
+    // A stored control listener whose file is gone (a generation's close() removed it) cannot be reached: make a new one.
+    if (controlFd < 0 || !fs.existsSync(control)) controlFd = callNative(() => binding.listenUnixSocket(control, 64, 0o600, true))
+    else used.add(controlFd)
+    for (const s of specs) {
+      const fd = stored.get(storeName(s.key))
+      if (fd !== undefined) used.add(fd)
+      entries.push({ name: s.name, kind: s.kind, key: s.key, fd: fd ?? (await bindFresh(s.spec)), servers: [], sockets: [] })
+    }
+  } catch (e) {
+    if (!used.has(controlFd)) closeQuietly(controlFd)
+    for (const entry of entries) if (!used.has(entry.fd)) closeQuietly(entry.fd)
+    throw e
+  }
+  // Stored listeners this version no longer declares; socket-activated ones stay for { systemd } specs.
+  for (const [name, fd] of stored) if (name.startsWith('fdpass.') && !used.has(fd)) closeQuietly(fd)
+  return { controlFd, entries, restored: entries.filter((e) => used.has(e.fd)).length }
+}
+
+function handoffError(code: FdpassErrorCode, message: string): FdpassError {
   return new FdpassError(code, message)
 }
 
@@ -158,6 +283,11 @@ async function receiveJson(socket: FdSocket, timeoutMs: number, waitingFor: stri
     }
     throw err
   }
+  return { json: parseMessage(message, waitingFor), message }
+}
+
+/** A control message's JSON; on a malformed one its fds are closed and it throws ERR_FDPASS_HANDOFF_PROTOCOL. */
+function parseMessage(message: Message, waitingFor: string): Record<string, unknown> {
   let json: Record<string, unknown>
   try {
     json = JSON.parse(message.data.toString('utf8'))
@@ -169,11 +299,23 @@ async function receiveJson(socket: FdSocket, timeoutMs: number, waitingFor: stri
     for (const fd of message.fds) fd.close()
     throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `${waitingFor}: protocol version ${String(json.v)}, expected ${HANDOFF_PROTOCOL_VERSION}`)
   }
-  return { json, message }
+  return json
+}
+
+function controlChannel(socket: FdSocket): ControlChannel {
+  return { socket, send: (body, fds) => sendJson(socket, body, fds), parse: parseMessage }
 }
 
 function sendJson(socket: FdSocket, body: Record<string, unknown>, fds: number[] = []): Promise<void> {
   return socket.send(JSON.stringify({ v: HANDOFF_PROTOCOL_VERSION, pid: process.pid, ...body }), fds)
+}
+
+/** Generation's events and their listeners' arguments. */
+export interface GenerationEvents {
+  handoff: [record: HandoffRecord]
+  drain: []
+  drained: [result: { durationMs: number; timedOut: boolean }]
+  error: [error: Error]
 }
 
 /**
@@ -182,9 +324,11 @@ function sendJson(socket: FdSocket, body: Record<string, unknown>, fds: number[]
  * takes over, it stops accepting, drains and (by default) exits.
  *
  * Events: `'handoff'` (HandoffRecord), `'drain'`, `'drained'`
- * ({ durationMs, timedOut }), `'error'`.
+ * ({ durationMs, timedOut }), `'error'`; with connection migration
+ * (docs/handoff-connections.md) `'migration'` (MigrationSummary, old side)
+ * and `'connections-received'` ({ adopted, declined, fromPid }, new side).
  */
-export class Generation extends EventEmitter {
+export class Generation<Names extends string = string> extends Emitter<GenerationEvents> {
   /** True when the listeners came from a previous generation. */
   readonly inherited: boolean
   /** pid of the generation that handed its listeners over, if any. */
@@ -201,6 +345,7 @@ export class Generation extends EventEmitter {
   #startedAt: number
   #state: State = 'starting'
   #drainHooks: Array<() => unknown> = []
+  readonly #migration: ConnectionMigration
 
   /** @internal Use takeover(). */
   constructor(
@@ -221,6 +366,7 @@ export class Generation extends EventEmitter {
     this.inherited = predecessor !== null
     this.previousPid = previousPid
     this.#startedAt = startedAt
+    this.#migration = new ConnectionMigration(log, (event, ...args) => this.emit(event, ...args), () => this.#state === 'serving')
     if (!predecessor) this.#serveControl()
   }
 
@@ -230,8 +376,8 @@ export class Generation extends EventEmitter {
   }
 
   /** Listener names. */
-  get names(): string[] {
-    return [...this.#entries.keys()]
+  get names(): Names[] {
+    return [...this.#entries.keys()] as Names[]
   }
 
   /**
@@ -241,10 +387,17 @@ export class Generation extends EventEmitter {
    * accepting, answers in-flight keep-alive requests with
    * `Connection: close`, and is closed when its connections are done.
    */
-  listen<S extends net.Server>(name: string, server: S): Promise<S> {
+  listen<S extends net.Server>(name: Names, server: S): Promise<S> {
     const entry = this.#entry(name, ['tcp', 'unix'])
     const fd = callNative(() => binding.dupFd(entry.fd))
     entry.servers.push(server)
+    this.#migration.track(name, server)
+    // `fdpass run --health URL` tells this generation's answers from the previous one's by this header.
+    if (process.env.FDPASS_PID_HEADER) {
+      server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (!res.headersSent) res.setHeader('fdpass-pid', String(process.pid))
+      })
+    }
     return new Promise((resolve, reject) => {
       const onError = (e: Error) => reject(e)
       server.once('error', onError)
@@ -256,7 +409,7 @@ export class Generation extends EventEmitter {
   }
 
   /** A `dgram.Socket` on the named UDP listener (the same kernel socket in every generation). */
-  dgram(name: string, type: 'udp4' | 'udp6' = 'udp4'): dgram.Socket {
+  dgram(name: Names, type: 'udp4' | 'udp6' = 'udp4'): dgram.Socket {
     const entry = this.#entry(name, ['udp'])
     const fd = callNative(() => binding.dupFd(entry.fd))
     const socket = dgram.createSocket(type)
@@ -271,8 +424,32 @@ export class Generation extends EventEmitter {
    * pass a duplicate to anything that closes what it is given, and stop
    * using it in an `onDrain` hook.
    */
-  fd(name: string): number {
+  fd(name: Names): number {
     return this.#entry(name, ['tcp', 'unix', 'udp']).fd
+  }
+
+  /**
+   * Old side: hand `socket` and the app's state for it to the successor
+   * (call it from an `onDrain` hook). Resolves `{ migrated: true }` once the
+   * successor adopted it (this process's socket is then destroyed without
+   * FIN or RST), or `{ migrated: false, reason }`: the socket stays here,
+   * reading again; serve it on or close it. See docs/handoff-connections.md.
+   */
+  migrate(socket: net.Socket, state: MigrationState): Promise<MigrationResult> {
+    return this.#migration.migrate(socket, state)
+  }
+
+  /**
+   * New side: adopt connections the previous generation hands over with
+   * `migrate(socket, { kind, version, state })`. `handler(socket, state,
+   * info)` gets a `net.Socket` whose unprocessed bytes are unshifted into it;
+   * a kind without a handler, a version not in `options.versions` (default
+   * `[1]`), or a handler that throws, declines: the connection stays with the
+   * old generation. Register before `ready()`.
+   */
+  onMigratedConnection(kind: string, handler: MigratedConnectionHandler, options?: MigratedConnectionOptions): this {
+    this.#migration.onMigratedConnection(kind, handler, options)
+    return this
   }
 
   /** Run `hook` when a newer generation has taken over, before draining servers. */
@@ -290,19 +467,24 @@ export class Generation extends EventEmitter {
     if (this.#state !== 'starting') return
     const predecessor = this.#predecessor
     if (predecessor) {
+      if (!(await this.#supervisorGate())) return this.#rollBack(predecessor)
       this.#predecessor = null
       const record: HandoffRecord = { role: 'successor', peerPid: this.previousPid, outcome: 'completed', durationMs: 0 }
+      let migrating = false
       try {
         await sendJson(predecessor, { type: 'ready' })
         const { json } = await receiveJson(predecessor, this.#options.connectTimeout, 'release')
         if (json.type !== 'released') throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected release, got ${String(json.type)}`)
+        migrating = json.migrate === MIGRATION_PROTOCOL_VERSION
       } catch (e) {
         // The predecessor died or timed out after handing over: its
         // listeners are ours either way, so serve on.
         record.reason = (e as Error).message
       } finally {
-        predecessor.close()
+        // Migrating: the predecessor sends its connections on this socket next.
+        if (!migrating) predecessor.close()
       }
+      if (migrating) this.#migration.beginReceiving(controlChannel(predecessor), this.previousPid)
       record.durationMs = Date.now() - this.#startedAt
       this.handoffs.push(record)
       this.#log(`took over from pid ${this.previousPid} in ${record.durationMs} ms${record.reason ? ` (${record.reason})` : ''}`)
@@ -311,6 +493,8 @@ export class Generation extends EventEmitter {
     }
     this.#state = 'serving'
     this.#log(`pid ${process.pid} serving ${this.names.join(', ')}`)
+    await this.#storeListeners()
+    this.#drainOnStopSignal()
     // Under a service manager or `fdpass run`: this process is the one serving now.
     await notify({ READY: 1, MAINPID: process.pid }).catch((e) => this.#log(`could not notify $NOTIFY_SOCKET: ${(e as Error).message}`))
   }
@@ -318,9 +502,85 @@ export class Generation extends EventEmitter {
   /** Close the listeners and the control socket without a successor. */
   async close(): Promise<void> {
     if (this.#state === 'closed') return
+    // The control socket file is ours to remove unless a newer generation serves it (or an older one still does).
+    const ownsControl = this.#state === 'serving' || (this.#state === 'starting' && !this.#predecessor)
     this.#state = 'closed'
     this.#predecessor?.close()
-    await this.#stopAccepting()
+    const stopping = this.#stopAccepting()
+    if (ownsControl) fs.rmSync(this.#options.control, { force: true })
+    await stopping
+  }
+
+  /**
+   * Keep the listeners and the control listener in the service manager's
+   * fd store ($FDSTORE set by `fdpass run`, or systemd >= 254 with
+   * FileDescriptorStoreMax=), one FDNAME each, so that a restart after
+   * this process dies gets them back (restoreFromStore) instead of
+   * closing the ports.
+   */
+  async #storeListeners(): Promise<void> {
+    const max = fdStoreMax()
+    if (max === 0) return
+    const stored: Array<[string, number]> = [...this.#entries.values()].map((e) => [storeName(e.key), e.fd])
+    if (this.#control) stored.push([CONTROL_STORE_NAME, this.#control.fd])
+    if (stored.length > max) this.#log(`FDSTORE=${max} keeps fewer descriptors than the ${stored.length} listeners (with the control socket); raise FileDescriptorStoreMax`)
+    for (const [name, fd] of stored) {
+      try {
+        await notify({ FDSTORE: 1, FDNAME: name }, [fd])
+      } catch (e) {
+        this.#log(`could not store ${name} in the fd store: ${(e as Error).message}`)
+      }
+    }
+  }
+
+  /**
+   * Under `fdpass run --health/--probation` ($FDPASS_GATE: the supervisor's
+   * socket): before telling the predecessor "ready" (after which it stops
+   * accepting), let the supervisor check this generation while both serve.
+   * False when the supervisor rolls back.
+   */
+  async #supervisorGate(): Promise<boolean> {
+    const gate = process.env.FDPASS_GATE
+    if (!gate) return true
+    try {
+      const conn = await connect(gate, { timeout: this.#options.connectTimeout })
+      try {
+        await conn.send(JSON.stringify({ cmd: 'gate', pid: process.pid }))
+        const answer = JSON.parse((await conn.receive()).data.toString('utf8'))
+        if (answer.go !== true) this.#log(`the supervisor rolls back: ${String(answer.reason)}`)
+        return answer.go === true
+      } finally {
+        conn.close()
+      }
+    } catch (e) {
+      this.#log(`no answer from the supervisor at ${gate} (${(e as Error).message}); going on`)
+      return true
+    }
+  }
+
+  /** The supervisor said no: the predecessor serves on (it sees us go before "ready"); stop accepting, drain, exit. */
+  async #rollBack(predecessor: FdSocket): Promise<void> {
+    this.#predecessor = null
+    predecessor.close()
+    this.#state = 'draining'
+    await this.#drain(this.#stopAccepting())
+    process.exit(0)
+  }
+
+  /**
+   * Under `fdpass run` ($FDPASS_RUN), SIGTERM means "stop": stop accepting
+   * and drain as after a handoff (bounded by drainTimeout), then exit, so
+   * in-flight requests complete.
+   */
+  #drainOnStopSignal(): void {
+    if (!process.env.FDPASS_RUN) return
+    process.once('SIGTERM', () => {
+      if (this.#state !== 'serving' && this.#state !== 'handing-off') return
+      this.#log(`SIGTERM: stopping; draining`)
+      this.#state = 'draining'
+      const stopping = this.#stopAccepting()
+      void this.#drain(stopping).then(() => process.exit(0))
+    })
   }
 
   #entry(name: string, kinds: Kind[]): Entry {
@@ -358,10 +618,12 @@ export class Generation extends EventEmitter {
     const started = Date.now()
     const record: HandoffRecord = { role: 'predecessor', peerPid: creds.pid, outcome: 'aborted', durationMs: 0 }
     this.#log(`pid ${creds.pid} asks for the listeners`)
+    let successorMigrates = false
     try {
       const { json: hello, message } = await receiveJson(conn, this.#options.connectTimeout, 'hello')
       for (const fd of message.fds) fd.close()
       if (hello.type !== 'hello') throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected hello, got ${String(hello.type)}`)
+      successorMigrates = hello.migrate === MIGRATION_PROTOCOL_VERSION && this.#options.migrateConnections
       const entries = [...this.#entries.values()]
       const listeners: WireListener[] = entries.map((e) => ({ name: e.name, key: e.key, kind: e.kind }))
       const control = this.#control?.fd ?? -1
@@ -381,8 +643,16 @@ export class Generation extends EventEmitter {
     // The successor accepts on the same sockets now: stop accepting here.
     this.#state = 'draining'
     const stopping = this.#stopAccepting()
-    await sendJson(conn, { type: 'released' }).catch(() => {})
-    conn.close()
+    let released = true
+    await sendJson(conn, { type: 'released', ...(successorMigrates ? { migrate: MIGRATION_PROTOCOL_VERSION } : {}) }).catch(() => {
+      released = false
+    })
+    // Established connections follow on the same control connection.
+    if (successorMigrates && released) this.#migration.beginSending(controlChannel(conn))
+    else {
+      conn.close()
+      this.#migration.beginSending(null)
+    }
     record.outcome = 'completed'
     record.durationMs = Date.now() - started
     this.handoffs.push(record)
@@ -402,7 +672,7 @@ export class Generation extends EventEmitter {
       closeQuietly(entry.fd)
       entry.fd = -1
       for (const socket of entry.sockets) socket.close()
-      for (const server of entry.servers) waits.push(stopServer(server))
+      for (const server of entry.servers) waits.push(stopServer(server, () => this.#migration.keepsAlive(server)))
     }
     return Promise.all(waits).then(() => {})
   }
@@ -418,8 +688,10 @@ export class Generation extends EventEmitter {
       }
     }
     let timer: NodeJS.Timeout | undefined
+    // Connections still moving to the successor (or waiting for its ack) are this generation's until then.
+    const done = Promise.all([stopping, this.#migration.settled()])
     const timedOut = await Promise.race([
-      stopping.then(() => false),
+      done.then(() => false),
       new Promise<boolean>((resolve) => {
         timer = setTimeout(resolve, this.#options.drainTimeout, true)
       }),
@@ -439,17 +711,19 @@ export class Generation extends EventEmitter {
 }
 
 /**
- * Stop accepting on a server without dropping a request: HTTP responses
- * from now on carry `Connection: close`, idle keep-alive connections are
+ * Stop accepting on a server without dropping a request: unless its
+ * connections are migrating (`keepsAlive()`), HTTP responses from now on
+ * carry `Connection: close`, idle keep-alive connections are
  * left to close after their next response (closing them now would race
  * with a request already on the wire), and the promise resolves when the
  * last connection is gone.
  */
-function stopServer(server: net.Server): Promise<void> {
+function stopServer(server: net.Server, keepsAlive: () => boolean): Promise<void> {
   const isHttp = typeof (server as http.Server).closeIdleConnections === 'function'
   if (isHttp) {
     server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
-      if (!res.headersSent) res.setHeader('Connection', 'close')
+      // While its connections migrate, a response keeps its connection: it moves once written.
+      if (!res.headersSent && !keepsAlive()) res.setHeader('Connection', 'close')
     })
   }
   // net.Server's close, not http.Server's: the latter also closes idle
@@ -467,7 +741,7 @@ function stopServer(server: net.Server): Promise<void> {
  * running generation refuses this uid, and ERR_FDPASS_HANDOFF_PEER_UID when
  * the process at the control path is not an allowed uid.
  */
-export async function takeover(options: HandoffOptions): Promise<Generation> {
+export async function takeover<L extends Record<string, ListenerSpec>>(options: HandoffOptions<L>): Promise<Generation<Extract<keyof L, string>>> {
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options)
   const control = options.control ?? process.env.FDPASS_CONTROL
   if (typeof control !== 'string' || control === '') {
@@ -482,11 +756,18 @@ export async function takeover(options: HandoffOptions): Promise<Generation> {
     readyTimeout: options.readyTimeout ?? 30_000,
     drainTimeout: options.drainTimeout ?? 30_000,
     exitAfterDrain: options.exitAfterDrain ?? true,
+    migrateConnections: options.migrateConnections ?? true,
     allowedUids: options.allowedUids ?? [process.getuid?.() ?? 0],
   }
   const log =
     options.log === false ? () => {} : (options.log ?? ((line: string) => process.stderr.write(`${LOG_PREFIX} ${line}\n`)))
   const startedAt = Date.now()
+
+  const restored = await restoreFromStore(control, specs)
+  if (restored) {
+    log(`pid ${process.pid}: restarted from the fd store with ${restored.restored} of ${specs.length} listeners`)
+    return new Generation(resolved, log, restored.entries, restored.controlFd, null, null, startedAt)
+  }
 
   let predecessor: FdSocket | null = null
   try {
@@ -501,7 +782,7 @@ export async function takeover(options: HandoffOptions): Promise<Generation> {
     let controlFd = -1
     try {
       controlFd = callNative(() => binding.listenUnixSocket(control, 64, 0o600, true))
-      for (const s of specs) entries.push({ name: s.name, kind: s.kind, key: s.key, fd: bindFresh(s.spec), servers: [], sockets: [] })
+      for (const s of specs) entries.push({ name: s.name, kind: s.kind, key: s.key, fd: await bindFresh(s.spec), servers: [], sockets: [] })
     } catch (e) {
       closeQuietly(controlFd)
       for (const entry of entries) closeQuietly(entry.fd)
@@ -520,7 +801,7 @@ export async function takeover(options: HandoffOptions): Promise<Generation> {
     }
     // A refusal may already be on its way (and the socket closed behind
     // it): a failed hello is not the answer, the next message is.
-    await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name) }).catch(() => {})
+    await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name), ...(resolved.migrateConnections ? { migrate: MIGRATION_PROTOCOL_VERSION } : {}) }).catch(() => {})
     const { json, message } = await receiveJson(predecessor, resolved.connectTimeout, 'the listeners')
     for (const fd of message.fds) received.push(fd.release())
     if (json.type === 'busy') {
@@ -540,7 +821,7 @@ export async function takeover(options: HandoffOptions): Promise<Generation> {
         fd = old.fd
         used.add(fd)
       } else {
-        fd = bindFresh(s.spec) // new, or moved to another address
+        fd = await bindFresh(s.spec) // new, or moved to another address
       }
       entries.push({ name: s.name, kind: s.kind, key: s.key, fd, servers: [], sockets: [] })
     }

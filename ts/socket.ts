@@ -1,38 +1,18 @@
 // FdSocket: a connected (or datagram) Unix socket that carries messages
 // with descriptors, with net.Socket's lifecycle conventions.
-import { EventEmitter } from 'node:events'
 import { constants as osConstants } from 'node:os'
 import { type Waiter as WaiterOf, waitInLine } from './waiters'
-import { type Address, toNativeAddress } from './address'
+import { type Address, formatAddress, toNativeAddress } from './address'
+import { type EventName, Emitter, type Listener } from './events'
 import { FdpassError, abortError, callNative, fromNative, invalidArgType, outOfRange, socketClosed } from './errors'
 import { dataBytes, fdArray, sendArgs, type FdLike } from './fd-like'
-import {
-  EV_END,
-  EV_ERROR,
-  EV_MESSAGES,
-  EV_SEND_FAILED,
-  EV_SENT,
-  binding,
-  hot,
-  deliveredData,
-  deliveredMeta,
-  deliveredMetaLength,
-  FLAG_DATA_TRUNCATED,
-  FLAG_FDS_TRUNCATED,
-  lentData,
-  type NativeSocket,
-} from './native'
-import { type FdKind, ReceivedFd } from './received-fd'
+import { type Message, deliveredMessages, lentMessage } from './delivery'
+import { EV_END, EV_ERROR, EV_MESSAGES, EV_SEND_FAILED, EV_SENT, binding, hot, type NativeSocket } from './native'
+import { type FdKind, type FdOrigin, ReceivedFd } from './received-fd'
 
 export type SocketType = 'stream' | 'seqpacket' | 'dgram'
 
-/** One message as it was sent: its bytes and the descriptors sent with it. */
-export interface Message {
-  data: Buffer
-  fds: ReceivedFd[]
-  /** Datagram sockets: the sender's address (null when the sender is unbound). */
-  from?: Address | null
-}
+export type { Message } from './delivery'
 
 export interface PeerCredentials {
   /** null where the platform cannot tell (some macOS socketpairs). */
@@ -79,6 +59,18 @@ const SENT: Promise<void> = Promise.resolve()
 const MAX_BUFFERED_FDS = 4096
 const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
 
+/** FdSocket's events and their listeners' arguments. */
+export interface FdSocketEvents {
+  /** A message arrived (only while the socket is not paused). */
+  message: [message: Message]
+  /** A received message was refused or truncated, or the connection failed; 'close' follows a failure. */
+  error: [error: FdpassError]
+  /** The peer closed its side; 'close' follows. */
+  end: []
+  /** The socket is closed; `hadError` when an error closed it. */
+  close: [hadError: boolean]
+}
+
 /**
  * A Unix socket that sends and receives messages with file descriptors.
  *
@@ -91,7 +83,7 @@ const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.f
  * Events: `'message'` (Message), `'error'` (Error), `'end'` (the peer
  * closed its side), `'close'` (hadError: boolean).
  */
-export class FdSocket extends EventEmitter {
+export class FdSocket extends Emitter<FdSocketEvents> {
   #native: NativeSocket | null
   /**
    * The native socket's handle for the per-message calls (ts/native.ts
@@ -111,6 +103,7 @@ export class FdSocket extends EventEmitter {
   /** Flags, one bit each (STATE_*): one field rather than five. */
   #state = STATE_READING_NATIVE
   #fd: number
+  #origin: SocketOrigin | null = null
 
   /** @internal Use connect(), socketpair(), bind() or adopt(). */
   constructor(native: NativeSocket, settings: SocketSettings) {
@@ -149,28 +142,33 @@ export class FdSocket extends EventEmitter {
   // A 'message' listener added later takes the messages buffered before it.
   // (Overriding the methods instead of listening for 'newListener' saves a
   // closure and a listener per socket.)
+  override on<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override on(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.on(event, listener)
+    super.on(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
+  override addListener<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override addListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.addListener(event, listener)
+    super.addListener(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
+  override once<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override once(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.once(event, listener)
+    super.once(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
+  override prependListener<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override prependListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.prependListener(event, listener)
+    super.prependListener(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
+  override prependOnceListener<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.prependOnceListener(event, listener)
+    super.prependOnceListener(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
@@ -204,14 +202,23 @@ export class FdSocket extends EventEmitter {
     return this.#sends?.length ?? 0
   }
 
-  /** This end's address, or null when unbound. */
+  /**
+   * This end's address, or null when unbound or closed. Throws the system
+   * error (getsockname) if the descriptor is no longer the socket.
+   */
   get localAddress(): Address | null {
-    return this.#native ? this.#native.localAddress() : null
+    const native = this.#native
+    return native ? callNative(() => native.localAddress()) : null
   }
 
-  /** The peer's address, or null when the peer is unbound or unknown. */
+  /**
+   * The peer's address, or null when the peer is unbound, when there is no
+   * peer (an unconnected datagram socket) and when closed. Throws the
+   * system error (getpeername) if the descriptor is no longer the socket.
+   */
   get remoteAddress(): Address | null {
-    return this.#native ? this.#native.remoteAddress() : null
+    const native = this.#native
+    return native ? callNative(() => native.remoteAddress()) : null
   }
 
   /**
@@ -326,8 +333,10 @@ export class FdSocket extends EventEmitter {
       }
       if (got > 0) {
         // One message in the lent buffers rather than through #onEvent: read it now.
-        item = this.#messageAt(lentData(), deliveredMeta(got), 0, 0, null, false)
-        if (!(item instanceof Error)) ReceivedFd.guard(item.fds)
+        item = lentMessage(this.#settings.acceptFds)
+        const origin = this.#fdOrigin()
+        if (!(item instanceof Error)) ReceivedFd.guard(item.fds, origin, origin.messages)
+        origin.messages++
       } else {
         item = this.#dequeue()
       }
@@ -404,6 +413,11 @@ export class FdSocket extends EventEmitter {
 
   async [asyncDispose](): Promise<void> {
     this.close()
+  }
+
+  /** Where this socket's descriptors come from, for FDPASS_UNCLOSED_FD; made at the first delivery. */
+  #fdOrigin(): SocketOrigin {
+    return (this.#origin ??= new SocketOrigin(this))
   }
 
   #hot(): object {
@@ -507,12 +521,7 @@ export class FdSocket extends EventEmitter {
     switch (event) {
       case EV_MESSAGES:
         // Read now: the lent delivery buffers are reused by the next delivery.
-        this.#onMessages(
-          deliveredData(a as Buffer | number),
-          deliveredMeta(b as Int32Array | number),
-          deliveredMetaLength(b as Int32Array | number),
-          c as Array<Address | null> | undefined,
-        )
+        this.#onMessages(deliveredMessages(a as Buffer | number, b as Int32Array | number, c as Array<Address | null> | undefined, this.#settings.acceptFds))
         break
       case EV_SENT:
         this.#settleSends(a as number, null)
@@ -531,12 +540,12 @@ export class FdSocket extends EventEmitter {
     }
   }
 
-  #onMessages(data: Buffer, meta: Int32Array, metaLength: number, from: Array<Address | null> | undefined): void {
-    // Give every descriptor an owner first, so that a throwing listener
-    // can lose no message and leak no descriptor.
-    const items = this.#parse(data, meta, metaLength, from)
+  /** `items` from deliveredMessages(): every descriptor already has an owner, so a throwing listener can lose no message and leak no descriptor. */
+  #onMessages(items: Array<Message | Error>): void {
     let thrown: unknown = null
+    const origin = this.#fdOrigin()
     for (const item of items) {
+      const index = origin.messages++
       if (!this.#native && !this.#has(STATE_ENDED)) {
         if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
         continue
@@ -546,47 +555,11 @@ export class FdSocket extends EventEmitter {
       } catch (e) {
         thrown ??= e
       } finally {
-        if (!(item instanceof Error)) ReceivedFd.guard(item.fds)
+        if (!(item instanceof Error)) ReceivedFd.guard(item.fds, origin, index)
       }
     }
     this.#updateReading()
     if (thrown !== null) throw thrown
-  }
-
-  /**
-   * A delivery's messages (truncated or refused ones as errors), each
-   * descriptor owned by a ReceivedFd that the caller must guard.
-   */
-  #parse(data: Buffer, meta: Int32Array, metaLength: number, from: Array<Address | null> | undefined): Array<Message | Error> {
-    // Most deliveries hold one message: an array of exactly one then.
-    const first = this.#messageAt(data, meta, 0, 0, from?.[0] ?? null, from !== undefined)
-    let i = 4 + meta[1]
-    if (i >= metaLength) return [first]
-    const items = [first]
-    let offset = meta[0]
-    while (i < metaLength) {
-      items.push(this.#messageAt(data, meta, i, offset, from?.[items.length] ?? null, from !== undefined))
-      offset += meta[i]
-      i += 4 + meta[i + 1]
-    }
-    return items
-  }
-
-  /** The message whose metadata starts at meta[at] and data at data[offset]. */
-  #messageAt(data: Buffer, meta: Int32Array, at: number, offset: number, from: Address | null, hasFrom: boolean): Message | Error {
-    const len = meta[at]
-    const count = meta[at + 1]
-    const lost = meta[at + 2]
-    const flags = meta[at + 3]
-    // Exact-length arrays: one that grows from [] gets room for 17.
-    const fds: ReceivedFd[] = count === 1 ? [new ReceivedFd(meta[at + 4], false)] : []
-    if (count > 1) for (let k = 0; k < count; k++) fds.push(new ReceivedFd(meta[at + 4 + k], false))
-    const body = offset === 0 && len === data.length ? data : data.subarray(offset, offset + len)
-    if (flags !== 0) return truncated(body, fds, lost, flags)
-    const acceptFds = this.#settings.acceptFds
-    const refused = acceptFds ? refusedKinds(fds, acceptFds) : null
-    if (refused) return refused
-    return hasFrom ? { data: body, fds, from } : { data: body, fds }
   }
 
   #finishWaiters(): void {
@@ -619,9 +592,17 @@ export class FdSocket extends EventEmitter {
     })
   }
 
+  /**
+   * Report the error that closed the socket: to 'error' listeners, else to
+   * a waiting receive(), else, when the socket is flowing ('message'
+   * listeners), to 'error' anyway, as Node does: with no listener it is
+   * thrown, rather than lost behind a 'close' with hadError. With no
+   * taker at all yet, the next receive() or iteration step gets it.
+   * receiveSync() reports it to its caller, like a receive() would.
+   */
   #dispatchFatal(error: Error): void {
-    // receiveSync() reports it to its caller, like a receive() would.
-    if (this.listenerCount('error') > 0 && !this.#has(STATE_RECEIVING_SYNC)) {
+    const sync = this.#has(STATE_RECEIVING_SYNC)
+    if (this.listenerCount('error') > 0 && !sync) {
       process.nextTick(() => this.emit('error', error))
       return
     }
@@ -631,44 +612,52 @@ export class FdSocket extends EventEmitter {
       waiter.reject(error)
       return
     }
-    // Nobody listens yet: the next receive() or iteration step reports it.
+    if (this.listenerCount('message') > 0 && !sync) {
+      process.nextTick(() => this.emit('error', error))
+      return
+    }
     this.#enqueue(error)
   }
 }
 
-/** An error when a descriptor's kind is not allowed; then all of them are closed. */
-function refusedKinds(fds: ReceivedFd[], allowed: readonly FdKind[]): FdpassError | null {
-  if (fds.length === 0) return null
-  let bad: FdKind[] | null = null
-  for (const fd of fds) {
-    const kind = fd.kind()
-    if (!allowed.includes(kind)) (bad ??= []).push(kind)
-  }
-  if (!bad) return null
-  for (const fd of fds) fd.close()
-  return new FdpassError(
-    'ERR_FDPASS_FD_KIND_REJECTED',
-    `a message carried descriptors of a kind this socket does not accept (${[...new Set(bad)].join(', ')}; acceptFds is ${allowed.join(', ')}); all ${fds.length} were closed`,
-    { kinds: bad, fdsReceived: fds.length },
-  )
-}
+/**
+ * A socket as FDPASS_UNCLOSED_FD names it. It holds the socket only until
+ * it has described it: a ReceivedFd is guarded (and this asked) a
+ * microtask after its delivery, while the socket is still open.
+ */
+class SocketOrigin implements FdOrigin {
+  messages = 0
+  #socket: FdSocket | null
+  #description: string | null = null
 
-function truncated(data: Buffer, fds: ReceivedFd[], lost: number, flags: number): FdpassError {
-  for (const fd of fds) fd.close()
-  const parts: string[] = []
-  if (flags & FLAG_FDS_TRUNCATED) {
-    parts.push(lost > 0 ? `${lost} file descriptors were lost` : 'file descriptors were lost')
+  constructor(socket: FdSocket) {
+    this.#socket = socket
   }
-  if (flags & FLAG_DATA_TRUNCATED) parts.push('the data did not fit maxMessageSize and was cut')
-  const hint =
-    flags & FLAG_FDS_TRUNCATED
-      ? ' (the receiver is at its open-file limit, RLIMIT_NOFILE: close descriptors or raise the limit)'
-      : ' (raise maxMessageSize)'
-  return new FdpassError('ERR_FDPASS_TRUNCATED', `message truncated: ${parts.join('; ')}${hint}; the ${fds.length} that arrived were closed`, {
-    data,
-    fdsReceived: fds.length,
-    fdsLost: lost >= 0 ? lost : null,
-    dataTruncated: (flags & FLAG_DATA_TRUNCATED) !== 0,
-  })
-}
 
+  describe(): string {
+    if (this.#description !== null) return this.#description
+    const socket = this.#socket as FdSocket
+    this.#socket = null
+    const fd = socket.fd
+    let text = `the ${socket.type} socket`
+    if (fd < 0) {
+      this.#description = `${text} (closed)`
+      return this.#description
+    }
+    try {
+      const local = socket.localAddress
+      const remote = socket.remoteAddress
+      text += ` fd ${fd}`
+      if (local !== null) text += ` at ${formatAddress(local)}`
+      if (remote !== null) text += ` connected to ${formatAddress(remote)}`
+      if (socket.type !== 'dgram') {
+        const peer = socket.peerCredentials()
+        text += ` (peer pid ${peer.pid ?? 'unknown'}, uid ${peer.uid})`
+      }
+    } catch {
+      // The peer left between the delivery and now: what was found is all there is.
+    }
+    this.#description = text
+    return text
+  }
+}

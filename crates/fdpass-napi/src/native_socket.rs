@@ -174,6 +174,8 @@ impl NativeSocket {
 }
 
 impl NativeSocket {
+  /// null once closed (no descriptor to ask); a failure of the syscall
+  /// itself is thrown (the descriptor was closed or replaced behind the socket).
   fn address_of<'e>(
     &self,
     env: Env,
@@ -181,7 +183,7 @@ impl NativeSocket {
   ) -> Result<Unknown<'e>> {
     let c = self.cell.0.borrow();
     let addr = match c.conn.as_ref() {
-      Some(conn) => f(conn.socket()).unwrap_or(SocketAddress::Unnamed),
+      Some(conn) => f(conn.socket()).or_throw(env.raw())?,
       None => SocketAddress::Unnamed,
     };
     // SAFETY: value creation inside this napi call.

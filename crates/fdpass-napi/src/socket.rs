@@ -151,6 +151,27 @@ impl Ready for SocketCell {
     }
     self.0.borrow_mut().update_watch();
   }
+
+  fn on_watch_failed(&self, error: CoreError) {
+    // Nothing would wake this socket again: it fails as a read error
+    // does, and JavaScript closes it.
+    let (outcomes, state) = {
+      let mut c = self.0.borrow_mut();
+      let Some(conn) = &mut c.conn else {
+        return;
+      };
+      let mut out = outcomes();
+      conn.fail(error, &mut out);
+      (out, c.state.clone())
+    };
+    if outcomes.is_empty() || state.is_torn_down() {
+      recycle_outcomes(outcomes);
+      return;
+    }
+    // SAFETY: the reactor reports failures from the event loop, on the
+    // env's JS thread, outside any other handle scope of ours.
+    unsafe { js::with_scope(state.env, || self.deliver(&state, outcomes, Via::EventLoop)) };
+  }
 }
 
 impl SocketCell {

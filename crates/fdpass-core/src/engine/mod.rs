@@ -82,6 +82,11 @@ impl Connection {
     self.reader.ended()
   }
 
+  /// End reading with `error` (see `Reader::fail`).
+  pub fn fail(&mut self, error: Error, out: &mut Vec<Outcome>) {
+    self.reader.fail(error, out)
+  }
+
   /// A whole frame waits in the decoder: the kernel will not report it readable.
   pub fn has_buffered_frame(&self) -> bool {
     self.reader.has_buffered_frame()

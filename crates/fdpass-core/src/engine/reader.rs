@@ -136,6 +136,17 @@ impl Reader {
   }
 
   /// A whole frame waits in the decoder: the kernel will not report it readable.
+  /// Stop reading for good because of `error` from outside the reader
+  /// (the readiness mechanism can no longer watch the socket): it is
+  /// reported as a read error would be.
+  pub fn fail(&mut self, error: crate::Error, out: &mut Vec<Outcome>) {
+    if self.ended {
+      return;
+    }
+    self.ended = true;
+    out.push(Outcome::Error(error));
+  }
+
   pub fn has_buffered_frame(&self) -> bool {
     !self.ended && self.framing.as_ref().is_some_and(|f| f.decoder.has_frame())
   }
