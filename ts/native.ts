@@ -1,9 +1,9 @@
 // The private interface to the Rust binding, and the one place where the
 // readiness mechanism is chosen for this runtime (see README "Design").
 import { FdpassError } from './errors'
-import { FD_KINDS, type FdKind } from './fd-kind'
+import type { FdKind } from './fd-kind'
 
-export { FD_KINDS, type FdKind } from './fd-kind'
+export type { FdKind } from './fd-kind'
 export type { NativeAddress, NativeSocket, NativeServer } from '../binding.js'
 
 type Binding = typeof import('../binding.js')
@@ -49,29 +49,16 @@ export const binding: Binding = load()
 /**
  * The per-message and per-descriptor calls, as plain Node-API callbacks
  * (crates/fdpass-napi/src/hot.rs: napi-rs's glue cost 4–10 times their
- * own price). napi-rs does not describe them in binding.d.ts, so here.
+ * own price), declared in binding.d.ts by crates/fdpass-napi/hot.d.ts.
  * A socket is the handle its NativeSocket's hotHandle() made.
  */
-export interface HotBinding {
-  /** The first `byteLength` bytes of `data` and the first `fdCount` of `fds`; null: the lent send scratch (ts/fd-like.ts). */
-  socketSend(socket: object, data: Uint8Array | null, byteLength: number, fds: Int32Array | null, fdCount: number): boolean
-  socketSendSync(socket: object, data: Uint8Array | null, byteLength: number, fds: Int32Array | null, fdCount: number): void
-  /** -1: the time ran out; 0: delivered through the socket's callback; else the metadata length of the one message left in the lent buffers. */
-  socketReceiveSync(socket: object, timeoutMs: number): number
-  closeFd(fd: number): void
-  closeFds(fds: Int32Array, count: number): void
-  fdStatInto(fd: number, out: Float64Array): number
-  fdStatMany(fds: Int32Array, count: number, out: Float64Array): void
-}
-export const hot = binding as unknown as HotBinding
+export const hot = binding
 
-/** Event codes of the native callbacks (crates/fdpass-napi/src/deliver.rs). */
-export const EV_MESSAGES = 1
-export const EV_SENT = 2
-export const EV_SEND_FAILED = 3
-export const EV_END = 4
-export const EV_ERROR = 5
-export const EV_ACCEPTABLE = 6
+/** Event codes of the native callbacks (defined in crates/fdpass-napi/src/contract.rs). */
+export const { EV_MESSAGES, EV_SENT, EV_SEND_FAILED, EV_END, EV_ERROR, EV_ACCEPTABLE } = binding
+
+/** Every FdKind, indexed as the binding's stat calls report a kind (crates/fdpass-core FdKind::ALL). */
+export const FD_KINDS = binding.fdKinds() as readonly FdKind[]
 
 export type Reactor = 'uv' | 'thread'
 

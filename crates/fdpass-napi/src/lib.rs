@@ -14,10 +14,12 @@
 //! - `fd_io.rs`: descriptor reads and writes on the thread pool.
 //! - `env_state.rs`: per-environment state, lent buffers and teardown.
 //! - `js.rs`: raw Node-API helpers.
+//! - `contract.rs`: the constants the TypeScript layer reads from here.
 //! - `reactor/`: the two readiness mechanisms (`uv.rs`, `thread.rs`).
 
 #![allow(clippy::new_without_default)]
 
+pub mod contract;
 mod deliver;
 mod env_state;
 pub mod fd_io;
@@ -140,13 +142,13 @@ pub fn socketpair(
   socket_type_name: String,
   framed: bool,
   max_message: u32,
-) -> Result<Vec<NativeSocket>> {
+) -> Result<(NativeSocket, NativeSocket)> {
   let ty = socket_type(&env, &socket_type_name)?;
   let (a, b) = fdpass_core::socket::socketpair(ty).or_throw(&env)?;
-  Ok(vec![
+  Ok((
     wrap_socket(&env, a, ty, framed, max_message)?,
     wrap_socket(&env, b, ty, framed, max_message)?,
-  ])
+  ))
 }
 
 /// A datagram socket, bound to `address` when given, connected to `peer` when given.
