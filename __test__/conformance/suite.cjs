@@ -426,7 +426,8 @@ test('converters', async () => {
     return [fd, () => fs.closeSync(fd)]
   }
   // Raw sockets come from the addon: Deno's own net objects have no fd to send.
-  const native = require('../../binding.js')
+  // The binding as fdpass loaded it (for this process's libc).
+  const native = require('../../dist/native.js').binding
   await attempt(
     'createReadStream',
     () => fileFd('r'),
