@@ -30,9 +30,10 @@ const tools = process.env.FDPASS_RUNTIMES_DIR || process.env.FDPASS_TOOLS || pat
 // Pinned, so that every cached root filesystem is the same recipe; a cache
 // made by another recipe is rebuilt. bookworm has systemd 252.
 const SUITE = 'bookworm'
-const MIRROR = 'http://deb.debian.org/debian'
+// $FDPASS_DEBIAN_MIRROR for a local mirror or proxy.
+const MIRROR = process.env.FDPASS_DEBIAN_MIRROR || 'http://deb.debian.org/debian'
 const DEBOOTSTRAP = ['--variant=minbase', '--include=systemd,dbus,procps', SUITE]
-const RECIPE = `debootstrap ${DEBOOTSTRAP.join(' ')} ${MIRROR} (fdpass masks v1)`
+const RECIPE = `debootstrap ${DEBOOTSTRAP.join(' ')} (fdpass masks v1)`
 const rootfsPath = path.join(tools, `systemd-${SUITE}`)
 
 // Units that would reach out of the namespaces into the host (binfmt_misc
@@ -122,6 +123,51 @@ function ensureDebootstrap(log) {
   if (!which('debootstrap')) throw new SystemdNsError('apt-get installed debootstrap but it is not on PATH')
 }
 
+function sleepSync(ms) {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+}
+
+/**
+ * Takes the cache's lock (a directory with the owner's pid), waiting while a
+ * live process holds it: the two test projects (and other checkouts on the
+ * machine) start at once, and one debootstrap is enough. Returns a release function.
+ */
+function lockCache(lock, log, timeoutMs = 15 * 60_000) {
+  const deadline = Date.now() + timeoutMs
+  let said = false
+  for (;;) {
+    try {
+      fs.mkdirSync(lock)
+      fs.writeFileSync(path.join(lock, 'pid'), String(process.pid))
+      return () => fs.rmSync(lock, { recursive: true, force: true })
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e
+    }
+    let owner = NaN
+    try {
+      owner = Number(fs.readFileSync(path.join(lock, 'pid'), 'utf8'))
+    } catch {}
+    let age = 0
+    try {
+      age = Date.now() - fs.statSync(lock).mtimeMs
+    } catch {}
+    // A dead owner, or one that died between mkdir and writing its pid.
+    if (Number.isInteger(owner) ? !alive(owner) : age > 60_000) {
+      fs.rmSync(lock, { recursive: true, force: true })
+      continue
+    }
+    if (Date.now() > deadline) throw new SystemdNsError(`waited ${timeoutMs / 60_000} min for process ${owner} to finish building ${rootfsPath} (lock ${lock})`)
+    if (!said) log(`waiting for process ${owner}, which is building ${rootfsPath}`)
+    said = true
+    sleepSync(500)
+  }
+}
+
+function cached() {
+  const stamp = path.join(rootfsPath, '.fdpass-recipe')
+  return fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === RECIPE
+}
+
 /**
  * The cached root filesystem with systemd, made by debootstrap the first
  * time (about a minute, from deb.debian.org). Returns its path.
@@ -129,21 +175,37 @@ function ensureDebootstrap(log) {
 function create({ log = (line) => process.stderr.write(`[systemd-ns] ${line}\n`) } = {}) {
   const reason = unsupportedReason()
   if (reason) throw new SystemdNsError(`cannot make a systemd root filesystem here: ${reason}`)
-  const stamp = path.join(rootfsPath, '.fdpass-recipe')
-  if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === RECIPE) return rootfsPath
-  ensureDebootstrap(log)
+  if (cached()) return rootfsPath
   fs.mkdirSync(tools, { recursive: true })
-  // Built beside the cache and renamed into place, so that an interrupted
-  // or concurrent build never leaves a half-made rootfs where a boot finds it.
+  const release = lockCache(path.join(tools, `.systemd-${SUITE}.lock`), log)
+  try {
+    if (cached()) return rootfsPath
+    ensureDebootstrap(log)
+    build(log)
+  } finally {
+    release()
+  }
+  log(`cached ${rootfsPath}`)
+  return rootfsPath
+}
+
+/** debootstrap into a directory beside the cache, then renamed into place: a boot never finds a half-made rootfs. */
+function build(log) {
+  // Whoever holds the lock owns these: any found now were left by a build that was killed.
+  for (const name of fs.readdirSync(tools)) {
+    if (name.startsWith(`.systemd-${SUITE}-building-`)) fs.rmSync(path.join(tools, name), { recursive: true, force: true })
+  }
   const building = fs.mkdtempSync(path.join(tools, `.systemd-${SUITE}-building-`))
   try {
-    log(`debootstrap ${DEBOOTSTRAP.join(' ')} into ${building}`)
+    log(`debootstrap ${DEBOOTSTRAP.join(' ')} from ${MIRROR} into ${building}`)
     const r = spawnSync('debootstrap', [...DEBOOTSTRAP, building, MIRROR], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
     if (r.status !== 0) {
-      const tail = `${r.stdout}${r.stderr}`.trim().split('\n').slice(-15).join('\n')
+      const output = `${r.stdout}${r.stderr}`.trim().split('\n').slice(-15).join('\n')
       const logFile = path.join(building, 'debootstrap', 'debootstrap.log')
       const detail = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').trim().split('\n').slice(-10).join('\n') : ''
-      throw new SystemdNsError(`debootstrap of ${SUITE} from ${MIRROR} failed (exit ${r.status ?? r.signal}); is the mirror reachable?\n${tail}\n${detail}`)
+      throw new SystemdNsError(
+        `debootstrap of ${SUITE} from ${MIRROR} failed (exit ${r.status ?? r.signal}); is the mirror reachable? ($FDPASS_DEBIAN_MIRROR sets another)\n${output}\n${detail}`,
+      )
     }
     if (!fs.existsSync(path.join(building, 'lib/systemd/systemd'))) throw new SystemdNsError(`debootstrap finished but ${building} has no lib/systemd/systemd`)
     const units = path.join(building, 'etc/systemd/system')
@@ -158,17 +220,10 @@ function create({ log = (line) => process.stderr.write(`[systemd-ns] ${line}\n`)
     fs.mkdirSync(path.join(building, 'var/cache/apt/archives/partial'), { recursive: true })
     fs.writeFileSync(path.join(building, '.fdpass-recipe'), RECIPE)
     fs.rmSync(rootfsPath, { recursive: true, force: true })
-    try {
-      fs.renameSync(building, rootfsPath)
-    } catch (e) {
-      // Another build won the race: use it.
-      if (!(fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === RECIPE)) throw e
-    }
+    fs.renameSync(building, rootfsPath)
   } finally {
     fs.rmSync(building, { recursive: true, force: true })
   }
-  log(`cached ${rootfsPath}`)
-  return rootfsPath
 }
 
 // Runs as PID 1 of the new PID namespace, in a new mount namespace whose
@@ -347,18 +402,49 @@ class Machine {
       await sleep(20)
     }
     if (alive(this.pid)) throw new SystemdNsError(`PID 1 of the systemd namespace (${this.pid}) is still alive 30 s after SIGKILL`)
-    removeCgroup(this.runDir, this.cgroup)
-    fs.rmSync(this.runDir, { recursive: true, force: true })
+    cleanUp(this.runDir, this.cgroup)
   }
 }
 
-/** Removes the namespace's cgroup subtree, from a mount of cgroup2 that lives only as long as the command. */
-function removeCgroup(runDir, cgroup) {
-  const mountPoint = path.join(runDir, 'cgroup')
-  fs.mkdirSync(mountPoint, { recursive: true })
-  const script = 'mount -t cgroup2 cgroup2 "$1" && [ ! -d "$1/$2" ] || for i in 1 2 3 4 5 6 7 8 9 10; do find "$1/$2" -depth -type d -exec rmdir {} + 2>/dev/null && break; sleep 0.2; done; [ ! -d "$1/$2" ]'
-  const r = spawnSync('unshare', ['--mount', '--propagation=private', '/bin/sh', '-c', script, 'sh', mountPoint, cgroup], { encoding: 'utf8' })
-  if (r.status !== 0) throw new SystemdNsError(`could not remove the cgroup ${cgroup} of a killed systemd namespace: ${r.stderr.trim()}`)
+// Removes what a dead namespace leaves on the host: its cgroup subtree (from
+// a mount of cgroup2 that lives only as long as this script, in a mount
+// namespace of its own) and the run directory. $1 is the run directory, $2
+// the cgroup's name.
+const CLEANUP = String.raw`
+set -u
+mkdir -p "$1/cgroup"
+unshare --mount --propagation=private /bin/sh -c '
+  mount -t cgroup2 cgroup2 "$1/cgroup" || exit 1
+  [ -d "$1/cgroup/$2" ] || exit 0
+  for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    find "$1/cgroup/$2" -depth -type d -exec rmdir {} + 2>/dev/null
+    [ -d "$1/cgroup/$2" ] || exit 0
+    sleep 0.2
+  done
+  echo "cannot remove the cgroup $2: a process is still in it" >&2
+  exit 1
+' sh "$1" "$2" || exit 1
+rm -rf "$1"
+`
+
+function cleanUp(runDir, cgroup) {
+  const r = spawnSync('/bin/sh', ['-c', CLEANUP, 'sh', runDir, cgroup], { encoding: 'utf8' })
+  if (r.status !== 0) throw new SystemdNsError(`could not clean up after a killed systemd namespace (${runDir}): ${r.stderr.trim()}`)
+}
+
+/** Removes what namespaces whose PID 1 is gone left behind (their owner was killed before it could). */
+function sweep() {
+  for (const name of fs.readdirSync(os.tmpdir())) {
+    if (!name.startsWith('fdpass-systemd-')) continue
+    const runDir = path.join(os.tmpdir(), name)
+    let state
+    try {
+      state = JSON.parse(fs.readFileSync(path.join(runDir, 'state.json'), 'utf8'))
+    } catch {
+      continue // still booting, or not ours
+    }
+    if (!alive(state.pid)) cleanUp(runDir, state.cgroup)
+  }
 }
 
 /**
@@ -372,6 +458,7 @@ async function boot({ rootfs = create(), bootTimeout = 120_000, tie = true } = {
   const reason = unsupportedReason()
   if (reason) throw new SystemdNsError(`cannot boot systemd in namespaces here: ${reason}`)
   if (!fs.existsSync(path.join(rootfs, 'lib/systemd/systemd'))) throw new SystemdNsError(`${rootfs} has no lib/systemd/systemd: run create first`)
+  sweep()
   const runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'fdpass-systemd-'))
   const share = path.join(runDir, 'share')
   for (const dir of ['root', 'upper', 'work', 'share']) fs.mkdirSync(path.join(runDir, dir))
@@ -392,14 +479,16 @@ async function boot({ rootfs = create(), bootTimeout = 120_000, tie = true } = {
   const pid = await namespacePid1(child.pid, deadline)
   if (!pid) {
     await sleep(100)
-    fs.rmSync(runDir, { recursive: true, force: true, maxRetries: 3 })
-    throw new SystemdNsError(`unshare exited (${exited}) before its child started: boot log:\n${tail(logFile)}`)
+    const log = tail(logFile)
+    cleanUp(runDir, cgroup)
+    throw new SystemdNsError(`unshare exited (${exited}) before its child started: boot log:\n${log}`)
   }
   fs.writeFileSync(path.join(runDir, 'state.json'), JSON.stringify({ pid, unsharePid: child.pid, cgroup }))
   let watchdog = null
   if (tie) {
-    // Reads until this process's end closes the pipe, then kills PID 1.
-    watchdog = spawn('/bin/sh', ['-c', 'read _ || true; kill -KILL "$1" 2>/dev/null', 'sh', String(pid)], { stdio: ['pipe', 'ignore', 'ignore'] })
+    // Reads until this process's end closes the pipe, then kills PID 1 and cleans up.
+    const watch = `read _ || true; kill -KILL "$3" 2>/dev/null; while [ -e "/proc/$3" ]; do sleep 0.1; done; ${CLEANUP}`
+    watchdog = spawn('/bin/sh', ['-c', watch, 'sh', runDir, cgroup, String(pid)], { stdio: ['pipe', 'ignore', 'ignore'] })
     watchdog.unref()
     watchdog.stdin.unref?.()
   } else {
