@@ -593,7 +593,7 @@ describe('backpressure', () => {
     await Promise.all(sends)
     expect(socket.pendingSends).toBe(0)
     expect(openFdsTo(file)).toBe(0) // every duplicate was closed once its message was in the kernel
-    expect(await child.next()).toMatchObject({ done: true, got: N, problems: [] })
+    expect(await child.next()).toMatchObject({ done: true, got: N, problems: [], leaked: 0 })
     socket.close()
     await server.close()
   })

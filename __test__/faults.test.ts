@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as path from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
 import { listen, socketpair } from '..'
-import { MESSAGE_TYPE, cleanup, identity, openFdCount, root, sleep, tmpPath, until } from './helpers'
+import { MESSAGE_TYPE, cleanup, fdCensus, identity, root, sleep, tmpPath, until } from './helpers'
 
 afterEach(cleanup)
 
@@ -31,7 +31,9 @@ describe('faults', () => {
     socket.pause()
     await new Promise((r) => child.stdout.once('data', r))
     await sleep(50)
-    const before = openFdCount()
+    const census = fdCensus()
+    census.targets.add('/dev/null') // what the half message carries: the child's stdin
+    const socketFd = socket.fd
     child.kill('SIGKILL')
     await new Promise((r) => child.on('exit', r))
     const errors: string[] = []
@@ -40,7 +42,7 @@ describe('faults', () => {
     socket.resume()
     expect(await closed).toBe(true) // hadError
     expect(errors).toEqual(['ERR_FDPASS_PROTOCOL'])
-    expect(openFdCount()).toBeLessThan(before) // the socket, and nothing held for the half message
+    expect({ held: census.added(), socketOpen: census.unchanged(socketFd) }).toEqual({ held: 0, socketOpen: false }) // nothing held for the half message
     await server.close()
   })
 
@@ -53,11 +55,13 @@ describe('faults', () => {
     const socket = await server.accept()
     await new Promise((r) => child.stdout.once('data', r))
     const fd = fs.openSync('/dev/null', 'r')
-    const before = openFdCount()
+    const census = fdCensus()
+    census.watch(fd)
+    const socketFd = socket.fd
     const sends = Array.from({ length: 50 }, () => socket.send(Buffer.alloc(256 << 10), [fd, fd]))
     await sleep(50)
     expect(socket.pendingSends).toBeGreaterThan(0)
-    expect(openFdCount()).toBeGreaterThan(before) // duplicates held for queued sends
+    expect(census.added()).toBeGreaterThan(0) // duplicates held for queued sends
     child.kill('SIGKILL')
     const results = await Promise.allSettled(sends)
     const reasons = results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason.code)
@@ -65,7 +69,7 @@ describe('faults', () => {
     for (const code of reasons) expect(['EPIPE', 'ECONNRESET', 'ERR_FDPASS_SOCKET_CLOSED']).toContain(code)
     socket.close()
     await sleep(20)
-    expect(openFdCount()).toBeLessThan(before)
+    expect({ held: census.added(), socketOpen: census.unchanged(socketFd) }).toEqual({ held: 0, socketOpen: false })
     fs.closeSync(fd)
     await server.close()
   })

@@ -2,6 +2,7 @@
 // child processes that speak JSON lines.
 import { type ChildProcess, spawn, spawnSync, type SpawnOptions } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { createRequire } from 'node:module'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
@@ -29,11 +30,23 @@ export const MESSAGE_TYPE = process.platform === 'linux' ? ('seqpacket' as const
 export const linuxOnly = process.platform === 'linux' ? '' : ` (skipped: Linux only, this is ${process.platform})`
 
 /** Where a process lists its own descriptors. */
+const { FdCensus } = createRequire(__filename)('./fixtures/fd-census.js')
+
 export const FD_DIR = process.platform === 'darwin' ? '/dev/fd' : '/proc/self/fd'
 
 /** Open descriptors of this process. */
 export function openFdCount(): number {
   return fs.readdirSync(FD_DIR).length
+}
+
+/**
+ * A census of this process's descriptors (see fixtures/fd-census.js): counts
+ * only those opened since, that refer to an object the test `watch`ed, so
+ * that Node's and vitest's own descriptors (and a child's stdio pipes closing
+ * when it exits) never move the count.
+ */
+export function fdCensus(): { watch(...fds: number[]): void; targets: Set<string>; unchanged(fd: number): boolean; added(): number } {
+  return new FdCensus()
 }
 
 /** The open-descriptor count once earlier tests' asynchronous closes (child pipes, timers) have landed. */

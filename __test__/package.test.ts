@@ -89,3 +89,38 @@ describe('loader errors', () => {
     expect(out.message).toMatch(/linux-x64-gnu.*darwin-arm64/)
   })
 })
+
+describe('module structure', () => {
+  const checker = path.join(root, 'scripts/check-import-cycles.js')
+
+  test('the modules of ts/ import each other in no cycle', () => {
+    const r = spawnSync(process.execPath, [checker], { cwd: root, encoding: 'utf8' })
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+  })
+
+  test('and the check does find a cycle, type-only imports included', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fdpass-cycle-'))
+    try {
+      fs.writeFileSync(path.join(dir, 'a.ts'), "import { b } from './b'\nexport const a = b\n")
+      fs.writeFileSync(path.join(dir, 'b.ts'), "import type { C } from './c'\nexport const b: C = 1\n")
+      fs.writeFileSync(path.join(dir, 'c.ts'), "export type C = number\nexport { a } from './a'\n")
+      const r = spawnSync(process.execPath, [checker, dir], { encoding: 'utf8' })
+      expect(r.status).toBe(1)
+      expect(r.stderr).toMatch(/import cycle: .*a\.ts -> .*b\.ts -> .*c\.ts -> .*a\.ts/)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('index.ts only re-exports', () => {
+    const source = fs.readFileSync(path.join(root, 'ts/index.ts'), 'utf8')
+    const statements = source
+      .replace(/\/\/[^\n]*/g, '')
+      .split(/\n(?=\S)/)
+      .map((s) => s.trim())
+      .filter((s) => s !== '')
+    expect(statements.length).toBeGreaterThan(0)
+    for (const s of statements) expect(s).toMatch(/^export (type )?\{[^}]*\} from '\.\/[\w-]+'$/s)
+  })
+})

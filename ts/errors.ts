@@ -1,20 +1,113 @@
 // Errors shaped like Node's own: a stable `code`, and for system errors
 // `errno` (negative, as libuv reports it), `syscall` and `address`.
+import type { FdKind } from './fd-kind'
 
-/** Every error fdpass throws or rejects with is an FdpassError. */
-export class FdpassError extends Error {
-  /** `E*` for system errors, `ERR_*` for fdpass's own. Codes are permanent. */
-  code: string
+/** The errno names of system errors (`code` of an error with `errno` and `syscall`). */
+export type SystemErrorCode =
+  | 'E2BIG' | 'EACCES' | 'EADDRINUSE' | 'EADDRNOTAVAIL' | 'EAFNOSUPPORT' | 'EAGAIN' | 'EALREADY' | 'EBADF' | 'EBADMSG' | 'EBUSY'
+  | 'ECANCELED' | 'ECHILD' | 'ECONNABORTED' | 'ECONNREFUSED' | 'ECONNRESET' | 'EDEADLK' | 'EDESTADDRREQ' | 'EDOM' | 'EDQUOT'
+  | 'EEXIST' | 'EFAULT' | 'EFBIG' | 'EHOSTUNREACH' | 'EIDRM' | 'EILSEQ' | 'EINPROGRESS' | 'EINTR' | 'EINVAL' | 'EIO' | 'EISCONN'
+  | 'EISDIR' | 'ELOOP' | 'EMFILE' | 'EMLINK' | 'EMSGSIZE' | 'EMULTIHOP' | 'ENAMETOOLONG' | 'ENETDOWN' | 'ENETRESET' | 'ENETUNREACH'
+  | 'ENFILE' | 'ENOBUFS' | 'ENODATA' | 'ENODEV' | 'ENOENT' | 'ENOEXEC' | 'ENOLCK' | 'ENOLINK' | 'ENOMEM' | 'ENOMSG' | 'ENOPROTOOPT'
+  | 'ENOSPC' | 'ENOSR' | 'ENOSTR' | 'ENOSYS' | 'ENOTCONN' | 'ENOTDIR' | 'ENOTEMPTY' | 'ENOTSOCK' | 'ENOTSUP' | 'ENOTTY' | 'ENXIO'
+  | 'EOPNOTSUPP' | 'EOVERFLOW' | 'EPERM' | 'EPIPE' | 'EPROTO' | 'EPROTONOSUPPORT' | 'EPROTOTYPE' | 'ERANGE' | 'EROFS' | 'ESPIPE'
+  | 'ESRCH' | 'ESTALE' | 'ETIME' | 'ETIMEDOUT' | 'ETXTBSY' | 'EWOULDBLOCK' | 'EXDEV'
+
+/**
+ * fdpass's own codes, each with the extra fields its errors carry
+ * (README "Errors"). Codes are permanent.
+ */
+export interface FdpassErrorFields {
+  /** More descriptors in one message than the kernel takes. */
+  ERR_FDPASS_TOO_MANY_FDS: { count: number; limit: number }
+  /** The kernel dropped descriptors, or a message was longer than maxMessageSize. */
+  ERR_FDPASS_TRUNCATED: {
+    /** How many descriptors the kernel dropped; null when it does not say. */
+    fdsLost: number | null
+    /** How many arrived (all closed). */
+    fdsReceived: number
+    dataTruncated: boolean
+    /** The bytes that arrived. */
+    data: Buffer
+  }
+  ERR_FDPASS_ADDRESS_TOO_LONG: { length: number; limit: number }
+  ERR_FDPASS_NOT_A_SOCKET: { address: string }
+  ERR_FDPASS_INVALID_FD: { fd?: number }
+  ERR_FDPASS_SOCKET_CLOSED: {}
+  ERR_FDPASS_SENDS_QUEUED: {}
+  ERR_FDPASS_RECEIVE_PENDING: {}
+  ERR_FDPASS_FD_CLOSED: {}
+  /** A framed-stream peer broke the framing; the connection is closed. */
+  ERR_FDPASS_PROTOCOL: {}
+  ERR_FDPASS_MESSAGE_TOO_LARGE: { size: number; limit: number }
+  ERR_FDPASS_UNSUPPORTED: {}
+  ERR_FDPASS_INSECURE_DIRECTORY: {}
+  ERR_FDPASS_FD_KIND_REJECTED: { kinds: FdKind[]; fdsReceived: number }
+  ERR_FDPASS_UNSUPPORTED_PLATFORM: {}
+  ERR_FDPASS_BINARY_MISSING: {}
+  ERR_FDPASS_HANDOFF_BUSY: {}
+  ERR_FDPASS_HANDOFF_REFUSED: {}
+  ERR_FDPASS_HANDOFF_PEER_UID: {}
+  ERR_FDPASS_HANDOFF_TIMEOUT: {}
+  ERR_FDPASS_HANDOFF_PEER_GONE: {}
+  ERR_FDPASS_HANDOFF_PROTOCOL: {}
+  ERR_FDPASS_HANDOFF_RELEASED: {}
+  ERR_INVALID_ARG_TYPE: {}
+  ERR_INVALID_ARG_VALUE: {}
+  ERR_OUT_OF_RANGE: {}
+  /** An AbortSignal aborted the operation (`name` is 'AbortError', `cause` its reason). */
+  ABORT_ERR: {}
+}
+
+/** Every code an FdpassError can have: an errno name, or one of fdpass's own. */
+export type FdpassErrorCode = SystemErrorCode | keyof FdpassErrorFields
+
+/** What every FdpassError has, whatever its code. */
+export interface FdpassErrorBase extends Error {
   /** Negative errno, for system errors. */
   errno?: number
   /** The failing syscall, for system errors. */
   syscall?: string
   /** The socket path involved, when there is one. */
   address?: string
-  /** Extra facts some codes carry: `limit`, `count`, `fd`, `fdsLost`, ... */
-  [key: string]: unknown
+}
 
-  constructor(code: string, message: string, extra?: Record<string, unknown>) {
+/** A system error, shaped like Node's: the errno name, negative errno, the syscall. */
+export interface FdpassSystemError extends FdpassErrorBase {
+  code: SystemErrorCode
+  errno: number
+  syscall: string
+}
+
+/** The FdpassError with code `C`, and the fields of that code. */
+export type FdpassErrorOf<C extends FdpassErrorCode> = C extends keyof FdpassErrorFields
+  ? FdpassErrorBase & { code: C } & FdpassErrorFields[C]
+  : FdpassSystemError & { code: C }
+
+/**
+ * Every error fdpass throws or rejects with is an FdpassError: a union
+ * over `code`, so that checking the code gives the fields it carries:
+ * `if (e instanceof FdpassError && e.code === 'ERR_FDPASS_TRUNCATED') e.fdsLost`.
+ */
+export type FdpassError = FdpassSystemError | { [C in keyof FdpassErrorFields]: FdpassErrorOf<C> }[keyof FdpassErrorFields]
+
+export interface FdpassErrorConstructor {
+  new <C extends FdpassErrorCode>(
+    code: C,
+    message: string,
+    extra?: (C extends keyof FdpassErrorFields ? FdpassErrorFields[C] : { errno: number; syscall: string }) & {
+      address?: string
+      cause?: unknown
+    },
+  ): FdpassErrorOf<C>
+  readonly prototype: FdpassError
+}
+
+class FdpassErrorClass extends Error {
+  /** `E*` for system errors, `ERR_*` for fdpass's own. Codes are permanent. */
+  code: FdpassErrorCode
+
+  constructor(code: FdpassErrorCode, message: string, extra?: object) {
     super(message)
     this.code = code
     if (extra) Object.assign(this, extra)
@@ -25,10 +118,12 @@ export class FdpassError extends Error {
   }
 }
 
+export const FdpassError = FdpassErrorClass as unknown as FdpassErrorConstructor
+
 /** Give an error thrown by the binding the FdpassError prototype. */
 export function fromNative(e: unknown): Error {
-  if (e instanceof Error && !(e instanceof FdpassError) && typeof (e as { code?: unknown }).code === 'string') {
-    Object.setPrototypeOf(e, FdpassError.prototype)
+  if (e instanceof Error && !(e instanceof FdpassErrorClass) && typeof (e as { code?: unknown }).code === 'string') {
+    Object.setPrototypeOf(e, FdpassErrorClass.prototype)
   }
   return e as Error
 }

@@ -3,11 +3,11 @@
 // socket, starts accepting on the same kernel sockets, and only then does
 // the old generation stop accepting, drain and exit. See README "Handoff".
 import * as dgram from 'node:dgram'
-import { EventEmitter } from 'node:events'
 import type * as http from 'node:http'
 import * as net from 'node:net'
-import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
-import { adoptServer, connect } from './index'
+import { Emitter } from './events'
+import { FdpassError, type FdpassErrorCode, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
+import { adoptServer, connect } from './open'
 import { binding, fdStat, hot } from './native'
 import { notify } from './notify'
 import { type ListenFd, listenFds } from './systemd'
@@ -24,14 +24,14 @@ export type ListenerSpec =
   /** A socket-activated listener (LISTEN_FDNAMES name), used when no previous generation has it. */
   | { systemd: string }
 
-export interface HandoffOptions {
+export interface HandoffOptions<L extends Record<string, ListenerSpec> = Record<string, ListenerSpec>> {
   /**
    * Path of the control socket (created with mode 0600; its directory must
    * exist). @default $FDPASS_CONTROL (set by `fdpass run`)
    */
   control?: string
   /** The named listeners this server uses. */
-  listeners: Record<string, ListenerSpec>
+  listeners: L
   /** How long to wait for the running generation's answers. @default 5000 */
   connectTimeout?: number
   /** How long the running generation waits for a successor's "ready". @default 30000 */
@@ -139,7 +139,7 @@ function closeQuietly(fd: number): void {
   }
 }
 
-function handoffError(code: string, message: string): FdpassError {
+function handoffError(code: FdpassErrorCode, message: string): FdpassError {
   return new FdpassError(code, message)
 }
 
@@ -176,6 +176,14 @@ function sendJson(socket: FdSocket, body: Record<string, unknown>, fds: number[]
   return socket.send(JSON.stringify({ v: HANDOFF_PROTOCOL_VERSION, pid: process.pid, ...body }), fds)
 }
 
+/** Generation's events and their listeners' arguments. */
+export interface GenerationEvents {
+  handoff: [record: HandoffRecord]
+  drain: []
+  drained: [result: { durationMs: number; timedOut: boolean }]
+  error: [error: Error]
+}
+
 /**
  * This process's generation of a server. Get it from `takeover()`, plug
  * its listeners into servers, call `ready()`. When a newer generation
@@ -184,7 +192,7 @@ function sendJson(socket: FdSocket, body: Record<string, unknown>, fds: number[]
  * Events: `'handoff'` (HandoffRecord), `'drain'`, `'drained'`
  * ({ durationMs, timedOut }), `'error'`.
  */
-export class Generation extends EventEmitter {
+export class Generation<Names extends string = string> extends Emitter<GenerationEvents> {
   /** True when the listeners came from a previous generation. */
   readonly inherited: boolean
   /** pid of the generation that handed its listeners over, if any. */
@@ -230,8 +238,8 @@ export class Generation extends EventEmitter {
   }
 
   /** Listener names. */
-  get names(): string[] {
-    return [...this.#entries.keys()]
+  get names(): Names[] {
+    return [...this.#entries.keys()] as Names[]
   }
 
   /**
@@ -241,7 +249,7 @@ export class Generation extends EventEmitter {
    * accepting, answers in-flight keep-alive requests with
    * `Connection: close`, and is closed when its connections are done.
    */
-  listen<S extends net.Server>(name: string, server: S): Promise<S> {
+  listen<S extends net.Server>(name: Names, server: S): Promise<S> {
     const entry = this.#entry(name, ['tcp', 'unix'])
     const fd = callNative(() => binding.dupFd(entry.fd))
     entry.servers.push(server)
@@ -256,7 +264,7 @@ export class Generation extends EventEmitter {
   }
 
   /** A `dgram.Socket` on the named UDP listener (the same kernel socket in every generation). */
-  dgram(name: string, type: 'udp4' | 'udp6' = 'udp4'): dgram.Socket {
+  dgram(name: Names, type: 'udp4' | 'udp6' = 'udp4'): dgram.Socket {
     const entry = this.#entry(name, ['udp'])
     const fd = callNative(() => binding.dupFd(entry.fd))
     const socket = dgram.createSocket(type)
@@ -271,7 +279,7 @@ export class Generation extends EventEmitter {
    * pass a duplicate to anything that closes what it is given, and stop
    * using it in an `onDrain` hook.
    */
-  fd(name: string): number {
+  fd(name: Names): number {
     return this.#entry(name, ['tcp', 'unix', 'udp']).fd
   }
 
@@ -467,7 +475,7 @@ function stopServer(server: net.Server): Promise<void> {
  * running generation refuses this uid, and ERR_FDPASS_HANDOFF_PEER_UID when
  * the process at the control path is not an allowed uid.
  */
-export async function takeover(options: HandoffOptions): Promise<Generation> {
+export async function takeover<L extends Record<string, ListenerSpec>>(options: HandoffOptions<L>): Promise<Generation<Extract<keyof L, string>>> {
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options)
   const control = options.control ?? process.env.FDPASS_CONTROL
   if (typeof control !== 'string' || control === '') {

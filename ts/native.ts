@@ -1,7 +1,9 @@
 // The private interface to the Rust binding, and the one place where the
 // readiness mechanism is chosen for this runtime (see README "Design").
 import { FdpassError } from './errors'
+import { FD_KINDS, type FdKind } from './fd-kind'
 
+export { FD_KINDS, type FdKind } from './fd-kind'
 export type { NativeAddress, NativeSocket, NativeServer } from '../binding.js'
 
 type Binding = typeof import('../binding.js')
@@ -71,10 +73,6 @@ export const EV_END = 4
 export const EV_ERROR = 5
 export const EV_ACCEPTABLE = 6
 
-/** Per-message flags in the metadata array. */
-export const FLAG_DATA_TRUNCATED = 1
-export const FLAG_FDS_TRUNCATED = 2
-
 export type Reactor = 'uv' | 'thread'
 
 declare const Bun: unknown
@@ -106,45 +104,6 @@ export const runtimeName: 'node' | 'bun' | 'deno' =
 
 export const reactor = binding.configure(chooseReactor(), runtimeName) as Reactor
 
-// Lent to the addon for deliveries (crates/fdpass-napi env_state.rs
-// DeliveryBuffers): a batch that fits is written here and EV_MESSAGES
-// passes its lengths. 64 KiB is one stream read; the metadata holds 4
-// numbers per message plus the descriptors of a batch (1,024 and 512).
-const DELIVERY_DATA = new Uint8Array(new ArrayBuffer(64 * 1024))
-const DELIVERY_META = new Int32Array(new ArrayBuffer(4 * (4 * 1024 + 512)))
-binding.lendDeliveryBuffers(DELIVERY_DATA, DELIVERY_META)
-
-/**
- * A delivery's data: the Buffer the addon made, or (a length) a copy of
- * what it wrote into the lent buffer, from Node's Buffer pool when small.
- */
-export function deliveredData(data: Buffer | number): Buffer {
-  if (typeof data !== 'number') return data
-  const out = Buffer.allocUnsafe(data)
-  // A few bytes (the usual message beside descriptors) copy faster than a
-  // subarray view is made.
-  if (data <= 64) for (let i = 0; i < data; i++) out[i] = DELIVERY_DATA[i]
-  else out.set(DELIVERY_DATA.subarray(0, data))
-  return out
-}
-
-/** The data of the one message `socketReceiveSync` wrote into the lent buffers. */
-export function lentData(): Buffer {
-  return deliveredData(DELIVERY_META[0])
-}
-
-/**
- * A delivery's metadata array (its length is `deliveredMetaLength`): read
- * it before any listener runs, since the next delivery overwrites the lent one.
- */
-export function deliveredMeta(meta: Int32Array | number): Int32Array {
-  return typeof meta === 'number' ? DELIVERY_META : meta
-}
-
-export function deliveredMetaLength(meta: Int32Array | number): number {
-  return typeof meta === 'number' ? meta : meta.length
-}
-
 /**
  * What the runtime's own node modules cannot do with a descriptor they did
  * not open (seen on Bun 1.4 and Deno 2.9; README "Runtimes").
@@ -158,9 +117,6 @@ export const runtimeLimits = {
   noDgramFromFd: runtimeName === 'deno',
 }
 export const platform = binding.platformInfo()
-
-/** What a descriptor refers to, as fstat sees it. */
-export type FdKind = 'file' | 'directory' | 'pipe' | 'socket' | 'character-device' | 'block-device' | 'symlink' | 'unknown'
 
 /** What fstat says of the file a descriptor refers to: its kind and identity. */
 export interface FileStat {
@@ -178,14 +134,12 @@ export interface FdStat extends FileStat {
   cloexec: boolean
 }
 
-// In the order of crates/fdpass-core FdKind: the binding returns the index.
-const KINDS: readonly FdKind[] = ['file', 'directory', 'pipe', 'socket', 'character-device', 'block-device', 'symlink', 'unknown']
 // Off-heap from the start, so that handing it to the addon costs nothing.
 const STAT = new Float64Array(new ArrayBuffer(5 * 8))
 
 /** fstat of a descriptor (the addon fills numbers; the object is built here, where it is cheap). */
 export function fdStat(fd: number): FdStat {
-  const kind = KINDS[hot.fdStatInto(fd, STAT)] ?? 'unknown'
+  const kind = FD_KINDS[hot.fdStatInto(fd, STAT)] ?? 'unknown'
   return { kind, dev: STAT[0], ino: STAT[1], mode: STAT[2], size: STAT[3], cloexec: STAT[4] === 1 }
 }
 
@@ -212,7 +166,7 @@ export function fileStat(fd: number): FileStat {
 }
 
 function batchStatAt(r: number): FileStat {
-  return { kind: KINDS[BATCH_STATS[r]] ?? 'unknown', dev: BATCH_STATS[r + 1], ino: BATCH_STATS[r + 2], mode: BATCH_STATS[r + 3], size: BATCH_STATS[r + 4] }
+  return { kind: FD_KINDS[BATCH_STATS[r]] ?? 'unknown', dev: BATCH_STATS[r + 1], ino: BATCH_STATS[r + 2], mode: BATCH_STATS[r + 3], size: BATCH_STATS[r + 4] }
 }
 
 /** Close FD_BATCH's first `n`: all of them, then the first failure throws. */

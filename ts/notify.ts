@@ -4,7 +4,7 @@
 import { type Address } from './address'
 import { invalidArgType, invalidArgValue } from './errors'
 import type { FdLike } from './fd-like'
-import { bind } from './index'
+import { bind } from './open'
 
 /** The notify socket's address from `$NOTIFY_SOCKET` ('@name' is abstract), or null. */
 export function notifySocketAddress(env: NodeJS.ProcessEnv = process.env): Address | null {

@@ -1,8 +1,8 @@
 // FdServer: a listening Unix socket that yields FdSockets.
-import { EventEmitter } from 'node:events'
 import { type Waiter as WaiterOf, waitInLine } from './waiters'
 import type { Address } from './address'
-import { abortError, callNative, fromNative, invalidArgType, socketClosed } from './errors'
+import { Emitter } from './events'
+import { type FdpassError, abortError, callNative, fromNative, invalidArgType, socketClosed } from './errors'
 import { EV_ACCEPTABLE, type NativeServer, type NativeSocket } from './native'
 import { FdSocket, type PeerCredentials, type ReceiveOptions, type SocketSettings, type SocketType } from './socket'
 
@@ -23,6 +23,17 @@ const MAX_QUEUED_CONNECTIONS = 128
 /** Back-off after EMFILE/ENFILE from accept(), so a full fd table is no busy loop. */
 const ACCEPT_BACKOFF_MS = 50
 
+/** FdServer's events and their listeners' arguments. */
+export interface FdServerEvents {
+  /** A connection was accepted (and, with `allow`, admitted). */
+  connection: [socket: FdSocket]
+  /** The `allow` filter turned a peer away; its connection was closed. */
+  refused: [peer: PeerCredentials]
+  /** accept() failed (it is retried), or a peer's credentials could not be read. */
+  error: [error: FdpassError]
+  close: []
+}
+
 /**
  * A listening Unix socket. Take connections with the `'connection'` event,
  * with `accept()`, or with `for await (const socket of server)`.
@@ -30,7 +41,7 @@ const ACCEPT_BACKOFF_MS = 50
  * Events: `'connection'` (FdSocket), `'refused'` (PeerCredentials: a peer
  * the `allow` filter turned away), `'error'` (Error), `'close'`.
  */
-export class FdServer extends EventEmitter {
+export class FdServer extends Emitter<FdServerEvents> {
   #native: NativeServer | null
   readonly #settings: SocketSettings
   readonly #address: Address | null

@@ -1,38 +1,18 @@
 // FdSocket: a connected (or datagram) Unix socket that carries messages
 // with descriptors, with net.Socket's lifecycle conventions.
-import { EventEmitter } from 'node:events'
 import { constants as osConstants } from 'node:os'
 import { type Waiter as WaiterOf, waitInLine } from './waiters'
 import { type Address, toNativeAddress } from './address'
+import { type EventName, Emitter, type Listener } from './events'
 import { FdpassError, abortError, callNative, fromNative, invalidArgType, outOfRange, socketClosed } from './errors'
 import { dataBytes, fdArray, sendArgs, type FdLike } from './fd-like'
-import {
-  EV_END,
-  EV_ERROR,
-  EV_MESSAGES,
-  EV_SEND_FAILED,
-  EV_SENT,
-  binding,
-  hot,
-  deliveredData,
-  deliveredMeta,
-  deliveredMetaLength,
-  FLAG_DATA_TRUNCATED,
-  FLAG_FDS_TRUNCATED,
-  lentData,
-  type NativeSocket,
-} from './native'
+import { type Message, deliveredMessages, lentMessage } from './delivery'
+import { EV_END, EV_ERROR, EV_MESSAGES, EV_SEND_FAILED, EV_SENT, binding, hot, type NativeSocket } from './native'
 import { type FdKind, ReceivedFd } from './received-fd'
 
 export type SocketType = 'stream' | 'seqpacket' | 'dgram'
 
-/** One message as it was sent: its bytes and the descriptors sent with it. */
-export interface Message {
-  data: Buffer
-  fds: ReceivedFd[]
-  /** Datagram sockets: the sender's address (null when the sender is unbound). */
-  from?: Address | null
-}
+export type { Message } from './delivery'
 
 export interface PeerCredentials {
   /** null where the platform cannot tell (some macOS socketpairs). */
@@ -79,6 +59,18 @@ const SENT: Promise<void> = Promise.resolve()
 const MAX_BUFFERED_FDS = 4096
 const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose')
 
+/** FdSocket's events and their listeners' arguments. */
+export interface FdSocketEvents {
+  /** A message arrived (only while the socket is not paused). */
+  message: [message: Message]
+  /** A received message was refused or truncated, or the connection failed; 'close' follows a failure. */
+  error: [error: FdpassError]
+  /** The peer closed its side; 'close' follows. */
+  end: []
+  /** The socket is closed; `hadError` when an error closed it. */
+  close: [hadError: boolean]
+}
+
 /**
  * A Unix socket that sends and receives messages with file descriptors.
  *
@@ -91,7 +83,7 @@ const asyncDispose: typeof Symbol.asyncDispose = Symbol.asyncDispose ?? Symbol.f
  * Events: `'message'` (Message), `'error'` (Error), `'end'` (the peer
  * closed its side), `'close'` (hadError: boolean).
  */
-export class FdSocket extends EventEmitter {
+export class FdSocket extends Emitter<FdSocketEvents> {
   #native: NativeSocket | null
   /**
    * The native socket's handle for the per-message calls (ts/native.ts
@@ -149,28 +141,33 @@ export class FdSocket extends EventEmitter {
   // A 'message' listener added later takes the messages buffered before it.
   // (Overriding the methods instead of listening for 'newListener' saves a
   // closure and a listener per socket.)
+  override on<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override on(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.on(event, listener)
+    super.on(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
+  override addListener<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override addListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.addListener(event, listener)
+    super.addListener(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
+  override once<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override once(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.once(event, listener)
+    super.once(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
+  override prependListener<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override prependListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.prependListener(event, listener)
+    super.prependListener(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
+  override prependOnceListener<E extends EventName<FdSocketEvents>>(event: E, listener: Listener<FdSocketEvents, E>): this
   override prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    super.prependOnceListener(event, listener)
+    super.prependOnceListener(event as EventName<FdSocketEvents>, listener)
     return this.#added(event)
   }
 
@@ -326,7 +323,7 @@ export class FdSocket extends EventEmitter {
       }
       if (got > 0) {
         // One message in the lent buffers rather than through #onEvent: read it now.
-        item = this.#messageAt(lentData(), deliveredMeta(got), 0, 0, null, false)
+        item = lentMessage(this.#settings.acceptFds)
         if (!(item instanceof Error)) ReceivedFd.guard(item.fds)
       } else {
         item = this.#dequeue()
@@ -507,12 +504,7 @@ export class FdSocket extends EventEmitter {
     switch (event) {
       case EV_MESSAGES:
         // Read now: the lent delivery buffers are reused by the next delivery.
-        this.#onMessages(
-          deliveredData(a as Buffer | number),
-          deliveredMeta(b as Int32Array | number),
-          deliveredMetaLength(b as Int32Array | number),
-          c as Array<Address | null> | undefined,
-        )
+        this.#onMessages(deliveredMessages(a as Buffer | number, b as Int32Array | number, c as Array<Address | null> | undefined, this.#settings.acceptFds))
         break
       case EV_SENT:
         this.#settleSends(a as number, null)
@@ -531,10 +523,8 @@ export class FdSocket extends EventEmitter {
     }
   }
 
-  #onMessages(data: Buffer, meta: Int32Array, metaLength: number, from: Array<Address | null> | undefined): void {
-    // Give every descriptor an owner first, so that a throwing listener
-    // can lose no message and leak no descriptor.
-    const items = this.#parse(data, meta, metaLength, from)
+  /** `items` from deliveredMessages(): every descriptor already has an owner, so a throwing listener can lose no message and leak no descriptor. */
+  #onMessages(items: Array<Message | Error>): void {
     let thrown: unknown = null
     for (const item of items) {
       if (!this.#native && !this.#has(STATE_ENDED)) {
@@ -551,42 +541,6 @@ export class FdSocket extends EventEmitter {
     }
     this.#updateReading()
     if (thrown !== null) throw thrown
-  }
-
-  /**
-   * A delivery's messages (truncated or refused ones as errors), each
-   * descriptor owned by a ReceivedFd that the caller must guard.
-   */
-  #parse(data: Buffer, meta: Int32Array, metaLength: number, from: Array<Address | null> | undefined): Array<Message | Error> {
-    // Most deliveries hold one message: an array of exactly one then.
-    const first = this.#messageAt(data, meta, 0, 0, from?.[0] ?? null, from !== undefined)
-    let i = 4 + meta[1]
-    if (i >= metaLength) return [first]
-    const items = [first]
-    let offset = meta[0]
-    while (i < metaLength) {
-      items.push(this.#messageAt(data, meta, i, offset, from?.[items.length] ?? null, from !== undefined))
-      offset += meta[i]
-      i += 4 + meta[i + 1]
-    }
-    return items
-  }
-
-  /** The message whose metadata starts at meta[at] and data at data[offset]. */
-  #messageAt(data: Buffer, meta: Int32Array, at: number, offset: number, from: Address | null, hasFrom: boolean): Message | Error {
-    const len = meta[at]
-    const count = meta[at + 1]
-    const lost = meta[at + 2]
-    const flags = meta[at + 3]
-    // Exact-length arrays: one that grows from [] gets room for 17.
-    const fds: ReceivedFd[] = count === 1 ? [new ReceivedFd(meta[at + 4], false)] : []
-    if (count > 1) for (let k = 0; k < count; k++) fds.push(new ReceivedFd(meta[at + 4 + k], false))
-    const body = offset === 0 && len === data.length ? data : data.subarray(offset, offset + len)
-    if (flags !== 0) return truncated(body, fds, lost, flags)
-    const acceptFds = this.#settings.acceptFds
-    const refused = acceptFds ? refusedKinds(fds, acceptFds) : null
-    if (refused) return refused
-    return hasFrom ? { data: body, fds, from } : { data: body, fds }
   }
 
   #finishWaiters(): void {
@@ -635,40 +589,3 @@ export class FdSocket extends EventEmitter {
     this.#enqueue(error)
   }
 }
-
-/** An error when a descriptor's kind is not allowed; then all of them are closed. */
-function refusedKinds(fds: ReceivedFd[], allowed: readonly FdKind[]): FdpassError | null {
-  if (fds.length === 0) return null
-  let bad: FdKind[] | null = null
-  for (const fd of fds) {
-    const kind = fd.kind()
-    if (!allowed.includes(kind)) (bad ??= []).push(kind)
-  }
-  if (!bad) return null
-  for (const fd of fds) fd.close()
-  return new FdpassError(
-    'ERR_FDPASS_FD_KIND_REJECTED',
-    `a message carried descriptors of a kind this socket does not accept (${[...new Set(bad)].join(', ')}; acceptFds is ${allowed.join(', ')}); all ${fds.length} were closed`,
-    { kinds: bad, fdsReceived: fds.length },
-  )
-}
-
-function truncated(data: Buffer, fds: ReceivedFd[], lost: number, flags: number): FdpassError {
-  for (const fd of fds) fd.close()
-  const parts: string[] = []
-  if (flags & FLAG_FDS_TRUNCATED) {
-    parts.push(lost > 0 ? `${lost} file descriptors were lost` : 'file descriptors were lost')
-  }
-  if (flags & FLAG_DATA_TRUNCATED) parts.push('the data did not fit maxMessageSize and was cut')
-  const hint =
-    flags & FLAG_FDS_TRUNCATED
-      ? ' (the receiver is at its open-file limit, RLIMIT_NOFILE: close descriptors or raise the limit)'
-      : ' (raise maxMessageSize)'
-  return new FdpassError('ERR_FDPASS_TRUNCATED', `message truncated: ${parts.join('; ')}${hint}; the ${fds.length} that arrived were closed`, {
-    data,
-    fdsReceived: fds.length,
-    fdsLost: lost >= 0 ? lost : null,
-    dataTruncated: (flags & FLAG_DATA_TRUNCATED) !== 0,
-  })
-}
-

@@ -118,8 +118,9 @@ async function main() {
     // "Before" is a server that is up, not one still starting: the first
     // print creates process.stdout (up to 1.8 MiB for a pipe), and module
     // loading has V8 schedule its first young-generation collection (0.6-0.8
-    // MiB), which ran inside the window until session 5 (README). Nothing is
-    // accepted until the loop below asks: connections wait in the backlog.
+    // MiB), which would otherwise run inside the window (bench/README.md).
+    // Nothing is accepted until the loop below asks: connections wait in the
+    // backlog.
     await new Promise((resolve) => setTimeout(resolve, 100))
     // RSS as the process has it, garbage included: a forced collection
     // made the number larger and noisier (V8 keeps the pages it compacts into).

@@ -55,7 +55,7 @@ impl Error {
   /// The stable code: the errno name for system errors, `ERR_FDPASS_*` for ours.
   pub fn code(&self) -> String {
     match self {
-      Error::Sys { errno, .. } => errno_name(*errno),
+      Error::Sys { errno, .. } => errno_name(*errno).into(),
       Error::TooManyFds { .. } => "ERR_FDPASS_TOO_MANY_FDS".into(),
       Error::AddressTooLong { .. } => "ERR_FDPASS_ADDRESS_TOO_LONG".into(),
       Error::NotASocket { .. } => "ERR_FDPASS_NOT_A_SOCKET".into(),
@@ -86,9 +86,93 @@ impl Error {
   }
 }
 
-/// `EPIPE` for `Errno::EPIPE`: nix's Debug form is the C name.
-pub fn errno_name(errno: Errno) -> String {
-  format!("{errno:?}")
+/// The `code` of each errno this package can report, under the names
+/// Node and libuv give them. A list rather than nix's `Debug` output, whose
+/// names are nix's to change and which says `EOPNOTSUPP` where Node says
+/// `ENOTSUP` (Linux gives both one number). Where two names share a number
+/// the first one listed is reported: `ENOTSUP` before `EOPNOTSUPP`, which is
+/// a number of its own on macOS.
+pub const ERRNO_NAMES: &[(libc::c_int, &str)] = &[
+  (libc::E2BIG, "E2BIG"),
+  (libc::EACCES, "EACCES"),
+  (libc::EADDRINUSE, "EADDRINUSE"),
+  (libc::EADDRNOTAVAIL, "EADDRNOTAVAIL"),
+  (libc::EAFNOSUPPORT, "EAFNOSUPPORT"),
+  (libc::EAGAIN, "EAGAIN"),
+  (libc::EALREADY, "EALREADY"),
+  (libc::EBADF, "EBADF"),
+  (libc::EBUSY, "EBUSY"),
+  (libc::ECANCELED, "ECANCELED"),
+  (libc::ECONNABORTED, "ECONNABORTED"),
+  (libc::ECONNREFUSED, "ECONNREFUSED"),
+  (libc::ECONNRESET, "ECONNRESET"),
+  (libc::EDESTADDRREQ, "EDESTADDRREQ"),
+  (libc::EDQUOT, "EDQUOT"),
+  (libc::EEXIST, "EEXIST"),
+  (libc::EFAULT, "EFAULT"),
+  (libc::EFBIG, "EFBIG"),
+  (libc::EHOSTDOWN, "EHOSTDOWN"),
+  (libc::EHOSTUNREACH, "EHOSTUNREACH"),
+  (libc::EILSEQ, "EILSEQ"),
+  (libc::EINTR, "EINTR"),
+  (libc::EINVAL, "EINVAL"),
+  (libc::EIO, "EIO"),
+  (libc::EISCONN, "EISCONN"),
+  (libc::EISDIR, "EISDIR"),
+  (libc::ELOOP, "ELOOP"),
+  (libc::EMFILE, "EMFILE"),
+  (libc::EMLINK, "EMLINK"),
+  (libc::EMSGSIZE, "EMSGSIZE"),
+  (libc::ENAMETOOLONG, "ENAMETOOLONG"),
+  (libc::ENETDOWN, "ENETDOWN"),
+  (libc::ENETUNREACH, "ENETUNREACH"),
+  (libc::ENFILE, "ENFILE"),
+  (libc::ENOBUFS, "ENOBUFS"),
+  (libc::ENODATA, "ENODATA"),
+  (libc::ENODEV, "ENODEV"),
+  (libc::ENOENT, "ENOENT"),
+  (libc::ENOMEM, "ENOMEM"),
+  (libc::ENOPROTOOPT, "ENOPROTOOPT"),
+  (libc::ENOSPC, "ENOSPC"),
+  (libc::ENOSYS, "ENOSYS"),
+  (libc::ENOTCONN, "ENOTCONN"),
+  (libc::ENOTDIR, "ENOTDIR"),
+  (libc::ENOTEMPTY, "ENOTEMPTY"),
+  (libc::ENOTSOCK, "ENOTSOCK"),
+  (libc::ENOTSUP, "ENOTSUP"),
+  (libc::EOPNOTSUPP, "EOPNOTSUPP"),
+  (libc::ENOTTY, "ENOTTY"),
+  (libc::ENXIO, "ENXIO"),
+  (libc::EOVERFLOW, "EOVERFLOW"),
+  (libc::EPERM, "EPERM"),
+  (libc::EPIPE, "EPIPE"),
+  (libc::EPROTO, "EPROTO"),
+  (libc::EPROTONOSUPPORT, "EPROTONOSUPPORT"),
+  (libc::EPROTOTYPE, "EPROTOTYPE"),
+  (libc::ERANGE, "ERANGE"),
+  (libc::EROFS, "EROFS"),
+  (libc::ESHUTDOWN, "ESHUTDOWN"),
+  (libc::ESOCKTNOSUPPORT, "ESOCKTNOSUPPORT"),
+  (libc::ESPIPE, "ESPIPE"),
+  (libc::ESRCH, "ESRCH"),
+  (libc::ESTALE, "ESTALE"),
+  (libc::ETIMEDOUT, "ETIMEDOUT"),
+  (libc::ETOOMANYREFS, "ETOOMANYREFS"),
+  (libc::ETXTBSY, "ETXTBSY"),
+  (libc::EXDEV, "EXDEV"),
+];
+
+/// The code for an errno outside `ERRNO_NAMES`, as libuv names one it does
+/// not know; the number itself stays in the error's `errno`.
+pub const UNKNOWN_ERRNO_NAME: &str = "UNKNOWN";
+
+/// `"EPIPE"` for `Errno::EPIPE`; `UNKNOWN_ERRNO_NAME` for a number not listed.
+pub fn errno_name(errno: Errno) -> &'static str {
+  let raw = errno as libc::c_int;
+  ERRNO_NAMES
+    .iter()
+    .find(|(n, _)| *n == raw)
+    .map_or(UNKNOWN_ERRNO_NAME, |(_, name)| name)
 }
 
 /// What the caller can do about the most common system errors of this package.
@@ -176,5 +260,116 @@ impl<T> SyscallContext<T> for nix::Result<T> {
   }
   fn syscall_at(self, name: &'static str, address: &dyn fmt::Display) -> Result<T> {
     self.map_err(|e| Error::sys_at(e, name, address.to_string()))
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  /// `(libc::EAGAIN, "EAGAIN")` for `EAGAIN`: the constant and its own name.
+  macro_rules! named {
+    ($($name:ident),* $(,)?) => { [$((libc::$name, stringify!($name))),*] };
+  }
+
+  #[test]
+  fn every_listed_name_is_the_name_of_its_libc_constant() {
+    let expected = named![
+      E2BIG,
+      EACCES,
+      EADDRINUSE,
+      EADDRNOTAVAIL,
+      EAFNOSUPPORT,
+      EAGAIN,
+      EALREADY,
+      EBADF,
+      EBUSY,
+      ECANCELED,
+      ECONNABORTED,
+      ECONNREFUSED,
+      ECONNRESET,
+      EDESTADDRREQ,
+      EDQUOT,
+      EEXIST,
+      EFAULT,
+      EFBIG,
+      EHOSTDOWN,
+      EHOSTUNREACH,
+      EILSEQ,
+      EINTR,
+      EINVAL,
+      EIO,
+      EISCONN,
+      EISDIR,
+      ELOOP,
+      EMFILE,
+      EMLINK,
+      EMSGSIZE,
+      ENAMETOOLONG,
+      ENETDOWN,
+      ENETUNREACH,
+      ENFILE,
+      ENOBUFS,
+      ENODATA,
+      ENODEV,
+      ENOENT,
+      ENOMEM,
+      ENOPROTOOPT,
+      ENOSPC,
+      ENOSYS,
+      ENOTCONN,
+      ENOTDIR,
+      ENOTEMPTY,
+      ENOTSOCK,
+      ENOTSUP,
+      EOPNOTSUPP,
+      ENOTTY,
+      ENXIO,
+      EOVERFLOW,
+      EPERM,
+      EPIPE,
+      EPROTO,
+      EPROTONOSUPPORT,
+      EPROTOTYPE,
+      ERANGE,
+      EROFS,
+      ESHUTDOWN,
+      ESOCKTNOSUPPORT,
+      ESPIPE,
+      ESRCH,
+      ESTALE,
+      ETIMEDOUT,
+      ETOOMANYREFS,
+      ETXTBSY,
+      EXDEV,
+    ];
+    assert_eq!(ERRNO_NAMES, &expected[..]);
+    for (i, &(raw, name)) in ERRNO_NAMES.iter().enumerate() {
+      // A number listed twice (ENOTSUP and EOPNOTSUPP on Linux) reports
+      // its first name.
+      let first = ERRNO_NAMES[..i].iter().find(|(n, _)| *n == raw);
+      let want = first.map_or(name, |(_, n)| n);
+      assert_eq!(errno_name(Errno::from_raw(raw)), want, "errno {raw}");
+      assert_eq!(Error::sys(Errno::from_raw(raw), "read").code(), want);
+    }
+  }
+
+  #[test]
+  fn names_are_the_ones_node_uses() {
+    assert_eq!(errno_name(Errno::EAGAIN), "EAGAIN");
+    assert_eq!(errno_name(Errno::EWOULDBLOCK), "EAGAIN");
+    assert_eq!(errno_name(Errno::ECONNRESET), "ECONNRESET");
+    assert_eq!(errno_name(Errno::ENOTSUP), "ENOTSUP");
+  }
+
+  #[test]
+  fn an_unlisted_errno_has_a_stable_code_and_keeps_its_number() {
+    let listed = |raw| ERRNO_NAMES.iter().any(|(n, _)| *n == raw);
+    let unlisted = (1..4096).find(|&raw| !listed(raw)).unwrap();
+    let err = Error::sys(Errno::from_raw(unlisted), "ioctl");
+    assert_eq!(err.code(), "UNKNOWN");
+    assert_eq!(err.errno().map(|e| e as libc::c_int), Some(unlisted));
+    assert!(err.to_string().starts_with("ioctl UNKNOWN"), "{err}");
+    assert_eq!(Error::sys(Errno::from_raw(4095), "ioctl").code(), "UNKNOWN");
   }
 }
