@@ -354,7 +354,9 @@ describe.skipIf(unsupported !== null)(`a real systemd in namespaces${skipped}`, 
     await installUnit('fdpass-run-wrapped-main.service', fdpassRunUnit(mainPort, 'main', wrapped, 'TimeoutStartSec=4s'))
     const refused = await m().exec(['systemctl', 'start', 'fdpass-run-wrapped-main.service'])
     expect(refused.status).not.toBe(0)
-    expect(await show('fdpass-run-wrapped-main.service')).toMatchObject({ ActiveState: 'failed', Result: 'timeout' })
+    // systemctl returns when the start job failed; the stop that follows may still be draining.
+    const failed = await untilUnit('fdpass-run-wrapped-main.service', (p) => p.ActiveState === 'failed', 'the timed-out unit to be stopped')
+    expect(failed.Result).toBe('timeout')
     expect(await journal('fdpass-run-wrapped-main.service')).toContain('reception only permitted for main PID')
 
     const allPort = await freePort()
