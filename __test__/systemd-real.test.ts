@@ -98,8 +98,10 @@ interface Client {
   received(): string
 }
 
-function connect(port: number): Client {
+/** A connection to 127.0.0.1:port; `request` is written once it is connected. */
+function connect(port: number, request?: string): Client {
   const socket = net.connect(port, '127.0.0.1')
+  if (request !== undefined) socket.once('connect', () => socket.write(request))
   let data = ''
   socket.setEncoding('utf8')
   socket.on('data', (d) => (data += d))
@@ -206,6 +208,8 @@ function cgroupExists(name: string): boolean {
 // README's `fdpass run` example app: each generation takes the port from the previous one.
 const RUN_COMMAND = `${NODE} ${path.join(root, 'bin', 'fdpass.js')} run -- ${NODE} ${path.join(root, 'examples', 'hot-restart', 'server.js')}`
 
+// Each unit gets a control socket of its own: the default is named after the
+// working directory and the command, the same for every unit here.
 function fdpassRunUnit(port: number, notifyAccess: 'main' | 'all', execStart: string, extra = ''): string {
   return `[Unit]
 Description=fdpass run (NotifyAccess=${notifyAccess})
@@ -215,7 +219,7 @@ Type=notify
 NotifyAccess=${notifyAccess}
 ExecStart=${execStart}
 ExecReload=/bin/kill -HUP $MAINPID
-Environment=PORT=${port} QUIET=1 FDPASS_REACTOR=${REACTOR}
+Environment=PORT=${port} QUIET=1 FDPASS_REACTOR=${REACTOR} FDPASS_CONTROL=/run/fdpass-${port}.sock
 ${extra}
 `
 }
