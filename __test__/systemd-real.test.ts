@@ -335,21 +335,78 @@ describe.skipIf(unsupported !== null)(`a real systemd in namespaces${skipped}`, 
     expect(second.body).not.toBe(first.body)
   }, 120_000)
 
-  // Issue 19 wants the service to stay active and keep answering here. On
-  // this branch's `fdpass run` the supervisor exits when its serving
-  // generation dies and the unit fails: this pins that present behaviour,
-  // so the test will fail, on purpose, once the supervisor holds the listeners.
-  test('present behaviour: when the serving generation of `fdpass run` is SIGKILLed, the supervisor exits, the unit fails and the port refuses', async () => {
+  test('ExecReload=fdpass reload --socket: systemctl reload returns once the new generation serves', async () => {
+    const port = await freePort()
+    const unit = 'fdpass-run-reload.service'
+    const reload = `ExecReload=${NODE} ${path.join(root, 'bin', 'fdpass.js')} reload --socket /run/fdpass-${port}.supervisor.sock`
+    await installUnit(unit, fdpassRunUnit(port, 'main', RUN_COMMAND).replace('ExecReload=/bin/kill -HUP $MAINPID', reload))
+    await systemctl('start', unit)
+    const first = (await get(port)).body
+    expect(first).toMatch(/^hello from generation \d+$/m)
+    await systemctl('reload', unit)
+    // No waiting: `fdpass reload` exits once the new generation serves.
+    const second = (await get(port)).body
+    expect(second).toMatch(/^hello from generation \d+$/m)
+    expect(second).not.toBe(first)
+    await untilUnit(unit, (p) => p.StatusText === 'serving (generation 2)', 'the supervisor to tell systemd')
+    await systemctl('stop', unit)
+  }, 120_000)
+
+  test('when the serving generation of `fdpass run` is SIGKILLed, the supervisor starts another on the same listening socket: the unit stays active with the same main process, and no connection is refused', async () => {
     const unit = 'fdpass-run.service'
+    const port = Number(await unitPort(unit))
     const before = await show(unit)
     expect(before.ActiveState).toBe('active')
-    const serving = /generation (\d+)/.exec((await get(Number(await unitPort(unit)))).body ?? '')?.[1]
-    expect(serving).toBeDefined()
-    await m().execOk(['kill', '-KILL', serving!])
-    const after = await untilUnit(unit, (p) => p.ActiveState === 'failed', 'the unit to fail')
-    expect(after.Result).toBe('exit-code')
-    expect(await journal(unit)).toContain('no generation is serving; exiting')
-    expect((await get(Number(await unitPort(unit)))).error).toBe('ECONNREFUSED')
+    const serving = (await get(port)).body ?? ''
+    const pid = /generation (\d+)/.exec(serving)?.[1]
+    expect(pid).toBeDefined()
+    const traffic = load(port)
+    await sleep(200)
+    await m().execOk(['kill', '-KILL', pid!])
+    const deadline = Date.now() + 60_000
+    let now = serving
+    while (now === serving && Date.now() < deadline) {
+      await sleep(50)
+      now = (await get(port)).body ?? serving
+    }
+    await sleep(300)
+    const result = await traffic.stop()
+    expect(now).toMatch(/^hello from generation \d+$/m)
+    expect(now).not.toBe(serving)
+    // Only a request in flight on the killed process may fail (the load sends one at a time); none is refused.
+    expect(result.failed.filter((code) => code === 'ECONNREFUSED')).toEqual([])
+    expect(result.failed.length).toBeLessThanOrEqual(1)
+    expect(await show(unit)).toMatchObject({ ActiveState: 'active', MainPID: before.MainPID })
+    await systemctl('stop', unit)
+  }, 120_000)
+
+  test('`fdpass run` with FileDescriptorStoreMax= and Restart=always: after a SIGKILL of the supervisor itself, systemd restarts it with the listeners it kept, and connections made meanwhile are served (0 refused)', async () => {
+    const share = m().share
+    const unit = 'fdpass-run-fdstore.service'
+    const hold = path.join(share, 'fdpass-run-fdstore.hold')
+    const port = await freePort()
+    const gate = `ExecStartPre=/bin/sh -c 'while [ -e ${hold} ]; do sleep 0.05; done'`
+    // systemd sets $FDSTORE (FileDescriptorStoreMax=) for the service only from 254 on;
+    // the supervisor relays its listeners to systemd's fd store only when it is set.
+    await installUnit(unit, fdpassRunUnit(port, 'main', RUN_COMMAND, `FileDescriptorStoreMax=16\nEnvironment=FDSTORE=16\nRestart=always\nRestartSec=100ms\n${gate}`))
+    await systemctl('start', unit)
+    const started = await show(unit)
+    const first = (await get(port)).body
+    expect(first).toMatch(/^hello from generation \d+$/m)
+
+    fs.writeFileSync(hold, '')
+    await systemctl('kill', '-s', 'SIGKILL', '--kill-who=main', unit)
+    await untilUnit(unit, (p) => p.SubState === 'start-pre' && p.NRestarts === '1', 'the automatic restart to wait in ExecStartPre')
+    const clients = Array.from({ length: 10 }, () => connect(port, 'GET / HTTP/1.0\r\n\r\n'))
+    const outcomes = await Promise.allSettled(clients.map((c) => c.connected))
+    const refused = outcomes.filter((o) => o.status === 'rejected').map((o) => (o as PromiseRejectedResult).reason.code)
+    fs.rmSync(hold)
+    expect(refused).toEqual([])
+    await untilUnit(unit, (p) => p.ActiveState === 'active', 'the restarted supervisor to be ready')
+    for (const reply of await Promise.all(clients.map((c) => c.reply))) expect(reply).toMatch(/\r\n\r\nhello from generation \d+$/)
+    expect((await get(port)).body).toMatch(/^hello from generation \d+$/m)
+    expect((await show(unit)).MainPID).not.toBe(started.MainPID)
+    await systemctl('stop', unit)
   }, 120_000)
 
   test('a wrapper that forks (as npx does) in ExecStart: with NotifyAccess=main systemd drops the supervisor\'s READY=1 and the start times out; NotifyAccess=all takes its MAINPID= and reload reaches it', async () => {
