@@ -8,8 +8,10 @@
 //
 //   node scripts/systemd-ns.js create          # debootstrap once into the cache; prints the rootfs
 //   node scripts/systemd-ns.js boot            # prints the host pid of its PID 1 once it is running
-//   node scripts/systemd-ns.js exec PID -- systemctl status
-//   node scripts/systemd-ns.js kill PID        # SIGKILL its PID 1; removes everything it made
+//   node scripts/systemd-ns.js exec [PID] -- systemctl status
+//   node scripts/systemd-ns.js kill [PID]      # SIGKILL its PID 1; removes everything it made
+//
+// PID may be left out while only one is running.
 //
 // The root filesystem is cached in $FDPASS_RUNTIMES_DIR, else $FDPASS_TOOLS
 // (default ~/.cache/fdpass), next to scripts/runtimes.js's runtimes; each
@@ -491,9 +493,9 @@ async function boot({ rootfs = create(), bootTimeout = 120_000, tie = true } = {
     watchdog = spawn('/bin/sh', ['-c', watch, 'sh', runDir, cgroup, String(pid)], { stdio: ['pipe', 'ignore', 'ignore'] })
     watchdog.unref()
     watchdog.stdin.unref?.()
-  } else {
-    child.unref()
   }
+  // Never what keeps this process running: a process that ends without kill() leaves it to the watchdog.
+  child.unref()
   const machine = new Machine({ pid, unsharePid: child.pid, runDir, share, cgroup, child, watchdog })
   try {
     await waitRunning(machine, deadline, () => exited)
@@ -526,8 +528,9 @@ async function waitRunning(machine, deadline, exited) {
   throw new SystemdNsError(`systemd did not finish booting (is-system-running: ${last || 'no answer'}); failed units:\n${failed.stdout}\nits log:\n${tail(machine.log)}`)
 }
 
-/** The machine a CLI `boot` left running, from its state file. */
-function attach(pid) {
+/** Machines booted by this script whose PID 1 runs, from their state files. */
+function running() {
+  const found = []
   for (const name of fs.readdirSync(os.tmpdir())) {
     if (!name.startsWith('fdpass-systemd-')) continue
     const runDir = path.join(os.tmpdir(), name)
@@ -537,35 +540,57 @@ function attach(pid) {
     } catch {
       continue
     }
-    if (state.pid === pid) return new Machine({ ...state, runDir, share: path.join(runDir, 'share'), child: null, watchdog: null })
+    if (alive(state.pid)) found.push(new Machine({ ...state, runDir, share: path.join(runDir, 'share'), child: null, watchdog: null }))
   }
-  throw new SystemdNsError(`no systemd namespace with PID 1 = ${pid} was booted by this script (no state in ${os.tmpdir()}/fdpass-systemd-*)`)
+  return found
 }
+
+/** The running machine whose PID 1 is `pid` (the only one running when pid is undefined). */
+function attach(pid) {
+  const machines = running()
+  if (pid === undefined) {
+    if (machines.length === 1) return machines[0]
+    const pids = machines.map((m) => m.pid).join(', ')
+    throw new SystemdNsError(machines.length === 0 ? 'no systemd namespace booted by this script is running' : `several are running (PID 1 = ${pids}): name one`)
+  }
+  const machine = machines.find((m) => m.pid === pid)
+  if (!machine) throw new SystemdNsError(`no running systemd namespace booted by this script has PID 1 = ${pid} (state in ${os.tmpdir()}/fdpass-systemd-*)`)
+  return machine
+}
+
+const USAGE = `usage: systemd-ns.js create
+       systemd-ns.js boot
+       systemd-ns.js exec [PID] -- command [args...]
+       systemd-ns.js kill [PID]
+PID (as boot printed it) may be left out when one is running.`
 
 async function cli(argv) {
   const [command, ...rest] = argv
+  const pidArg = (arg) => {
+    if (arg === undefined || arg === '--') return undefined
+    if (!/^\d+$/.test(arg)) throw new SystemdNsError(`not a pid: '${arg}'\n${USAGE}`)
+    return Number(arg)
+  }
   if (command === 'create') {
     console.log(create())
   } else if (command === 'boot') {
     const machine = await boot({ tie: false })
     console.log(machine.pid)
   } else if (command === 'exec') {
-    const pid = Number(rest[0])
     const dashes = rest.indexOf('--')
-    const args = dashes < 0 ? rest.slice(1) : rest.slice(dashes + 1)
-    if (!Number.isInteger(pid) || args.length === 0) throw new SystemdNsError('usage: systemd-ns.js exec PID -- command [args...]')
-    attach(pid)
-    const r = spawnSync('nsenter', Machine.prototype.execArgs.call({ pid }, args), { stdio: 'inherit' })
+    if (dashes < 0 || dashes > 1 || dashes === rest.length - 1) throw new SystemdNsError(USAGE)
+    const machine = attach(pidArg(rest[0]))
+    const r = spawnSync('nsenter', machine.execArgs(rest.slice(dashes + 1)), { stdio: 'inherit' })
     process.exitCode = r.status ?? 1
   } else if (command === 'kill') {
-    await attach(Number(rest[0])).kill()
+    await attach(pidArg(rest[0])).kill()
   } else {
-    console.error('usage: systemd-ns.js create | boot | exec PID -- command [args...] | kill PID')
+    console.error(USAGE)
     process.exitCode = 2
   }
 }
 
-module.exports = { create, boot, attach, unsupportedReason, rootfsPath, SystemdNsError }
+module.exports = { create, boot, attach, running, unsupportedReason, rootfsPath, SystemdNsError }
 
 if (require.main === module) {
   cli(process.argv.slice(2)).catch((e) => {
