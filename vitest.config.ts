@@ -19,8 +19,8 @@ export default defineConfig({
         test: {
           name: reactor,
           include: ['__test__/**/*.test.ts'],
-          // Packaging and workflow checks do not depend on the reactor: once is enough.
-          exclude: reactor === 'uv' ? [] : ['__test__/package.test.ts'],
+          // Packaging, workflow, documentation and demo checks do not depend on the reactor: once is enough.
+          exclude: reactor === 'uv' ? [] : ['__test__/package.test.ts', '__test__/docs.test.ts', '__test__/demo.test.ts'],
           env: { FDPASS_REACTOR: reactor },
         },
       })),

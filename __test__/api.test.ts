@@ -1,7 +1,9 @@
 // Lifecycle, bad inputs, and the shape of errors.
+import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import { afterEach, describe, expect, test } from 'vitest'
 import { FdpassError, adopt, adoptServer, bind, connect, listen, runtime, socketpair } from '..'
+import { takeover } from '../handoff'
 import { MESSAGE_TYPE, cleanup, openFdCount, openFdsTo, run, sleep, tempFile, tmpPath, waitFor } from './helpers'
 
 afterEach(cleanup)
@@ -83,6 +85,19 @@ describe('bad inputs get clear errors and leak nothing', () => {
       expect(err.message).toMatch(new RegExp(`^connect ENOENT ${nothing}: `))
       await expect(connect(nothing, { type: 'seqpacket' })).rejects.toMatchObject({ code: 'ENOENT', errno: -2, syscall: 'connect', address: nothing })
       expect(openFdCount()).toBe(before)
+    })
+
+    test('a socket path in a directory that does not exist: ENOENT that says so and what to do (listen, bind, takeover)', async () => {
+      const dir = `${tmpPath('nodir')}.d`
+      const expectMissingDirectory = (err: FdpassError, syscall: string, address: string) => {
+        expect(err).toMatchObject({ code: 'ENOENT', errno: -2, syscall, address })
+        expect(err.message).toMatch(new RegExp(`^${syscall} ENOENT ${address}: .*directory does not exist: create it first \\(mkdir -p`))
+      }
+      expectMissingDirectory(await listen(`${dir}/a.sock`).catch((e) => e), 'stat', dir)
+      expectMissingDirectory(await listen(`${dir}/a.sock`, { checkDirectory: false }).catch((e) => e), 'bind', `${dir}/a.sock`)
+      expectMissingDirectory(await bind(`${dir}/b.sock`).catch((e) => e), 'stat', dir)
+      expectMissingDirectory(await takeover({ control: `${dir}/control.sock`, listeners: {}, log: false }).catch((e) => e), 'stat', dir)
+      expect(fs.existsSync(dir)).toBe(false)
     })
 
     test('connect to a stale socket file (nobody listening): ECONNREFUSED', async () => {
@@ -174,6 +189,68 @@ describe('bad inputs get clear errors and leak nothing', () => {
   })
 })
 
+describe('connect({ wait })', () => {
+  test('waits for a server that starts later, and connects to it', async () => {
+    const address = tmpPath()
+    const connecting = connect(address, { wait: true, timeout: 15_000 })
+    let settled = false
+    connecting.then(
+      () => (settled = true),
+      () => (settled = true),
+    )
+    await sleep(300)
+    expect(settled).toBe(false) // still waiting: no file at the path yet
+    const server = await listen(address)
+    const client = await connecting
+    const accepted = await server.accept()
+    await client.send('hello')
+    expect((await accepted.receive()).data.toString()).toBe('hello')
+    client.close()
+    accepted.close()
+    await server.close()
+  })
+
+  test('waits past a stale socket file (ECONNREFUSED) until a server replaces it', async () => {
+    const address = tmpPath()
+    const first = await listen(address)
+    fs.linkSync(address, `${address}.kept`)
+    await first.close()
+    fs.renameSync(`${address}.kept`, address)
+    const connecting = connect(address, { wait: true, timeout: 15_000 })
+    await sleep(200)
+    const server = await listen(address) // replaces the stale file
+    const client = await connecting
+    const accepted = await server.accept()
+    expect(client.readyState).toBe('open')
+    client.close()
+    accepted.close()
+    await server.close()
+  })
+
+  test('gives up after timeout with ETIMEDOUT, the last error as cause, and nothing left open', async () => {
+    const address = tmpPath()
+    const before = openFdCount()
+    const started = Date.now()
+    const err = await connect(address, { wait: true, timeout: 300 }).catch((e) => e)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250)
+    expect(err).toBeInstanceOf(FdpassError)
+    expect(err).toMatchObject({ code: 'ETIMEDOUT', syscall: 'connect', address })
+    expect(err.cause).toMatchObject({ code: 'ENOENT', address })
+    expect(err.message).toMatch(new RegExp(`^connect ETIMEDOUT ${address}: no server listened there within 300 ms \\(last attempt: ENOENT\\)`))
+    expect(openFdCount()).toBe(before)
+  })
+
+  test('without wait, a missing server is ENOENT at once; other errors are not waited on', async () => {
+    const address = tmpPath()
+    await expect(connect(address)).rejects.toMatchObject({ code: 'ENOENT' })
+    const file = tempFile('not a socket').path
+    // A path that is not a socket is ECONNREFUSED, waited on; a path through a file is ENOTDIR, not waited on.
+    await expect(connect(`${file}/x`, { wait: true, timeout: 10_000 })).rejects.toMatchObject({ code: 'ENOTDIR' })
+    expect(() => connect(address, { type: 'dgram', wait: true })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    expect(() => connect(address, { wait: 1 as unknown as boolean })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+  })
+})
+
 describe('what a send carries', () => {
   // Short strings and descriptor lists travel in arrays lent to the addon
   // once; anything else in arrays of its own. Each message must still be
@@ -251,6 +328,29 @@ describe('FdSocket lifecycle', () => {
     expect(socket.readyState).toBe('closed')
     raw.close()
     await server.close()
+  })
+
+  test("a fatal error on a socket read only through 'message' is thrown (no 'error' listener), as Node's sockets do", () => {
+    // In a child: the uncaught error ends it, and its stderr shows the error.
+    const script = `
+      const { connect, listen } = require(${JSON.stringify(require.resolve('..'))})
+      const address = ${JSON.stringify(tmpPath())}
+      ;(async () => {
+        const server = await listen(address)
+        const raw = await connect(address, { raw: true })
+        const socket = await server.accept()
+        socket.on('message', () => {})
+        socket.on('close', (hadError) => process.stdout.write('close ' + hadError + '\\n'))
+        await raw.send('this is not an fdpass frame header at all')
+        setTimeout(() => process.stdout.write('still running\\n'), 5000).unref()
+        setInterval(() => {}, 1000)
+      })()
+    `
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 15_000 })
+    expect(r.stdout).not.toContain('still running')
+    expect(r.stderr).toContain("code: 'ERR_FDPASS_PROTOCOL'")
+    expect(r.stderr).toContain('FdpassError')
+    expect(r.status).toBe(1)
   })
 
   test('a fatal error with no listener goes to the next receive()', async () => {

@@ -359,6 +359,24 @@ describe('unclaimed descriptors', () => {
     expect(r.loopAfterGc).toBe(r.base4)
     expect(r.loopWarnings).toBe(300)
   })
+  test('the FDPASS_UNCLOSED_FD warning says where the descriptor came from: its socket, the message, what it refers to', async () => {
+    const { spawn } = await import('node:child_process')
+    const address = tmpPath()
+    const child = wrap(spawn(process.execPath, ['--expose-gc', fixture('unclaimed-origin.js'), address], { stdio: ['ignore', 'pipe', 'pipe'] }))
+    const r = await child.next()
+    const byIndex = (kind: string) => r.warnings.find((w: { kind: string }) => w.kind === kind)
+    expect(r.warnings).toHaveLength(3)
+    const device = byIndex('character-device')
+    expect(device).toMatchObject({ messageIndex: 1, origin: `the stream socket fd ${device.origin.match(/fd (\d+)/)[1]} at ${address} (peer pid ${r.pid}, uid ${r.uid})` })
+    expect(device.message).toBe(
+      `Closing file descriptor ${device.fd} (a character-device) on garbage collection: a ReceivedFd was never closed or released. It came with message #1 on ${device.origin}.`,
+    )
+    expect(byIndex('socket')).toMatchObject({ messageIndex: 2, origin: device.origin })
+    // The receiveSync() path, on a socketpair (no addresses): the first message is #0.
+    const sync = r.warnings.find((w: { origin: string }) => w.origin !== device.origin)
+    expect(sync).toMatchObject({ kind: 'character-device', messageIndex: 0 })
+    expect(sync.origin).toMatch(new RegExp(`^the stream socket fd \\d+ \\(peer pid ${r.pid}, uid ${r.uid}\\)$`))
+  })
 })
 
 describe('bursts', () => {

@@ -1,4 +1,4 @@
-// README's example: exchange fds with Python's socket.send_fds/recv_fds.
+// Exchange fds with Python's socket.send_fds/recv_fds, as docs/wire-format.md "Other languages" shows.
 import { spawn } from 'node:child_process'
 import * as fs from 'node:fs'
 import { afterEach, describe, expect, test } from 'vitest'

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import * as semver from 'semver'
 import { describe, expect, test } from 'vitest'
 import { root } from './helpers'
 
@@ -122,5 +123,63 @@ describe('module structure', () => {
       .filter((s) => s !== '')
     expect(statements.length).toBeGreaterThan(0)
     for (const s of statements) expect(s).toMatch(/^export (type )?\{[^}]*\} from '\.\/[\w-]+'$/s)
+  })
+})
+
+describe('development set-up', () => {
+  const lock = JSON.parse(fs.readFileSync(path.join(root, 'package-lock.json'), 'utf8'))
+  const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
+
+  test("package-lock.json's root entry is what npm install writes from package.json (so it leaves the file alone)", () => {
+    const entry = lock.packages['']
+    for (const field of ['name', 'version', 'license', 'bin', 'os', 'engines', 'dependencies', 'devDependencies', 'optionalDependencies']) {
+      expect(entry[field], field).toEqual(pkg[field])
+    }
+    expect(lock.name).toBe(pkg.name)
+    expect(lock.version).toBe(pkg.version)
+  })
+
+  test('every locked package installs on Node 20 without EBADENGINE', () => {
+    // fdpass runs on Node >= 20.3 (engines); developing it (vite, oxlint)
+    // needs 20.19, the oldest Node 20 the dev dependencies accept.
+    const oldestDevelopmentNode20 = '20.19.0'
+    const refused = Object.entries(lock.packages as Record<string, { engines?: { node?: string } }>)
+      .filter(([name, p]) => name !== '' && typeof p.engines?.node === 'string')
+      .filter(([, p]) => !semver.satisfies(oldestDevelopmentNode20, p.engines!.node!))
+      .map(([name, p]) => `${name} (node ${p.engines!.node})`)
+    expect(refused).toEqual([])
+  })
+
+  test('oxlint is pinned in devDependencies, and lint uses that one', () => {
+    expect(pkg.devDependencies.oxlint).toMatch(/^\d+\.\d+\.\d+$/)
+    const ci = fs.readFileSync(path.join(root, '.ci/run'), 'utf8') + fs.readFileSync(path.join(root, '.github/workflows/CI.yml'), 'utf8') + JSON.stringify(pkg.scripts)
+    expect(ci).not.toMatch(/npx (--yes )?oxlint@/)
+    expect(pkg.scripts['lint:js']).toMatch(/^oxlint /)
+  })
+})
+
+describe('error codes agree between the Rust core and the TypeScript types', () => {
+  const rust = fs.readFileSync(path.join(root, 'crates/fdpass-core/src/error.rs'), 'utf8')
+  const ts = fs.readFileSync(path.join(root, 'ts/errors.ts'), 'utf8')
+  const quoted = (text: string, pattern: RegExp) => new Set([...text.matchAll(pattern)].map((m) => m[1]))
+  const between = (text: string, start: string, end: string) => {
+    const from = text.indexOf(start)
+    expect(from, start).toBeGreaterThanOrEqual(0)
+    return text.slice(from, text.indexOf(end, from))
+  }
+
+  test('SystemErrorCode is ERRNO_NAMES and UNKNOWN', () => {
+    const names = quoted(between(rust, 'ERRNO_NAMES', '];'), /"(E[A-Z0-9]+)"/g)
+    expect(names.size).toBeGreaterThan(50)
+    names.add(quoted(rust, /UNKNOWN_ERRNO_NAME: &str = "([A-Z]+)"/g).values().next().value as string)
+    const union = quoted(between(ts, 'export type SystemErrorCode =', '\n\n'), /'([A-Z0-9]+)'/g)
+    expect([...union].sort()).toEqual([...names].sort())
+  })
+
+  test("every code the core makes is one of FdpassErrorFields'", () => {
+    const codes = quoted(between(rust, 'pub fn code(&self)', '\n  }\n'), /"(ERR_[A-Z_]+)"/g)
+    expect(codes.size).toBeGreaterThan(5)
+    const fields = quoted(between(ts, 'export interface FdpassErrorFields {', '\n}\n'), /^ {2}([A-Z_]+):/gm)
+    for (const code of codes) expect(fields, code).toContain(code)
   })
 })

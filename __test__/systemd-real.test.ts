@@ -45,6 +45,7 @@ const FIXTURE = path.join(root, '__test__', 'fixtures', 'fdstore-server.js')
 const REACTOR = process.env.FDPASS_REACTOR ?? 'uv'
 
 let machine: Machine | null = null
+let hostBefore: Record<string, string> = {}
 function m(): Machine {
   if (!machine) throw new Error('systemd did not boot (see the beforeAll error)')
   return machine
@@ -180,6 +181,13 @@ ${extra}
 `
 }
 
+/** What a systemd booting without namespaces of its own would change on the host (hostname, sysctls). */
+function hostState(): Record<string, string> {
+  const state: Record<string, string> = { hostname: os.hostname() }
+  for (const key of ['kernel/pid_max', 'fs/nr_open', 'fs/file-max']) state[key] = fs.readFileSync(`/proc/sys/${key}`, 'utf8').trim()
+  return state
+}
+
 /** Pids of the host's processes in the namespace `ns` (as /proc/PID/ns/KIND reads). */
 function processesIn(ns: string, kind = 'pid'): number[] {
   const found: number[] = []
@@ -239,6 +247,7 @@ describe.skipIf(unsupported !== null)(`a real systemd in namespaces${skipped}`, 
   beforeAll(async () => {
     // Cached after the first run; debootstrap takes about a minute.
     const rootfs = systemdNs.create()
+    hostBefore = hostState()
     machine = await systemdNs.boot({ rootfs })
   }, 600_000)
 
@@ -440,7 +449,7 @@ describe.skipIf(unsupported !== null)(`a real systemd in namespaces${skipped}`, 
   }, 120_000)
 
   // Last: it ends the machine.
-  test('SIGKILL of its PID 1 leaves no process, mount, cgroup or file behind', async () => {
+  test('SIGKILL of its PID 1 leaves no process, mount, cgroup or file behind, and the host\'s hostname and sysctls are as they were', async () => {
     const { pid, runDir } = m()
     const unsharePid = (m() as Machine & { unsharePid: number }).unsharePid
     const pidNs = fs.readlinkSync(`/proc/${pid}/ns/pid`)
@@ -458,5 +467,7 @@ describe.skipIf(unsupported !== null)(`a real systemd in namespaces${skipped}`, 
     expect(fs.readFileSync('/proc/mounts', 'utf8')).not.toContain(runDir)
     expect(cgroupExists(cgroup)).toBe(false)
     expect(fs.existsSync(runDir)).toBe(false)
+    // It booted, served and stopped without touching the host's hostname or sysctls.
+    expect(hostState()).toEqual(hostBefore)
   }, 60_000)
 })

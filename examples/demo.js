@@ -15,7 +15,11 @@ const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 
-const say = (who, text) => console.log(`${who === 'parent' ? '\x1b[36m[parent]' : '\x1b[35m[child] '}\x1b[0m ${text}`)
+// Colour only on a terminal, and not when NO_COLOR is set (no-color.org):
+// files and pipes get plain text.
+const colour = process.stdout.isTTY === true && !process.env.NO_COLOR
+const paint = (code, text) => (colour ? `\x1b[${code}m${text}\x1b[0m` : text)
+const say = (who, text) => console.log(`${who === 'parent' ? paint(36, '[parent]') : paint(35, '[child] ')} ${text}`)
 
 async function child(address) {
   const socket = await fdpass.connect(address)

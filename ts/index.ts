@@ -9,7 +9,7 @@ export type { FdpassErrorBase, FdpassErrorCode, FdpassErrorFields, FdpassErrorOf
 export type { EmitterEvents } from './events'
 export { FdServer, type FdServerEvents, type PeerFilter } from './server'
 export { FdSocket, type FdSocketEvents } from './socket'
-export { ReceivedFd } from './received-fd'
+export { ReceivedFd, type UnclosedFdWarning } from './received-fd'
 export { notify, notifySocketAddress, formatNotifyState, type NotifyState } from './notify'
 export { listenFds, LISTEN_FDS_START, type ListenFd, type ListenFdsOptions } from './systemd'
 export { takeFd } from './pidfd'

@@ -59,8 +59,18 @@ export interface ListenOptions extends SocketOptions {
 }
 
 export interface ConnectOptions extends SocketOptions {
-  /** Give up after this many milliseconds while the server's backlog is full. @default 10000 */
+  /**
+   * Give up (ETIMEDOUT) after this many milliseconds while the server's
+   * backlog is full, or, with `wait`, while no server listens yet. @default 10000
+   */
   timeout?: number
+  /**
+   * Wait for a server that is not up yet: while the path does not exist
+   * (ENOENT) or nobody listens on it (ECONNREFUSED), try again, less often
+   * as time passes (at most every 100 ms), until `timeout`. For clients
+   * that may start before their server. Not for 'dgram'. @default false
+   */
+  wait?: boolean
   /** dgram: bind this end to an address first, so the peer can reply. */
   bind?: Address
 }
@@ -184,7 +194,9 @@ export function connect(address: Address, options?: ConnectOptions): Promise<FdS
   const r = resolve(options)
   const o = (options ?? {}) as ConnectOptions
   const timeout = integer(o.timeout, 'options.timeout', 10_000, 0, 0x7fffffff)
+  const wait = bool(o.wait, 'options.wait', false)
   if (r.type === 'dgram') {
+    if (wait) throw invalidArgValue('options.wait', wait, "is only for 'stream' and 'seqpacket' sockets: a datagram socket has no server to wait for")
     const local = o.bind === undefined ? null : toNativeAddress(o.bind, 'options.bind')
     return attempt(() => new FdSocket(binding.bindDatagram(local, target, {}, r.maxMessage), r.settings))
   }
@@ -197,20 +209,28 @@ export function connect(address: Address, options?: ConnectOptions): Promise<FdS
       } catch (e) {
         const err = fromNative(e) as FdpassError
         // A full backlog: Linux answers EAGAIN to a non-blocking Unix connect.
-        if (err.code === 'EAGAIN' && Date.now() < deadline) {
-          setTimeout(tryOnce, delay, Math.min(delay * 2, 100))
-        } else if (err.code === 'EAGAIN') {
-          reject(new FdpassError('ETIMEDOUT', `connect ETIMEDOUT ${err.address ?? ''}: the server's backlog stayed full for ${timeout} ms`, {
-            errno: -osConstants.errno.ETIMEDOUT, // 110 on Linux, 60 on macOS
-            syscall: 'connect',
-            address: err.address,
-          }))
-        } else {
-          reject(err)
-        }
+        const retry = err.code === 'EAGAIN' || (wait && (err.code === 'ENOENT' || err.code === 'ECONNREFUSED'))
+        if (!retry) reject(err)
+        else if (Date.now() < deadline) setTimeout(tryOnce, delay, Math.min(delay * 2, 100))
+        else reject(connectTimedOut(err, timeout))
       }
     }
     tryOnce(1)
+  })
+}
+
+/** ETIMEDOUT for a connect() that kept getting `last` for `timeout` ms. */
+function connectTimedOut(last: FdpassError, timeout: number): FdpassError {
+  const address = last.address ?? ''
+  const why =
+    last.code === 'EAGAIN'
+      ? `the server's backlog stayed full for ${timeout} ms`
+      : `no server listened there within ${timeout} ms (last attempt: ${last.code}); start the server, or raise options.timeout`
+  return new FdpassError('ETIMEDOUT', `connect ETIMEDOUT ${address}: ${why}`, {
+    errno: -osConstants.errno.ETIMEDOUT, // 110 on Linux, 60 on macOS
+    syscall: 'connect',
+    address: last.address,
+    cause: last,
   })
 }
 

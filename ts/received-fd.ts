@@ -14,21 +14,67 @@ import { FD_BATCH, FD_BATCH_SIZE, closeBatch, hot, fdStat, fileStat, fileStatBat
 // closed or released before that and never need one.
 interface Cell {
   fd: number
+  /** Where the descriptor came from, for the warning (FdOrigin.describe()). */
+  where: string
+  /** The index of the message it came with on its socket, or -1. */
+  message: number
 }
 const unclaimed = new FinalizationRegistry<Cell>((cell) => {
   const fd = cell.fd
   if (fd < 0) return
   cell.fd = -1
+  // What it refers to, looked at only now: a leak is rare, a stat per descriptor is not free.
+  let kind: FdKind | 'closed' = 'unknown'
+  try {
+    kind = fileStat(fd).kind
+  } catch {
+    kind = 'closed'
+  }
   try {
     hot.closeFd(fd)
   } catch {
     return
   }
-  process.emitWarning(
-    `Closing file descriptor ${fd} on garbage collection: a ReceivedFd was never closed or released`,
-    { type: 'Warning', code: 'FDPASS_UNCLOSED_FD' },
-  )
+  const from = cell.message >= 0 ? `message #${cell.message} on ${cell.where}` : cell.where
+  const warning = new Error(
+    `Closing file descriptor ${fd} (a ${kind}) on garbage collection: a ReceivedFd was never closed or released. It came with ${from}.`,
+  ) as Error & UnclosedFdWarning
+  warning.name = 'Warning'
+  warning.code = 'FDPASS_UNCLOSED_FD'
+  warning.fd = fd
+  warning.kind = kind
+  warning.origin = cell.where
+  warning.messageIndex = cell.message >= 0 ? cell.message : null
+  process.emitWarning(warning)
 })
+
+/**
+ * The FDPASS_UNCLOSED_FD warning (a process 'warning' event): a
+ * ReceivedFd was garbage-collected while it still owned its descriptor,
+ * which fdpass then closed. Its fields say where the descriptor came from.
+ */
+export interface UnclosedFdWarning {
+  code: 'FDPASS_UNCLOSED_FD'
+  /** The descriptor number it had. */
+  fd: number
+  /** What it referred to. */
+  kind: FdKind | 'closed'
+  /** The socket it arrived on (type, addresses, peer pid), or the call that made it. */
+  origin: string
+  /** Which message on that socket carried it (0 for the first message the socket received), or null. */
+  messageIndex: number | null
+}
+
+/**
+ * @internal Where a socket's received descriptors come from, for the
+ * FDPASS_UNCLOSED_FD warning: one per socket, made at its first delivery.
+ */
+export interface FdOrigin {
+  /** Messages received on the socket so far: the next one's index. */
+  messages: number
+  /** E.g. "stream socket /tmp/a.sock (peer pid 1234)"; worked out once, when first asked. */
+  describe(): string
+}
 
 export type { FdKind }
 
@@ -37,6 +83,8 @@ export type { FdKind }
 // holds no more than this many.
 const UNGUARDED_MAX = 256
 const unguarded: Array<ReceivedFd | undefined> = Array.from({ length: UNGUARDED_MAX }, () => undefined)
+const unguardedOrigin: Array<FdOrigin | null> = Array.from({ length: UNGUARDED_MAX }, () => null)
+const unguardedMessage = new Int32Array(UNGUARDED_MAX)
 let unguardedCount = 0
 let guardScheduled = false
 // A resolved promise's then() queues the microtask: queueMicrotask() makes
@@ -53,10 +101,14 @@ export class ReceivedFd {
   #fd: number
   #cell: Cell | null = null
 
-  /** @internal With `guarded` false, the creator must call `ReceivedFd.guard()` before it lets go of the object. */
-  constructor(fd: number, guarded = true) {
+  /**
+   * @internal With `guarded` false, the creator must call
+   * `ReceivedFd.guard()` before it lets go of the object. `where`: the
+   * origin a guarded one names in FDPASS_UNCLOSED_FD.
+   */
+  constructor(fd: number, guarded = true, where = 'a ReceivedFd made directly') {
     this.#fd = fd
-    if (guarded) this.#register()
+    if (guarded) this.#register(where, -1)
   }
 
   /**
@@ -71,10 +123,12 @@ export class ReceivedFd {
    * instead: one more turn of the event loop per message, which doubled
    * W3's p99.)
    */
-  static guard(fds: readonly ReceivedFd[]): void {
+  static guard(fds: readonly ReceivedFd[], origin: FdOrigin | null, message: number): void {
     for (const r of fds) {
       if (r.#fd < 0 || r.#cell !== null) continue
       if (unguardedCount === UNGUARDED_MAX) ReceivedFd.#guardWaiting()
+      unguardedOrigin[unguardedCount] = origin
+      unguardedMessage[unguardedCount] = message
       unguarded[unguardedCount++] = r
     }
     if (!guardScheduled && unguardedCount > 0) {
@@ -91,8 +145,10 @@ export class ReceivedFd {
   static #guardWaiting(): void {
     for (let i = 0; i < unguardedCount; i++) {
       const r = unguarded[i] as ReceivedFd
+      const origin = unguardedOrigin[i]
       unguarded[i] = undefined
-      if (r.#fd >= 0 && r.#cell === null) r.#register()
+      unguardedOrigin[i] = null
+      if (r.#fd >= 0 && r.#cell === null) r.#register(origin === null ? 'an unknown socket' : origin.describe(), unguardedMessage[i])
     }
     unguardedCount = 0
   }
@@ -264,8 +320,8 @@ export class ReceivedFd {
     }
   }
 
-  #register(): void {
-    this.#cell = { fd: this.#fd }
+  #register(where: string, message: number): void {
+    this.#cell = { fd: this.#fd, where, message }
     unclaimed.register(this, this.#cell)
   }
 

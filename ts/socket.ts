@@ -2,13 +2,13 @@
 // with descriptors, with net.Socket's lifecycle conventions.
 import { constants as osConstants } from 'node:os'
 import { type Waiter as WaiterOf, waitInLine } from './waiters'
-import { type Address, toNativeAddress } from './address'
+import { type Address, formatAddress, toNativeAddress } from './address'
 import { type EventName, Emitter, type Listener } from './events'
 import { FdpassError, abortError, callNative, fromNative, invalidArgType, outOfRange, socketClosed } from './errors'
 import { dataBytes, fdArray, sendArgs, type FdLike } from './fd-like'
 import { type Message, deliveredMessages, lentMessage } from './delivery'
 import { EV_END, EV_ERROR, EV_MESSAGES, EV_SEND_FAILED, EV_SENT, binding, hot, type NativeSocket } from './native'
-import { type FdKind, ReceivedFd } from './received-fd'
+import { type FdKind, type FdOrigin, ReceivedFd } from './received-fd'
 
 export type SocketType = 'stream' | 'seqpacket' | 'dgram'
 
@@ -103,6 +103,7 @@ export class FdSocket extends Emitter<FdSocketEvents> {
   /** Flags, one bit each (STATE_*): one field rather than five. */
   #state = STATE_READING_NATIVE
   #fd: number
+  #origin: SocketOrigin | null = null
 
   /** @internal Use connect(), socketpair(), bind() or adopt(). */
   constructor(native: NativeSocket, settings: SocketSettings) {
@@ -324,7 +325,9 @@ export class FdSocket extends Emitter<FdSocketEvents> {
       if (got > 0) {
         // One message in the lent buffers rather than through #onEvent: read it now.
         item = lentMessage(this.#settings.acceptFds)
-        if (!(item instanceof Error)) ReceivedFd.guard(item.fds)
+        const origin = this.#fdOrigin()
+        if (!(item instanceof Error)) ReceivedFd.guard(item.fds, origin, origin.messages)
+        origin.messages++
       } else {
         item = this.#dequeue()
       }
@@ -401,6 +404,11 @@ export class FdSocket extends Emitter<FdSocketEvents> {
 
   async [asyncDispose](): Promise<void> {
     this.close()
+  }
+
+  /** Where this socket's descriptors come from, for FDPASS_UNCLOSED_FD; made at the first delivery. */
+  #fdOrigin(): SocketOrigin {
+    return (this.#origin ??= new SocketOrigin(this))
   }
 
   #hot(): object {
@@ -526,7 +534,9 @@ export class FdSocket extends Emitter<FdSocketEvents> {
   /** `items` from deliveredMessages(): every descriptor already has an owner, so a throwing listener can lose no message and leak no descriptor. */
   #onMessages(items: Array<Message | Error>): void {
     let thrown: unknown = null
+    const origin = this.#fdOrigin()
     for (const item of items) {
+      const index = origin.messages++
       if (!this.#native && !this.#has(STATE_ENDED)) {
         if (!(item instanceof Error)) for (const fd of item.fds) fd.close()
         continue
@@ -536,7 +546,7 @@ export class FdSocket extends Emitter<FdSocketEvents> {
       } catch (e) {
         thrown ??= e
       } finally {
-        if (!(item instanceof Error)) ReceivedFd.guard(item.fds)
+        if (!(item instanceof Error)) ReceivedFd.guard(item.fds, origin, index)
       }
     }
     this.#updateReading()
@@ -573,9 +583,17 @@ export class FdSocket extends Emitter<FdSocketEvents> {
     })
   }
 
+  /**
+   * Report the error that closed the socket: to 'error' listeners, else to
+   * a waiting receive(), else, when the socket is flowing ('message'
+   * listeners), to 'error' anyway, as Node does: with no listener it is
+   * thrown, rather than lost behind a 'close' with hadError. With no
+   * taker at all yet, the next receive() or iteration step gets it.
+   * receiveSync() reports it to its caller, like a receive() would.
+   */
   #dispatchFatal(error: Error): void {
-    // receiveSync() reports it to its caller, like a receive() would.
-    if (this.listenerCount('error') > 0 && !this.#has(STATE_RECEIVING_SYNC)) {
+    const sync = this.#has(STATE_RECEIVING_SYNC)
+    if (this.listenerCount('error') > 0 && !sync) {
       process.nextTick(() => this.emit('error', error))
       return
     }
@@ -585,7 +603,52 @@ export class FdSocket extends Emitter<FdSocketEvents> {
       waiter.reject(error)
       return
     }
-    // Nobody listens yet: the next receive() or iteration step reports it.
+    if (this.listenerCount('message') > 0 && !sync) {
+      process.nextTick(() => this.emit('error', error))
+      return
+    }
     this.#enqueue(error)
+  }
+}
+
+/**
+ * A socket as FDPASS_UNCLOSED_FD names it. It holds the socket only until
+ * it has described it: a ReceivedFd is guarded (and this asked) a
+ * microtask after its delivery, while the socket is still open.
+ */
+class SocketOrigin implements FdOrigin {
+  messages = 0
+  #socket: FdSocket | null
+  #description: string | null = null
+
+  constructor(socket: FdSocket) {
+    this.#socket = socket
+  }
+
+  describe(): string {
+    if (this.#description !== null) return this.#description
+    const socket = this.#socket as FdSocket
+    this.#socket = null
+    const fd = socket.fd
+    let text = `the ${socket.type} socket`
+    if (fd < 0) {
+      this.#description = `${text} (closed)`
+      return this.#description
+    }
+    try {
+      const local = socket.localAddress
+      const remote = socket.remoteAddress
+      text += ` fd ${fd}`
+      if (local !== null) text += ` at ${formatAddress(local)}`
+      if (remote !== null) text += ` connected to ${formatAddress(remote)}`
+      if (socket.type !== 'dgram') {
+        const peer = socket.peerCredentials()
+        text += ` (peer pid ${peer.pid ?? 'unknown'}, uid ${peer.uid})`
+      }
+    } catch {
+      // The peer left between the delivery and now: what was found is all there is.
+    }
+    this.#description = text
+    return text
   }
 }

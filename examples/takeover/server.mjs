@@ -7,7 +7,7 @@ import { takeover } from 'fdpass/handoff'
 
 const port = Number(process.env.PORT ?? 8080)
 const generation = await takeover({
-  control: 'control.sock', // or leave it out and set $FDPASS_CONTROL
+  control: process.env.FDPASS_CONTROL ?? 'control.sock', // `fdpass run` sets FDPASS_CONTROL
   listeners: {
     http: { tcp: { host: '127.0.0.1', port } },
     admin: { unix: { path: 'admin.sock' } },

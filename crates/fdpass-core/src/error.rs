@@ -179,6 +179,13 @@ pub fn errno_name(errno: Errno) -> &'static str {
 fn hint(errno: Errno, syscall: &str) -> Option<&'static str> {
   Some(match (errno, syscall) {
     (Errno::ENOENT, "connect") => "no socket exists at this path; is the server running?",
+    // The directory check (check_directory) stats the socket's directory.
+    (Errno::ENOENT, "stat") => {
+      "this directory does not exist: create it first (mkdir -p; mode 0700 keeps it private), or put the socket in an existing directory"
+    }
+    (Errno::ENOENT, "bind") => {
+      "the socket's directory does not exist: create it first (mkdir -p; mode 0700 keeps it private), or put the socket in an existing directory"
+    }
     (Errno::ECONNREFUSED, _) => "nobody is listening on this socket",
     (Errno::EADDRINUSE, _) => "another process is listening on this address",
     (Errno::EPIPE, _) | (Errno::ECONNRESET, _) => "the peer closed the connection",
