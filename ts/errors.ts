@@ -16,6 +16,8 @@ export type SystemErrorCode =
   | 'EOPNOTSUPP' | 'EOVERFLOW' | 'EPERM' | 'EPIPE' | 'EPROTO' | 'EPROTONOSUPPORT' | 'EPROTOTYPE' | 'ERANGE' | 'EROFS'
   | 'ESHUTDOWN' | 'ESOCKTNOSUPPORT' | 'ESPIPE' | 'ESRCH' | 'ESTALE' | 'ETIMEDOUT' | 'ETOOMANYREFS' | 'ETXTBSY' | 'EXDEV'
   | 'UNKNOWN'
+  // What getaddrinfo gives when a handoff listener's host does not resolve (Node's names).
+  | 'ENOTFOUND' | 'EAI_AGAIN' | 'EAI_FAIL' | 'EAI_NODATA' | 'EAI_MEMORY'
 
 /**
  * fdpass's own codes, each with the extra fields its errors carry
@@ -81,6 +83,8 @@ export interface FdpassSystemError extends FdpassErrorBase {
   code: SystemErrorCode
   errno: number
   syscall: string
+  /** getaddrinfo errors: the name that did not resolve. */
+  hostname?: string
 }
 
 /** The FdpassError with code `C`, and the fields of that code. */
@@ -101,6 +105,8 @@ export interface FdpassErrorConstructor {
     message: string,
     extra?: (C extends keyof FdpassErrorFields ? FdpassErrorFields[C] : { errno: number; syscall: string }) & {
       address?: string
+      /** The name a getaddrinfo error is about, as Node's dns errors carry it. */
+      hostname?: string
       cause?: unknown
     },
   ): FdpassErrorOf<C>

@@ -3,10 +3,11 @@
 // socket, starts accepting on the same kernel sockets, and only then does
 // the old generation stop accepting, drain and exit. See README "Handoff".
 import * as dgram from 'node:dgram'
+import * as dns from 'node:dns'
 import type * as http from 'node:http'
 import * as net from 'node:net'
 import { Emitter } from './events'
-import { FdpassError, type FdpassErrorCode, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
+import { FdpassError, type FdpassErrorCode, type SystemErrorCode, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
 import { adoptServer, connect } from './open'
 import { binding, fdStat, hot } from './native'
 import { notify } from './notify'
@@ -121,13 +122,37 @@ function port(name: string, p: unknown): number {
   return p
 }
 
-function bindFresh(spec: ListenerSpec): number {
+async function bindFresh(spec: ListenerSpec): Promise<number> {
   if ('systemd' in spec) return callNative(() => binding.dupFd(systemdFd(spec.systemd)))
-  return callNative(() => {
-    if ('tcp' in spec) return binding.bindInetSocket('tcp', spec.tcp.host ?? '0.0.0.0', spec.tcp.port, spec.tcp.backlog ?? 511, false)
-    if ('udp' in spec) return binding.bindInetSocket('udp', spec.udp.host ?? '0.0.0.0', spec.udp.port, 0, spec.udp.reusePort ?? false)
-    return binding.listenUnixSocket(spec.unix.path, spec.unix.backlog ?? 511, spec.unix.mode, true)
-  })
+  if ('tcp' in spec) {
+    const host = await hostAddress(spec.tcp.host ?? '0.0.0.0')
+    return callNative(() => binding.bindInetSocket('tcp', host, spec.tcp.port, spec.tcp.backlog ?? 511, false))
+  }
+  if ('udp' in spec) {
+    const host = await hostAddress(spec.udp.host ?? '0.0.0.0')
+    return callNative(() => binding.bindInetSocket('udp', host, spec.udp.port, 0, spec.udp.reusePort ?? false))
+  }
+  return callNative(() => binding.listenUnixSocket(spec.unix.path, spec.unix.backlog ?? 511, spec.unix.mode, true))
+}
+
+/**
+ * The IP address to bind for `host`: itself when it is one, else the first
+ * the system resolver gives, as net.Server.listen takes it (dns.lookup runs
+ * off the JavaScript thread; the addon binds literal addresses only). The
+ * resolver's own code is kept: ENOTFOUND, EAI_AGAIN, ...
+ */
+async function hostAddress(host: string): Promise<string> {
+  if (net.isIP(host) !== 0) return host
+  try {
+    return (await dns.promises.lookup(host)).address
+  } catch (e) {
+    const { code = 'ENOTFOUND', errno } = e as NodeJS.ErrnoException & { code?: SystemErrorCode }
+    const what =
+      code === 'EAI_AGAIN'
+        ? 'the resolver could not answer for now; try again, or use an IP address'
+        : "no address is known for this name; check the listener's host, or use an IP address"
+    throw new FdpassError(code, `getaddrinfo ${code} ${host}: ${what}`, { errno: errno ?? 0, syscall: 'getaddrinfo', hostname: host, cause: e })
+  }
 }
 
 function closeQuietly(fd: number): void {
@@ -509,7 +534,7 @@ export async function takeover<L extends Record<string, ListenerSpec>>(options: 
     let controlFd = -1
     try {
       controlFd = callNative(() => binding.listenUnixSocket(control, 64, 0o600, true))
-      for (const s of specs) entries.push({ name: s.name, kind: s.kind, key: s.key, fd: bindFresh(s.spec), servers: [], sockets: [] })
+      for (const s of specs) entries.push({ name: s.name, kind: s.kind, key: s.key, fd: await bindFresh(s.spec), servers: [], sockets: [] })
     } catch (e) {
       closeQuietly(controlFd)
       for (const entry of entries) closeQuietly(entry.fd)
@@ -548,7 +573,7 @@ export async function takeover<L extends Record<string, ListenerSpec>>(options: 
         fd = old.fd
         used.add(fd)
       } else {
-        fd = bindFresh(s.spec) // new, or moved to another address
+        fd = await bindFresh(s.spec) // new, or moved to another address
       }
       entries.push({ name: s.name, kind: s.kind, key: s.key, fd, servers: [], sockets: [] })
     }
