@@ -16,8 +16,9 @@ export type SystemErrorCode =
   | 'EOPNOTSUPP' | 'EOVERFLOW' | 'EPERM' | 'EPIPE' | 'EPROTO' | 'EPROTONOSUPPORT' | 'EPROTOTYPE' | 'ERANGE' | 'EROFS'
   | 'ESHUTDOWN' | 'ESOCKTNOSUPPORT' | 'ESPIPE' | 'ESRCH' | 'ESTALE' | 'ETIMEDOUT' | 'ETOOMANYREFS' | 'ETXTBSY' | 'EXDEV'
   | 'UNKNOWN'
-  // What getaddrinfo gives when a handoff listener's host does not resolve (Node's names).
-  | 'ENOTFOUND' | 'EAI_AGAIN' | 'EAI_FAIL' | 'EAI_NODATA' | 'EAI_MEMORY'
+
+/** What getaddrinfo gives when a handoff listener's host does not resolve (Node's dns names). */
+export type ResolverErrorCode = 'ENOTFOUND' | 'EAI_AGAIN' | 'EAI_FAIL' | 'EAI_NODATA' | 'EAI_MEMORY'
 
 /**
  * fdpass's own codes, each with the extra fields its errors carry
@@ -66,7 +67,7 @@ export interface FdpassErrorFields {
 }
 
 /** Every code an FdpassError can have: an errno name, or one of fdpass's own. */
-export type FdpassErrorCode = SystemErrorCode | keyof FdpassErrorFields
+export type FdpassErrorCode = SystemErrorCode | ResolverErrorCode | keyof FdpassErrorFields
 
 /** What every FdpassError has, whatever its code. */
 export interface FdpassErrorBase extends Error {
@@ -80,7 +81,7 @@ export interface FdpassErrorBase extends Error {
 
 /** A system error, shaped like Node's: the errno name, negative errno, the syscall. */
 export interface FdpassSystemError extends FdpassErrorBase {
-  code: SystemErrorCode
+  code: SystemErrorCode | ResolverErrorCode
   errno: number
   syscall: string
   /** getaddrinfo errors: the name that did not resolve. */
