@@ -13,8 +13,11 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeServer {
   get fd(): number
   get type(): string
-  /** Register the callback, called with EV_ACCEPTABLE when connections wait. */
-  start(callback: (event: number) => void): void
+  /**
+   * Register the callback, called with EV_ACCEPTABLE when connections
+   * wait, and with EV_ERROR and the error when they can no longer be watched.
+   */
+  start(callback: (event: number, error?: Error) => void): void
   setAccepting(accepting: boolean): void
   setRef(refed: boolean): void
   /** One pending connection, or null when the backlog is empty. */
@@ -54,7 +57,7 @@ export declare class NativeSocket {
   /** Send one datagram to `address`. */
   sendTo(address: NativeAddress, data: Uint8Array, fds: Int32Array): boolean
   /**
-   * A handle for the per-message calls of `crate::hot`, which skip
+   * A handle for the per-message calls of `hot.rs`, which skip
    * napi-rs's per-call glue. Taken once per socket by the TS layer.
    */
   hotHandle(): object
@@ -75,8 +78,10 @@ export declare function adopt(fd: number, framed: boolean, maxMessage: number): 
 export declare function bindDatagram(address: NativeAddress | undefined | null, peer: NativeAddress | undefined | null, options: NativeBindOptions, maxMessage: number): NativeSocket
 
 /**
- * A listening TCP socket (`'tcp'`) or a bound UDP socket (`'udp'`),
- * non-blocking and close-on-exec. The caller owns the returned descriptor.
+ * A listening TCP socket (`'tcp'`) or a bound UDP socket (`'udp'`) on
+ * `host`, an IP address (names are resolved by the caller, with Node's
+ * `dns.lookup`, off the JavaScript thread), non-blocking and close-on-exec.
+ * The caller owns the returned descriptor.
  */
 export declare function bindInetSocket(kind: string, host: string, port: number, backlog: number, reusePort: boolean): number
 

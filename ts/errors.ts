@@ -17,6 +17,9 @@ export type SystemErrorCode =
   | 'ESHUTDOWN' | 'ESOCKTNOSUPPORT' | 'ESPIPE' | 'ESRCH' | 'ESTALE' | 'ETIMEDOUT' | 'ETOOMANYREFS' | 'ETXTBSY' | 'EXDEV'
   | 'UNKNOWN'
 
+/** What getaddrinfo gives when a handoff listener's host does not resolve (Node's dns names). */
+export type ResolverErrorCode = 'ENOTFOUND' | 'EAI_AGAIN' | 'EAI_FAIL' | 'EAI_NODATA' | 'EAI_MEMORY'
+
 /**
  * fdpass's own codes, each with the extra fields its errors carry
  * (README "Errors"). Codes are permanent.
@@ -64,7 +67,7 @@ export interface FdpassErrorFields {
 }
 
 /** Every code an FdpassError can have: an errno name, or one of fdpass's own. */
-export type FdpassErrorCode = SystemErrorCode | keyof FdpassErrorFields
+export type FdpassErrorCode = SystemErrorCode | ResolverErrorCode | keyof FdpassErrorFields
 
 /** What every FdpassError has, whatever its code. */
 export interface FdpassErrorBase extends Error {
@@ -78,9 +81,11 @@ export interface FdpassErrorBase extends Error {
 
 /** A system error, shaped like Node's: the errno name, negative errno, the syscall. */
 export interface FdpassSystemError extends FdpassErrorBase {
-  code: SystemErrorCode
+  code: SystemErrorCode | ResolverErrorCode
   errno: number
   syscall: string
+  /** getaddrinfo errors: the name that did not resolve. */
+  hostname?: string
 }
 
 /** The FdpassError with code `C`, and the fields of that code. */
@@ -101,6 +106,8 @@ export interface FdpassErrorConstructor {
     message: string,
     extra?: (C extends keyof FdpassErrorFields ? FdpassErrorFields[C] : { errno: number; syscall: string }) & {
       address?: string
+      /** The name a getaddrinfo error is about, as Node's dns errors carry it. */
+      hostname?: string
       cause?: unknown
     },
   ): FdpassErrorOf<C>

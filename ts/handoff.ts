@@ -3,12 +3,22 @@
 // socket, starts accepting on the same kernel sockets, and only then does
 // the old generation stop accepting, drain and exit. See README "Handoff".
 import * as dgram from 'node:dgram'
+import * as dns from 'node:dns'
 import type * as http from 'node:http'
 import * as net from 'node:net'
 import { Emitter } from './events'
-import { FdpassError, type FdpassErrorCode, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
+import { FdpassError, type FdpassErrorCode, type ResolverErrorCode, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
 import { adoptServer, connect } from './open'
 import { binding, fdStat, hot } from './native'
+import {
+  ConnectionMigration,
+  type ControlChannel,
+  MIGRATION_PROTOCOL_VERSION,
+  type MigratedConnectionHandler,
+  type MigratedConnectionOptions,
+  type MigrationResult,
+  type MigrationState,
+} from './migration'
 import { notify } from './notify'
 import { type ListenFd, listenFds } from './systemd'
 import type { FdServer } from './server'
@@ -16,6 +26,18 @@ import type { FdSocket, Message } from './socket'
 
 /** Version of the control protocol (README "Handoff protocol"). */
 export const HANDOFF_PROTOCOL_VERSION = 1
+
+export {
+  HTTP1_KIND,
+  MAX_CONNECTIONS_PER_BATCH,
+  MIGRATION_PROTOCOL_VERSION,
+  type MigratedConnectionHandler,
+  type MigratedConnectionInfo,
+  type MigratedConnectionOptions,
+  type MigrationResult,
+  type MigrationState,
+  type MigrationSummary,
+} from './migration'
 
 export type ListenerSpec =
   | { tcp: { port: number; host?: string; backlog?: number } }
@@ -44,6 +66,14 @@ export interface HandoffOptions<L extends Record<string, ListenerSpec> = Record<
   allowedUids?: number[]
   /** Where log lines go; `false` for none. @default a line on stderr per phase */
   log?: ((line: string) => void) | false
+  /**
+   * Move established connections to the successor during a handoff (idle
+   * HTTP/1.1 keep-alive connections, and what the app hands over with
+   * `migrate()`), and adopt them from the predecessor. `false`: drain them
+   * as before (keep-alive clients get `Connection: close`).
+   * See docs/handoff-connections.md. @default true
+   */
+  migrateConnections?: boolean
 }
 
 /** One completed or aborted handoff, as seen by either side. */
@@ -121,13 +151,37 @@ function port(name: string, p: unknown): number {
   return p
 }
 
-function bindFresh(spec: ListenerSpec): number {
+async function bindFresh(spec: ListenerSpec): Promise<number> {
   if ('systemd' in spec) return callNative(() => binding.dupFd(systemdFd(spec.systemd)))
-  return callNative(() => {
-    if ('tcp' in spec) return binding.bindInetSocket('tcp', spec.tcp.host ?? '0.0.0.0', spec.tcp.port, spec.tcp.backlog ?? 511, false)
-    if ('udp' in spec) return binding.bindInetSocket('udp', spec.udp.host ?? '0.0.0.0', spec.udp.port, 0, spec.udp.reusePort ?? false)
-    return binding.listenUnixSocket(spec.unix.path, spec.unix.backlog ?? 511, spec.unix.mode, true)
-  })
+  if ('tcp' in spec) {
+    const host = await hostAddress(spec.tcp.host ?? '0.0.0.0')
+    return callNative(() => binding.bindInetSocket('tcp', host, spec.tcp.port, spec.tcp.backlog ?? 511, false))
+  }
+  if ('udp' in spec) {
+    const host = await hostAddress(spec.udp.host ?? '0.0.0.0')
+    return callNative(() => binding.bindInetSocket('udp', host, spec.udp.port, 0, spec.udp.reusePort ?? false))
+  }
+  return callNative(() => binding.listenUnixSocket(spec.unix.path, spec.unix.backlog ?? 511, spec.unix.mode, true))
+}
+
+/**
+ * The IP address to bind for `host`: itself when it is one, else the first
+ * the system resolver gives, as net.Server.listen takes it (dns.lookup runs
+ * off the JavaScript thread; the addon binds literal addresses only). The
+ * resolver's own code is kept: ENOTFOUND, EAI_AGAIN, ...
+ */
+async function hostAddress(host: string): Promise<string> {
+  if (net.isIP(host) !== 0) return host
+  try {
+    return (await dns.promises.lookup(host)).address
+  } catch (e) {
+    const { code = 'ENOTFOUND', errno } = e as NodeJS.ErrnoException & { code?: ResolverErrorCode }
+    const what =
+      code === 'EAI_AGAIN'
+        ? 'the resolver could not answer for now; try again, or use an IP address'
+        : "no address is known for this name; check the listener's host, or use an IP address"
+    throw new FdpassError(code, `getaddrinfo ${code} ${host}: ${what}`, { errno: errno ?? 0, syscall: 'getaddrinfo', hostname: host, cause: e })
+  }
 }
 
 function closeQuietly(fd: number): void {
@@ -158,6 +212,11 @@ async function receiveJson(socket: FdSocket, timeoutMs: number, waitingFor: stri
     }
     throw err
   }
+  return { json: parseMessage(message, waitingFor), message }
+}
+
+/** A control message's JSON; on a malformed one its fds are closed and it throws ERR_FDPASS_HANDOFF_PROTOCOL. */
+function parseMessage(message: Message, waitingFor: string): Record<string, unknown> {
   let json: Record<string, unknown>
   try {
     json = JSON.parse(message.data.toString('utf8'))
@@ -169,7 +228,11 @@ async function receiveJson(socket: FdSocket, timeoutMs: number, waitingFor: stri
     for (const fd of message.fds) fd.close()
     throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `${waitingFor}: protocol version ${String(json.v)}, expected ${HANDOFF_PROTOCOL_VERSION}`)
   }
-  return { json, message }
+  return json
+}
+
+function controlChannel(socket: FdSocket): ControlChannel {
+  return { socket, send: (body, fds) => sendJson(socket, body, fds), parse: parseMessage }
 }
 
 function sendJson(socket: FdSocket, body: Record<string, unknown>, fds: number[] = []): Promise<void> {
@@ -190,7 +253,9 @@ export interface GenerationEvents {
  * takes over, it stops accepting, drains and (by default) exits.
  *
  * Events: `'handoff'` (HandoffRecord), `'drain'`, `'drained'`
- * ({ durationMs, timedOut }), `'error'`.
+ * ({ durationMs, timedOut }), `'error'`; with connection migration
+ * (docs/handoff-connections.md) `'migration'` (MigrationSummary, old side)
+ * and `'connections-received'` ({ adopted, declined, fromPid }, new side).
  */
 export class Generation<Names extends string = string> extends Emitter<GenerationEvents> {
   /** True when the listeners came from a previous generation. */
@@ -209,6 +274,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
   #startedAt: number
   #state: State = 'starting'
   #drainHooks: Array<() => unknown> = []
+  readonly #migration: ConnectionMigration
 
   /** @internal Use takeover(). */
   constructor(
@@ -229,6 +295,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     this.inherited = predecessor !== null
     this.previousPid = previousPid
     this.#startedAt = startedAt
+    this.#migration = new ConnectionMigration(log, (event, ...args) => this.emit(event, ...args), () => this.#state === 'serving')
     if (!predecessor) this.#serveControl()
   }
 
@@ -253,6 +320,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     const entry = this.#entry(name, ['tcp', 'unix'])
     const fd = callNative(() => binding.dupFd(entry.fd))
     entry.servers.push(server)
+    this.#migration.track(name, server)
     return new Promise((resolve, reject) => {
       const onError = (e: Error) => reject(e)
       server.once('error', onError)
@@ -283,6 +351,30 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     return this.#entry(name, ['tcp', 'unix', 'udp']).fd
   }
 
+  /**
+   * Old side: hand `socket` and the app's state for it to the successor
+   * (call it from an `onDrain` hook). Resolves `{ migrated: true }` once the
+   * successor adopted it (this process's socket is then destroyed without
+   * FIN or RST), or `{ migrated: false, reason }`: the socket stays here,
+   * reading again; serve it on or close it. See docs/handoff-connections.md.
+   */
+  migrate(socket: net.Socket, state: MigrationState): Promise<MigrationResult> {
+    return this.#migration.migrate(socket, state)
+  }
+
+  /**
+   * New side: adopt connections the previous generation hands over with
+   * `migrate(socket, { kind, version, state })`. `handler(socket, state,
+   * info)` gets a `net.Socket` whose unprocessed bytes are unshifted into it;
+   * a kind without a handler, a version not in `options.versions` (default
+   * `[1]`), or a handler that throws, declines: the connection stays with the
+   * old generation. Register before `ready()`.
+   */
+  onMigratedConnection(kind: string, handler: MigratedConnectionHandler, options?: MigratedConnectionOptions): this {
+    this.#migration.onMigratedConnection(kind, handler, options)
+    return this
+  }
+
   /** Run `hook` when a newer generation has taken over, before draining servers. */
   onDrain(hook: () => unknown): this {
     this.#drainHooks.push(hook)
@@ -300,17 +392,21 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     if (predecessor) {
       this.#predecessor = null
       const record: HandoffRecord = { role: 'successor', peerPid: this.previousPid, outcome: 'completed', durationMs: 0 }
+      let migrating = false
       try {
         await sendJson(predecessor, { type: 'ready' })
         const { json } = await receiveJson(predecessor, this.#options.connectTimeout, 'release')
         if (json.type !== 'released') throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected release, got ${String(json.type)}`)
+        migrating = json.migrate === MIGRATION_PROTOCOL_VERSION
       } catch (e) {
         // The predecessor died or timed out after handing over: its
         // listeners are ours either way, so serve on.
         record.reason = (e as Error).message
       } finally {
-        predecessor.close()
+        // Migrating: the predecessor sends its connections on this socket next.
+        if (!migrating) predecessor.close()
       }
+      if (migrating) this.#migration.beginReceiving(controlChannel(predecessor), this.previousPid)
       record.durationMs = Date.now() - this.#startedAt
       this.handoffs.push(record)
       this.#log(`took over from pid ${this.previousPid} in ${record.durationMs} ms${record.reason ? ` (${record.reason})` : ''}`)
@@ -366,10 +462,12 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     const started = Date.now()
     const record: HandoffRecord = { role: 'predecessor', peerPid: creds.pid, outcome: 'aborted', durationMs: 0 }
     this.#log(`pid ${creds.pid} asks for the listeners`)
+    let successorMigrates = false
     try {
       const { json: hello, message } = await receiveJson(conn, this.#options.connectTimeout, 'hello')
       for (const fd of message.fds) fd.close()
       if (hello.type !== 'hello') throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected hello, got ${String(hello.type)}`)
+      successorMigrates = hello.migrate === MIGRATION_PROTOCOL_VERSION && this.#options.migrateConnections
       const entries = [...this.#entries.values()]
       const listeners: WireListener[] = entries.map((e) => ({ name: e.name, key: e.key, kind: e.kind }))
       const control = this.#control?.fd ?? -1
@@ -389,8 +487,16 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     // The successor accepts on the same sockets now: stop accepting here.
     this.#state = 'draining'
     const stopping = this.#stopAccepting()
-    await sendJson(conn, { type: 'released' }).catch(() => {})
-    conn.close()
+    let released = true
+    await sendJson(conn, { type: 'released', ...(successorMigrates ? { migrate: MIGRATION_PROTOCOL_VERSION } : {}) }).catch(() => {
+      released = false
+    })
+    // Established connections follow on the same control connection.
+    if (successorMigrates && released) this.#migration.beginSending(controlChannel(conn))
+    else {
+      conn.close()
+      this.#migration.beginSending(null)
+    }
     record.outcome = 'completed'
     record.durationMs = Date.now() - started
     this.handoffs.push(record)
@@ -410,7 +516,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
       closeQuietly(entry.fd)
       entry.fd = -1
       for (const socket of entry.sockets) socket.close()
-      for (const server of entry.servers) waits.push(stopServer(server))
+      for (const server of entry.servers) waits.push(stopServer(server, () => this.#migration.keepsAlive(server)))
     }
     return Promise.all(waits).then(() => {})
   }
@@ -426,8 +532,10 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
       }
     }
     let timer: NodeJS.Timeout | undefined
+    // Connections still moving to the successor (or waiting for its ack) are this generation's until then.
+    const done = Promise.all([stopping, this.#migration.settled()])
     const timedOut = await Promise.race([
-      stopping.then(() => false),
+      done.then(() => false),
       new Promise<boolean>((resolve) => {
         timer = setTimeout(resolve, this.#options.drainTimeout, true)
       }),
@@ -447,17 +555,19 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
 }
 
 /**
- * Stop accepting on a server without dropping a request: HTTP responses
- * from now on carry `Connection: close`, idle keep-alive connections are
+ * Stop accepting on a server without dropping a request: unless its
+ * connections are migrating (`keepsAlive()`), HTTP responses from now on
+ * carry `Connection: close`, idle keep-alive connections are
  * left to close after their next response (closing them now would race
  * with a request already on the wire), and the promise resolves when the
  * last connection is gone.
  */
-function stopServer(server: net.Server): Promise<void> {
+function stopServer(server: net.Server, keepsAlive: () => boolean): Promise<void> {
   const isHttp = typeof (server as http.Server).closeIdleConnections === 'function'
   if (isHttp) {
     server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
-      if (!res.headersSent) res.setHeader('Connection', 'close')
+      // While its connections migrate, a response keeps its connection: it moves once written.
+      if (!res.headersSent && !keepsAlive()) res.setHeader('Connection', 'close')
     })
   }
   // net.Server's close, not http.Server's: the latter also closes idle
@@ -490,6 +600,7 @@ export async function takeover<L extends Record<string, ListenerSpec>>(options: 
     readyTimeout: options.readyTimeout ?? 30_000,
     drainTimeout: options.drainTimeout ?? 30_000,
     exitAfterDrain: options.exitAfterDrain ?? true,
+    migrateConnections: options.migrateConnections ?? true,
     allowedUids: options.allowedUids ?? [process.getuid?.() ?? 0],
   }
   const log =
@@ -509,7 +620,7 @@ export async function takeover<L extends Record<string, ListenerSpec>>(options: 
     let controlFd = -1
     try {
       controlFd = callNative(() => binding.listenUnixSocket(control, 64, 0o600, true))
-      for (const s of specs) entries.push({ name: s.name, kind: s.kind, key: s.key, fd: bindFresh(s.spec), servers: [], sockets: [] })
+      for (const s of specs) entries.push({ name: s.name, kind: s.kind, key: s.key, fd: await bindFresh(s.spec), servers: [], sockets: [] })
     } catch (e) {
       closeQuietly(controlFd)
       for (const entry of entries) closeQuietly(entry.fd)
@@ -528,7 +639,7 @@ export async function takeover<L extends Record<string, ListenerSpec>>(options: 
     }
     // A refusal may already be on its way (and the socket closed behind
     // it): a failed hello is not the answer, the next message is.
-    await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name) }).catch(() => {})
+    await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name), ...(resolved.migrateConnections ? { migrate: MIGRATION_PROTOCOL_VERSION } : {}) }).catch(() => {})
     const { json, message } = await receiveJson(predecessor, resolved.connectTimeout, 'the listeners')
     for (const fd of message.fds) received.push(fd.release())
     if (json.type === 'busy') {
@@ -548,7 +659,7 @@ export async function takeover<L extends Record<string, ListenerSpec>>(options: 
         fd = old.fd
         used.add(fd)
       } else {
-        fd = bindFresh(s.spec) // new, or moved to another address
+        fd = await bindFresh(s.spec) // new, or moved to another address
       }
       entries.push({ name: s.name, kind: s.kind, key: s.key, fd, servers: [], sockets: [] })
     }

@@ -65,7 +65,7 @@ export interface HotBinding {
 }
 export const hot = binding as unknown as HotBinding
 
-/** Event codes of the native callbacks (crates/fdpass-napi/src/socket.rs). */
+/** Event codes of the native callbacks (crates/fdpass-napi/src/deliver.rs). */
 export const EV_MESSAGES = 1
 export const EV_SENT = 2
 export const EV_SEND_FAILED = 3

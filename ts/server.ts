@@ -3,7 +3,7 @@ import { type Waiter as WaiterOf, waitInLine } from './waiters'
 import type { Address } from './address'
 import { Emitter } from './events'
 import { type FdpassError, abortError, callNative, fromNative, invalidArgType, socketClosed } from './errors'
-import { EV_ACCEPTABLE, type NativeServer, type NativeSocket } from './native'
+import { EV_ACCEPTABLE, EV_ERROR, type NativeServer, type NativeSocket } from './native'
 import { FdSocket, type PeerCredentials, type ReceiveOptions, type SocketSettings, type SocketType } from './socket'
 
 const acceptClosed = () => socketClosed('accept')
@@ -61,8 +61,9 @@ export class FdServer extends Emitter<FdServerEvents> {
     this.#address = native.localAddress()
     this.#unlinkOnClose = unlinkOnClose
     this.#allow = allow
-    native.start((event) => {
+    native.start((event, error) => {
       if (event === EV_ACCEPTABLE) this.#acceptReady()
+      else if (event === EV_ERROR) this.#acceptFailed(fromNative(error))
     })
   }
 

@@ -202,14 +202,23 @@ export class FdSocket extends Emitter<FdSocketEvents> {
     return this.#sends?.length ?? 0
   }
 
-  /** This end's address, or null when unbound. */
+  /**
+   * This end's address, or null when unbound or closed. Throws the system
+   * error (getsockname) if the descriptor is no longer the socket.
+   */
   get localAddress(): Address | null {
-    return this.#native ? this.#native.localAddress() : null
+    const native = this.#native
+    return native ? callNative(() => native.localAddress()) : null
   }
 
-  /** The peer's address, or null when the peer is unbound or unknown. */
+  /**
+   * The peer's address, or null when the peer is unbound, when there is no
+   * peer (an unconnected datagram socket) and when closed. Throws the
+   * system error (getpeername) if the descriptor is no longer the socket.
+   */
   get remoteAddress(): Address | null {
-    return this.#native ? this.#native.remoteAddress() : null
+    const native = this.#native
+    return native ? callNative(() => native.remoteAddress()) : null
   }
 
   /**

@@ -1,12 +1,21 @@
 #!/usr/bin/env node
 // Restart strategies under the same HTTP load, side by side:
 //   (a) naive stop-then-start, (b) SO_REUSEPORT overlap, (c) Node's cluster
-//   replacing its worker, (d) fdpass handoff.
+//   replacing its worker, (d) fdpass handoff draining established
+//   connections (fdpass-drain), (e) fdpass handoff migrating them (fdpass).
 // Each runs R restarts under closed-loop load (C concurrent clients), once
 // with keep-alive and once with a new connection per request, and reports
-// failed requests by cause and latency inside the restart windows.
+// failed requests by cause, latency inside the restart windows, the load
+// generator's dials beyond each client's first per restart (keep-alive),
+// and the fd count of each fdpass generation. Then:
+//   - WebSockets: W ws clients each send a sequence number every 100 ms
+//     through R_ws restarts (fdpass-drain and fdpass): disconnects, lost and
+//     duplicated messages, echo latency in and out of restart windows;
+//   - the cost of migrating 1,000 idle connections: handoff duration at
+//     p50 with and without them.
 //
 //   node bench/restarts/run.js [--quick] [--restarts N] [--clients C] [--strategies a,b]
+//        [--ws-clients W] [--ws-restarts N] [--idle N] [--handoffs N] [--only http,ws,cost]
 'use strict'
 const { spawn } = require('node:child_process')
 const fs = require('node:fs')
@@ -23,23 +32,75 @@ const flag = (name, fallback) => {
 const quick = args.includes('--quick')
 const RESTARTS = Number(flag('restarts', quick ? 10 : 100))
 const CLIENTS = Number(flag('clients', 16))
-const STRATEGIES = flag('strategies', 'naive,reuseport,cluster,fdpass').split(',')
+const STRATEGIES = flag('strategies', 'naive,reuseport,cluster,fdpass-drain,fdpass').split(',')
+const WS_CLIENTS = Number(flag('ws-clients', quick ? 200 : 1000))
+const WS_RESTARTS = Number(flag('ws-restarts', quick ? 5 : 20))
+const IDLE = Number(flag('idle', 1000))
+const HANDOFFS = Number(flag('handoffs', quick ? 5 : 20))
+const ONLY = flag('only', 'http,ws,cost').split(',')
+const isFdpass = (strategy) => strategy.startsWith('fdpass')
 const SETTLE_MS = 100 // steady state between restarts
 
-function spawnServer(strategy, port, control) {
-  const proc = spawn(process.execPath, [path.join(__dirname, 'server.js'), strategy, String(port), control], { stdio: ['ignore', 'pipe', 'inherit'] })
+function spawnServer(strategy, port, control, mode = 'http') {
+  const proc = spawn(process.execPath, [path.join(__dirname, 'server.js'), strategy, String(port), control, mode], { stdio: ['ignore', 'pipe', 'inherit'] })
   const waiters = []
+  const lines = []
   readline.createInterface({ input: proc.stdout }).on('line', (line) => {
     const msg = JSON.parse(line)
+    lines.push(msg)
     const i = waiters.findIndex((w) => w.match(msg))
     if (i >= 0) waiters.splice(i, 1)[0].resolve(msg)
   })
   const exited = new Promise((resolve) => proc.on('exit', resolve))
-  return { proc, exited, wait: (match) => new Promise((resolve) => waiters.push({ match, resolve })) }
+  return { proc, exited, lines, wait: (match) => new Promise((resolve) => waiters.push({ match, resolve })) }
+}
+
+/** The serving generation's open fd count (it answers GET /fds; the probe's own connection is one of them). */
+function fdsOf(port) {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/fds', agent: false }, (res) => {
+        let body = ''
+        res.on('data', (d) => (body += d))
+        res.on('end', () => resolve(Number(body)))
+      })
+      .on('error', reject)
+  })
+}
+
+/** One restart of `strategy`: returns the new current process. */
+async function restart(strategy, current, primary, port, control, mode) {
+  if (strategy === 'cluster') {
+    const replaced = primary.wait((m) => m.replaced)
+    primary.proc.kill('SIGHUP')
+    await replaced
+    return current
+  }
+  if (strategy === 'naive') {
+    current.proc.kill('SIGTERM')
+    await current.exited
+    const next = spawnServer(strategy, port, control, mode)
+    await next.wait((m) => m.ready)
+    return next
+  }
+  const old = current
+  const next = spawnServer(strategy, port, control, mode)
+  await next.wait((m) => m.ready)
+  if (strategy === 'reuseport') old.proc.kill('SIGTERM')
+  await old.exited
+  return next
 }
 
 function loadGenerator(port, keepAlive) {
   const agent = new http.Agent({ keepAlive, maxSockets: CLIENTS })
+  // Count the load generator's own dials: with keep-alive, each client's
+  // first is expected; any other means the server closed a connection.
+  let dials = 0
+  const createConnection = agent.createConnection.bind(agent)
+  agent.createConnection = (...a) => {
+    dials++
+    return createConnection(...a)
+  }
   const samples = [] // [startMs, latencyMs, ok]
   const errors = {}
   let running = true
@@ -70,6 +131,9 @@ function loadGenerator(port, keepAlive) {
   return {
     samples,
     errors,
+    get dials() {
+      return dials
+    },
     async stop() {
       running = false
       await Promise.all(loops)
@@ -88,27 +152,14 @@ async function runOne(strategy, keepAlive, port) {
   const primary = current // cluster: the primary stays; others: each generation
   const load = loadGenerator(port, keepAlive)
   const windows = []
+  const fds = []
   const started = performance.now()
   for (let r = 0; r < RESTARTS; r++) {
     await new Promise((res) => setTimeout(res, SETTLE_MS))
     const t0 = performance.now()
-    if (strategy === 'cluster') {
-      const replaced = primary.wait((m) => m.replaced)
-      primary.proc.kill('SIGHUP')
-      await replaced
-    } else if (strategy === 'naive') {
-      current.proc.kill('SIGTERM')
-      await current.exited
-      current = spawnServer(strategy, port, control)
-      await current.wait((m) => m.ready)
-    } else {
-      const old = current
-      current = spawnServer(strategy, port, control)
-      await current.wait((m) => m.ready)
-      if (strategy === 'reuseport') old.proc.kill('SIGTERM')
-      await old.exited
-    }
+    current = await restart(strategy, current, primary, port, control)
     windows.push([t0, performance.now()])
+    if (isFdpass(strategy)) fds.push(await fdsOf(port))
   }
   await new Promise((res) => setTimeout(res, SETTLE_MS))
   const seconds = (performance.now() - started) / 1000
@@ -126,6 +177,10 @@ async function runOne(strategy, keepAlive, port) {
     strategy,
     keepAlive,
     restarts: RESTARTS,
+    // Keep-alive: dials beyond each client's first, per restart (0 when no connection was closed).
+    redialsPerRestart: keepAlive ? (load.dials - CLIENTS) / RESTARTS : null,
+    // The serving generation's fd count after each restart (fdpass): flat when nothing leaks.
+    generationFds: fds.length ? { first: fds[0], last: fds[fds.length - 1], min: Math.min(...fds), max: Math.max(...fds) } : null,
     requests: load.samples.length,
     rate: Math.round(load.samples.length / seconds),
     failed,
@@ -139,27 +194,192 @@ async function runOne(strategy, keepAlive, port) {
   }
 }
 
+/**
+ * WebSocket clients through restarts: each sends `seq sentAt` every 100 ms
+ * and checks the echo's sequence number. A client whose connection closes
+ * counts a disconnect, counts its unanswered messages as lost, and dials
+ * again.
+ */
+async function runWebSockets(strategy, port) {
+  const { WebSocket } = require('ws')
+  const control = path.join(os.tmpdir(), `fdpass-bench-restarts-${process.pid}-${port}.sock`)
+  fs.rmSync(control, { force: true })
+  let current = spawnServer(strategy, port, control, 'ws')
+  await current.wait((m) => m.ready)
+  const primary = current
+  const stats = { disconnects: 0, lost: 0, duplicated: 0, received: 0, sent: 0 }
+  const samples = [] // [sentAt, latencyMs]
+  let running = true
+  const clients = []
+  const client = () => {
+    const c = { ws: null, sent: 0, expected: 0, timer: null }
+    const dial = () => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false })
+      c.ws = ws
+      ws.on('message', (data) => {
+        const [seq, sentAt] = String(data).split(' ').map(Number)
+        const now = performance.now()
+        if (seq < c.expected) stats.duplicated++
+        else {
+          stats.lost += seq - c.expected
+          c.expected = seq + 1
+        }
+        stats.received++
+        samples.push([sentAt, now - sentAt])
+      })
+      ws.on('error', () => {})
+      ws.on('close', () => {
+        if (!running) return
+        stats.disconnects++
+        stats.lost += c.sent - c.expected // sent, never echoed
+        c.expected = c.sent
+        setTimeout(dial, 50)
+      })
+    }
+    dial()
+    c.timer = setInterval(() => {
+      if (c.ws.readyState !== WebSocket.OPEN) return
+      c.ws.send(`${c.sent++} ${performance.now()}`)
+      stats.sent++
+    }, 100)
+    clients.push(c)
+  }
+  for (let i = 0; i < WS_CLIENTS; i++) {
+    client()
+    if (i % 100 === 99) await new Promise((r) => setTimeout(r, 50))
+  }
+  await new Promise((r) => setTimeout(r, 1000))
+  const windows = []
+  const startedAt = performance.now()
+  for (let r = 0; r < WS_RESTARTS; r++) {
+    const t0 = performance.now()
+    current = await restart(strategy, current, primary, port, control, 'ws')
+    windows.push([t0, performance.now()])
+    await new Promise((res) => setTimeout(res, 500))
+  }
+  const seconds = (performance.now() - startedAt) / 1000
+  for (const c of clients) clearInterval(c.timer)
+  await new Promise((r) => setTimeout(r, 1000)) // the last echoes
+  running = false
+  for (const c of clients) {
+    stats.lost += c.sent - c.expected
+    c.ws.terminate()
+  }
+  current.proc.kill('SIGTERM')
+  primary.proc.kill('SIGTERM')
+  await Promise.all([current.exited, primary.exited])
+  fs.rmSync(control, { force: true })
+  const inWindow = (t) => windows.some(([a, b]) => t >= a && t <= b)
+  const during = samples.filter((s) => inWindow(s[0])).map((s) => s[1]).sort((a, b) => a - b)
+  const steady = samples.filter((s) => !inWindow(s[0])).map((s) => s[1]).sort((a, b) => a - b)
+  return {
+    strategy,
+    clients: WS_CLIENTS,
+    restarts: WS_RESTARTS,
+    ...stats,
+    rate: Math.round(stats.received / seconds),
+    windowP50: pct(during, 0.5),
+    windowP99: pct(during, 0.99),
+    steadyP50: pct(steady, 0.5),
+    steadyP99: pct(steady, 0.99),
+  }
+}
+
+/** Handoff duration (new generation started to old one exited) with `idle` idle keep-alive connections to move. */
+async function runMigrationCost(idle, port) {
+  const net = require('node:net')
+  const control = path.join(os.tmpdir(), `fdpass-bench-restarts-${process.pid}-${port}.sock`)
+  fs.rmSync(control, { force: true })
+  let current = spawnServer('fdpass', port, control)
+  await current.wait((m) => m.ready)
+  const sockets = []
+  let closed = 0
+  for (let i = 0; i < idle; i += 100) {
+    await Promise.all(
+      Array.from({ length: Math.min(100, idle - i) }, () =>
+        new Promise((resolve, reject) => {
+          const s = net.connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: b\r\n\r\n'))
+          s.once('data', () => resolve())
+          s.on('error', reject)
+          s.on('close', () => closed++)
+          sockets.push(s)
+        }),
+      ),
+    )
+  }
+  const durations = []
+  const migrations = []
+  for (let h = 0; h < HANDOFFS; h++) {
+    const old = current
+    const t0 = performance.now()
+    current = spawnServer('fdpass', port, control)
+    await current.wait((m) => m.ready)
+    await old.exited
+    durations.push(performance.now() - t0)
+    const m = old.lines.find((l) => l.migration)
+    if (m) migrations.push(m.migration.durationMs)
+  }
+  const fds = await fdsOf(port)
+  for (const s of sockets) s.destroy()
+  current.proc.kill('SIGTERM')
+  await current.exited
+  fs.rmSync(control, { force: true })
+  const sorted = (a) => [...a].sort((x, y) => x - y)
+  return { idle, handoffs: HANDOFFS, handoffP50: pct(sorted(durations), 0.5), migrationP50: pct(sorted(migrations), 0.5), closedByServer: closed - idle, lastGenerationFds: fds }
+}
+
+const fmt = (n) => (Number.isFinite(n) ? n.toFixed(2) : '-')
+
 async function main() {
   const results = []
+  const webSockets = []
+  const cost = []
   let port = 20000 + (process.pid % 10000)
   console.log(`restart strategies: ${RESTARTS} restarts each, ${CLIENTS} clients, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}`)
-  for (const keepAlive of [true, false]) {
-    for (const strategy of STRATEGIES) {
-      const r = await runOne(strategy, keepAlive, port++)
-      results.push(r)
+  if (ONLY.includes('http')) {
+    for (const keepAlive of [true, false]) {
+      for (const strategy of STRATEGIES) {
+        const r = await runOne(strategy, keepAlive, port++)
+        results.push(r)
+        console.log(
+          `${(keepAlive ? 'keep-alive' : 'new conn  ').padEnd(10)}  ${strategy.padEnd(12)}  ${String(r.requests).padStart(7)} req  ${String(r.rate).padStart(6)}/s  failed ${String(r.failed).padStart(5)}  refused ${String(r.refused).padStart(5)}  reset ${String(r.reset).padStart(5)}  window p50/p99 ${fmt(r.windowP50)}/${fmt(r.windowP99)} ms  steady ${fmt(r.steadyP50)}/${fmt(r.steadyP99)} ms` +
+            (keepAlive ? `  re-dials/restart ${r.redialsPerRestart.toFixed(2)}` : '') +
+            (r.generationFds ? `  generation fds ${r.generationFds.first}..${r.generationFds.last} (min ${r.generationFds.min}, max ${r.generationFds.max})` : ''),
+        )
+      }
+    }
+  }
+  if (ONLY.includes('ws')) {
+    console.log(`WebSockets: ${WS_CLIENTS} clients, a message each per 100 ms, ${WS_RESTARTS} restarts`)
+    for (const strategy of ['fdpass-drain', 'fdpass']) {
+      const r = await runWebSockets(strategy, port++)
+      webSockets.push(r)
       console.log(
-        `${(keepAlive ? 'keep-alive' : 'new conn  ').padEnd(10)}  ${strategy.padEnd(9)}  ${String(r.requests).padStart(7)} req  ${String(r.rate).padStart(6)}/s  failed ${String(r.failed).padStart(5)}  refused ${String(r.refused).padStart(5)}  reset ${String(r.reset).padStart(5)}  window p50/p99 ${r.windowP50.toFixed(2)}/${r.windowP99.toFixed(2)} ms  steady ${r.steadyP50.toFixed(2)}/${r.steadyP99.toFixed(2)} ms`,
+        `websocket   ${strategy.padEnd(12)}  ${String(r.received).padStart(7)} echoes  disconnects ${String(r.disconnects).padStart(5)}  lost ${String(r.lost).padStart(5)}  duplicated ${String(r.duplicated).padStart(3)}  window p50/p99 ${fmt(r.windowP50)}/${fmt(r.windowP99)} ms  steady ${fmt(r.steadyP50)}/${fmt(r.steadyP99)} ms`,
       )
     }
+  }
+  if (ONLY.includes('cost')) {
+    for (const idle of [0, IDLE]) {
+      const r = await runMigrationCost(idle, port++)
+      cost.push(r)
+      console.log(`handoff with ${String(idle).padStart(5)} idle keep-alive connections: p50 ${fmt(r.handoffP50)} ms over ${r.handoffs} handoffs (migration p50 ${fmt(r.migrationP50)} ms), closed by the server ${r.closedByServer}, last generation fds ${r.lastGenerationFds}`)
+    }
+    console.log(`migrating ${IDLE} idle connections adds ${fmt(cost[1].handoffP50 - cost[0].handoffP50)} ms to a handoff at p50`)
   }
   const out = path.join(__dirname, 'out')
   fs.mkdirSync(out, { recursive: true })
   const file = path.join(out, `restarts-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
-  fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), cpus: os.cpus().length, node: process.version, restarts: RESTARTS, clients: CLIENTS, results }, null, 2))
+  fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), cpus: os.cpus().length, node: process.version, restarts: RESTARTS, clients: CLIENTS, results, webSockets, migrationCost: cost }, null, 2))
   console.log(`wrote ${path.relative(process.cwd(), file)}`)
-  const fdpass = results.filter((r) => r.strategy === 'fdpass')
+  const fdpass = results.filter((r) => isFdpass(r.strategy))
   if (fdpass.some((r) => r.failed > 0)) {
     console.log('fdpass had failed requests: goal missed')
+    process.exitCode = 1
+  }
+  const migrating = [...results.filter((r) => r.strategy === 'fdpass' && r.keepAlive), ...webSockets.filter((r) => r.strategy === 'fdpass')]
+  if (migrating.some((r) => r.redialsPerRestart > 0 || r.disconnects > 0 || r.lost > 0 || r.duplicated > 0)) {
+    console.log('fdpass with connection migration: a connection was closed, or a message lost or duplicated: goal missed')
     process.exitCode = 1
   }
 }

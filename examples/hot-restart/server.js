@@ -24,6 +24,8 @@ async function main() {
     res.end(`hello from generation ${process.pid}\n`)
   })
   await generation.listen('http', server)
+  // Established keep-alive connections move to the next generation (migrateConnections, on by default).
+  generation.on('migration', (m) => console.log(JSON.stringify({ event: 'migration', pid: process.pid, ...m })))
   generation.on('handoff', (h) => {
     // One line per handoff for whoever supervises us (the demo reads it).
     if (h.role === 'successor') console.log(JSON.stringify({ event: 'handoff', pid: process.pid, ...h }))

@@ -1,12 +1,15 @@
-//! The syscall layer of fdpass: Unix domain sockets that carry open file
-//! descriptors (`SCM_RIGHTS`), with every trap of that mechanism handled in
-//! one place. It knows nothing about JavaScript; the napi binding sits on top.
+//! The core of fdpass: Unix domain sockets that carry open file descriptors
+//! (`SCM_RIGHTS`), with every trap of that mechanism handled in one place:
+//! the syscalls, and the connection engine (`engine`: send queue, batch
+//! reader, blocking calls) on top of them. It knows nothing about
+//! JavaScript; the napi binding adapts it to Node-API and an event loop.
 //!
 //! Ownership rule: a descriptor that arrives is an `OwnedFd` from the moment
 //! `recvmsg` returns, so an error on any later path closes it instead of
 //! leaking it.
 
 pub mod address;
+pub mod engine;
 pub mod error;
 pub mod fd;
 pub mod frame;

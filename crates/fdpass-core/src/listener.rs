@@ -8,7 +8,7 @@
 use crate::error::{Error, Result, SyscallContext};
 use crate::platform;
 use nix::sys::socket::{self as sock, sockopt, AddressFamily, Backlog, SockType, SockaddrStorage};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,17 +17,19 @@ pub enum InetKind {
   Udp,
 }
 
-/// Resolve `host` (an address, or a name such as `localhost`) to its first address.
-pub fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
-  let shown = format!("{host}:{port}");
-  (host, port)
-    .to_socket_addrs()
-    .map_err(|_| Error::sys_at(nix::errno::Errno::ENOENT, "getaddrinfo", shown.clone()))?
-    .next()
-    .ok_or_else(|| Error::sys_at(nix::errno::Errno::ENOENT, "getaddrinfo", shown))
+/// The socket address for `host`, which must be an IP address. A name is
+/// the caller's to resolve first (fdpass/handoff asks Node's resolver): a
+/// lookup here would block the JavaScript thread for as long as the
+/// resolver takes, and `getaddrinfo`'s own errors are not errnos.
+pub fn inet_address(host: &str, port: u16) -> Result<SocketAddr> {
+  let ip: IpAddr = host.parse().map_err(|_| Error::InvalidArgument {
+    reason: format!("'{host}' is not an IP address: resolve the host name first (dns.lookup)"),
+  })?;
+  Ok(SocketAddr::new(ip, port))
 }
 
-/// A bound (and, for TCP, listening) inet socket, non-blocking and CLOEXEC.
+/// A bound (and, for TCP, listening) inet socket, non-blocking and CLOEXEC,
+/// on `host`, an IP address (see `inet_address`).
 /// TCP sets SO_REUSEADDR as Node does; `::` accepts IPv4 too, as in Node.
 pub fn bind_inet(
   kind: InetKind,
@@ -36,7 +38,7 @@ pub fn bind_inet(
   backlog: i32,
   reuse_port: bool,
 ) -> Result<OwnedFd> {
-  let addr = resolve(host, port)?;
+  let addr = inet_address(host, port)?;
   let shown = addr.to_string();
   let family = if addr.is_ipv6() {
     AddressFamily::Inet6
@@ -109,6 +111,20 @@ mod tests {
     )
     .unwrap();
     assert_eq!(&buf[..n], b"ping");
+  }
+
+  #[test]
+  fn a_host_name_is_refused_without_a_lookup() {
+    let err = bind_inet(InetKind::Tcp, "localhost", 0, 16, false).unwrap_err();
+    assert_eq!(err.code(), "ERR_INVALID_ARG_VALUE");
+    assert!(
+      err.to_string().contains("'localhost' is not an IP address"),
+      "{err}"
+    );
+    assert_eq!(
+      inet_address("::", 80).unwrap(),
+      "[::]:80".parse::<SocketAddr>().unwrap()
+    );
   }
 
   #[test]

@@ -1,4 +1,7 @@
-//! Every difference between Linux and macOS lives here, and nowhere else.
+//! The differences between Linux and macOS in how sockets and descriptors
+//! behave. Two features that exist on Linux only keep their halves beside
+//! the code they belong to: abstract addresses (address.rs) and
+//! `pidfd_getfd` (pidfd.rs).
 //!
 //! | concern | Linux | macOS |
 //! |---|---|---|
@@ -10,6 +13,8 @@
 //! | peer credentials | `SO_PEERCRED` | `getpeereid` + `LOCAL_PEERPID` |
 //! | control buffer | sized for `SCM_MAX_FD` | larger: the kernel installs every fd before it truncates |
 //! | close, sendmsg, recvmsg | the syscalls themselves | libc's functions |
+//! | readiness (the binding's thread reactor) | `epoll_ctl` | `kevent` |
+//! | a socket file's mode from its creation | `fchmod` on the socket before `bind` | a narrowed umask around a datagram socket's `bind` |
 
 use crate::error::{Error, Result, SyscallContext};
 use crate::socket::{PeerCredentials, SocketType};
@@ -26,6 +31,13 @@ compile_error!(
 pub const OS_NAME: &str = "Linux";
 #[cfg(target_os = "macos")]
 pub const OS_NAME: &str = "macOS";
+
+/// The syscall that registers interest in a descriptor with the `polling`
+/// crate (the binding's thread reactor), named in the errors it reports.
+#[cfg(target_os = "linux")]
+pub const POLLER_SYSCALL: &str = "epoll_ctl";
+#[cfg(target_os = "macos")]
+pub const POLLER_SYSCALL: &str = "kevent";
 
 /// Flags for every `sendmsg`: a vanished peer is an EPIPE error, never a
 /// SIGPIPE; and it never waits, whether or not the file is O_NONBLOCK (a
@@ -177,6 +189,52 @@ pub fn new_socketpair(ty: SocketType) -> Result<(OwnedFd, OwnedFd)> {
     prepare_fd(a.as_fd())?;
     prepare_fd(b.as_fd())?;
     Ok((a, b))
+  }
+}
+
+/// Bind `fd` to the path in `addr`, creating the socket file with no more
+/// permission than `mode` from the moment it exists. The caller chmods it to
+/// exactly `mode` afterwards (the umask may have taken bits away).
+///
+/// A datagram socket receives from anyone who may write its file as soon as
+/// `bind` returns, so a chmod after `bind` alone would leave a window in
+/// which the umask decides who can send to it. Linux creates the file with
+/// the socket's own inode mode minus the umask, and that mode is what
+/// `fchmod` on the socket sets. macOS creates it with 0777 minus the umask,
+/// whatever the socket's own mode, so the umask is narrowed
+/// around the `bind`: it is the process's, so a file another thread creates
+/// at that instant gets no more than `mode` either. Stream and seqpacket
+/// sockets need none of this there (nobody can connect before `listen`).
+pub fn bind_with_mode(
+  fd: BorrowedFd<'_>,
+  addr: &sock::UnixAddr,
+  ty: SocketType,
+  mode: Option<u32>,
+) -> nix::Result<()> {
+  use nix::sys::stat::Mode;
+  let Some(mode) = mode else {
+    return sock::bind(fd.as_raw_fd(), addr);
+  };
+  let mode = Mode::from_bits_truncate((mode & 0o777) as _);
+  #[cfg(target_os = "linux")]
+  {
+    let _ = ty;
+    nix::sys::stat::fchmod(fd, mode)?;
+    sock::bind(fd.as_raw_fd(), addr)
+  }
+  #[cfg(target_os = "macos")]
+  {
+    if ty != SocketType::Datagram {
+      return sock::bind(fd.as_raw_fd(), addr);
+    }
+    // One narrowed bind at a time, so that none restores another's umask.
+    static UMASK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = UMASK.lock().unwrap_or_else(|e| e.into_inner());
+    let old = nix::sys::stat::umask(Mode::from_bits_truncate(0o777));
+    nix::sys::stat::umask(old | (Mode::from_bits_truncate(0o777) - mode));
+    let bound = sock::bind(fd.as_raw_fd(), addr);
+    nix::sys::stat::umask(old);
+    bound
   }
 }
 

@@ -15,7 +15,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 /// An aligned buffer for ancillary data, sized for the most descriptors a
-/// message can carry on this platform. One per socket, reused for every call.
+/// message can carry on this platform. The engine keeps one per thread
+/// (engine/reader.rs) and reuses it for every read.
 pub struct ControlBuffer {
   // u64 storage keeps the cmsghdr alignment that CMSG_FIRSTHDR expects.
   storage: Vec<u64>,

@@ -123,17 +123,18 @@ pub fn bind(ty: SocketType, address: &SocketAddress, options: &BindOptions) -> R
     check_directory(path)?;
   }
   let fd = platform::new_socket(ty)?;
-  match sock::bind(fd.as_raw_fd(), &addr) {
+  // The file is created no wider than the mode (a datagram socket can be
+  // sent to from the moment it is bound); the chmod below makes it exact.
+  let mode = options.mode.filter(|_| address.path().is_some());
+  match platform::bind_with_mode(fd.as_fd(), &addr, ty, mode) {
     Ok(()) => {}
     Err(Errno::EADDRINUSE) if options.replace_stale && address.path().is_some() => {
       let path = address.path().expect("checked above");
       remove_if_stale(ty, path, &addr)?;
-      sock::bind(fd.as_raw_fd(), &addr).syscall_at("bind", address)?;
+      platform::bind_with_mode(fd.as_fd(), &addr, ty, mode).syscall_at("bind", address)?;
     }
     Err(e) => return Err(Error::sys_at(e, "bind", address.to_string())),
   }
-  // Between bind and listen nobody can connect, so narrowing the mode here
-  // leaves no window in which another user reaches the socket.
   if let (Some(mode), Some(path)) = (options.mode, address.path()) {
     nix::sys::stat::fchmodat(
       nix::fcntl::AT_FDCWD,
@@ -243,14 +244,21 @@ pub fn socketpair(ty: SocketType) -> Result<(OwnedFd, OwnedFd)> {
   platform::new_socketpair(ty)
 }
 
+/// The socket's own address: `Unnamed` when it was never bound.
 pub fn local_address(fd: BorrowedFd<'_>) -> Result<SocketAddress> {
   let a: UnixAddr = sock::getsockname(fd.as_raw_fd()).syscall("getsockname")?;
   Ok(SocketAddress::from_unix_addr(&a))
 }
 
+/// The peer's address: `Unnamed` when the peer never bound one, and when
+/// there is no peer (ENOTCONN: a datagram socket that is not connected).
+/// Any other failure is an error: the descriptor is not the socket it was.
 pub fn peer_address(fd: BorrowedFd<'_>) -> Result<SocketAddress> {
-  let a: UnixAddr = sock::getpeername(fd.as_raw_fd()).syscall("getpeername")?;
-  Ok(SocketAddress::from_unix_addr(&a))
+  match sock::getpeername::<UnixAddr>(fd.as_raw_fd()) {
+    Ok(a) => Ok(SocketAddress::from_unix_addr(&a)),
+    Err(Errno::ENOTCONN) => Ok(SocketAddress::Unnamed),
+    Err(e) => Err(Error::sys(e, "getpeername")),
+  }
 }
 
 /// What an adopted descriptor turned out to be.
@@ -418,6 +426,28 @@ mod tests {
     std::fs::remove_file(dir.join("s.sock")).unwrap();
     assert!(listen(SocketType::Stream, &addr, 8, &opts).is_ok());
     std::fs::remove_dir_all(&dir).unwrap();
+  }
+
+  #[test]
+  fn an_unconnected_datagram_socket_has_no_peer_address() {
+    let fd = platform::new_socket(SocketType::Datagram).unwrap();
+    assert_eq!(peer_address(fd.as_fd()).unwrap(), SocketAddress::Unnamed);
+    assert_eq!(local_address(fd.as_fd()).unwrap(), SocketAddress::Unnamed);
+  }
+
+  #[test]
+  fn addresses_of_a_descriptor_that_is_no_socket_are_errors() {
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let err = local_address(file.as_fd()).unwrap_err();
+    assert_eq!(
+      (err.code(), err.to_string().starts_with("getsockname ")),
+      ("ENOTSOCK".into(), true)
+    );
+    let err = peer_address(file.as_fd()).unwrap_err();
+    assert_eq!(
+      (err.code(), err.to_string().starts_with("getpeername ")),
+      ("ENOTSOCK".into(), true)
+    );
   }
 
   #[test]

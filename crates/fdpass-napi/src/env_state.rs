@@ -316,8 +316,9 @@ impl EnvState {
     for r in live.into_iter().filter_map(|w| w.upgrade()) {
       r.close_for_teardown();
     }
-    if let Reactor::Thread(t) = &self.reactor {
-      t.shutdown();
+    match &self.reactor {
+      Reactor::Thread(t) => t.shutdown(),
+      Reactor::Uv(u) => u.shutdown(),
     }
     drop(self.delivery.borrow_mut().take());
     drop(self.send_scratch.borrow_mut().take());

@@ -1,14 +1,30 @@
-//! Node-API binding of fdpass: thin `#[napi]` shims over `fdpass-core`,
-//! plus the event-loop integration (see `reactor`). The public API is the
-//! TypeScript layer in `ts/`; these exports are its private interface.
+//! Node-API binding of fdpass. The connection engine is `fdpass-core`'s
+//! (`fdpass_core::engine`); this crate adapts it to Node-API and to an
+//! event loop. The public API is the TypeScript layer in `ts/`; these
+//! exports are its private interface. One job per file:
+//!
+//! - `lib.rs`: the constructors (`connect`, `listen`, `socketpair`,
+//!   `adopt`, ...) and per-environment set-up calls.
+//! - `socket.rs`: a connection tied to its environment and readiness watch.
+//! - `deliver.rs`: a connection's outcomes as calls into JavaScript.
+//! - `native_socket.rs`: the `NativeSocket` class.
+//! - `hot.rs`: the per-message calls, as plain Node-API callbacks.
+//! - `server.rs`: the `NativeServer` class (listening sockets).
+//! - `listeners.rs`: TCP/UDP descriptors for a runtime's own servers.
+//! - `fd_io.rs`: descriptor reads and writes on the thread pool.
+//! - `env_state.rs`: per-environment state, lent buffers and teardown.
+//! - `js.rs`: raw Node-API helpers.
+//! - `reactor/`: the two readiness mechanisms (`uv.rs`, `thread.rs`).
 
 #![allow(clippy::new_without_default)]
 
+mod deliver;
 mod env_state;
 pub mod fd_io;
 mod hot;
 mod js;
 pub mod listeners;
+mod native_socket;
 mod reactor;
 mod server;
 mod socket;
@@ -17,8 +33,9 @@ use fdpass_core::socket::{BindOptions, SocketType};
 use js::OrThrow;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use native_socket::{state, NativeAddress, NativeSocket};
 use server::NativeServer;
-use socket::{state, NativeAddress, NativeSocket, SocketCell};
+use socket::SocketCell;
 use std::os::fd::{AsFd, OwnedFd};
 
 fn socket_type(env: &Env, s: &str) -> Result<SocketType> {

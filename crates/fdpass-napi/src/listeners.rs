@@ -9,8 +9,10 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use std::os::fd::{BorrowedFd, IntoRawFd};
 
-/// A listening TCP socket (`'tcp'`) or a bound UDP socket (`'udp'`),
-/// non-blocking and close-on-exec. The caller owns the returned descriptor.
+/// A listening TCP socket (`'tcp'`) or a bound UDP socket (`'udp'`) on
+/// `host`, an IP address (names are resolved by the caller, with Node's
+/// `dns.lookup`, off the JavaScript thread), non-blocking and close-on-exec.
+/// The caller owns the returned descriptor.
 #[napi]
 pub fn bind_inet_socket(
   env: Env,

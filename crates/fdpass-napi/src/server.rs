@@ -4,8 +4,9 @@
 
 use crate::env_state::{EnvState, Resource};
 use crate::js::{self, JsRef, OrThrow};
+use crate::native_socket::NativeSocket;
 use crate::reactor::{Ready, Watch};
-use crate::socket::{NativeSocket, SocketCell};
+use crate::socket::SocketCell;
 use fdpass_core::{SocketAddress, SocketType};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -15,6 +16,8 @@ use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 
 pub const EV_ACCEPTABLE: i64 = 6;
+/// The reactor cannot watch the listening socket; the error follows.
+pub const EV_ERROR: i64 = crate::deliver::EV_ERROR;
 
 /// The socket file we created, recognised by device and inode.
 struct BoundPath {
@@ -80,6 +83,27 @@ impl Ready for ServerCell {
       })
     };
     self.0.borrow_mut().update_watch();
+  }
+
+  fn on_watch_failed(&self, error: fdpass_core::Error) {
+    let (func_state, env) = {
+      let c = self.0.borrow();
+      if c.fd.is_none() || c.state.is_torn_down() {
+        return;
+      }
+      (c.state.clone(), c.state.env)
+    };
+    // SAFETY: the reactor reports failures from the event loop, on the
+    // env's JS thread; the values are made inside the scope opened here.
+    unsafe {
+      js::with_scope(env, || {
+        let func = self.0.borrow().callback.as_ref().map(|r| r.get());
+        if let Some(func) = func {
+          let args = [js::int(env, EV_ERROR), js::error_value(env, &error)];
+          func_state.call(None, func, &args);
+        }
+      })
+    };
   }
 }
 
@@ -160,8 +184,9 @@ impl NativeServer {
     self.cell.0.borrow().ty.as_str()
   }
 
-  /// Register the callback, called with EV_ACCEPTABLE when connections wait.
-  #[napi(ts_args_type = "callback: (event: number) => void")]
+  /// Register the callback, called with EV_ACCEPTABLE when connections
+  /// wait, and with EV_ERROR and the error when they can no longer be watched.
+  #[napi(ts_args_type = "callback: (event: number, error?: Error) => void")]
   pub fn start(&self, env: Env, callback: Unknown<'_>) -> Result<()> {
     // SAFETY: callback is a live handle of this call.
     let r = unsafe { JsRef::new(env.raw(), callback.raw())? };
@@ -211,7 +236,7 @@ impl NativeServer {
   pub fn local_address(&self, env: Env) -> Result<Unknown<'_>> {
     let c = self.cell.0.borrow();
     let addr = match c.fd.as_ref() {
-      Some(fd) => fdpass_core::socket::local_address(fd.as_fd()).unwrap_or(SocketAddress::Unnamed),
+      Some(fd) => fdpass_core::socket::local_address(fd.as_fd()).or_throw(env.raw())?,
       None => SocketAddress::Unnamed,
     };
     // SAFETY: value creation inside this napi call.

@@ -43,6 +43,12 @@ impl ReactorKind {
 /// Something that wants to hear that its descriptor is ready.
 pub trait Ready {
   fn on_ready(&self, readable: bool, writable: bool);
+
+  /// The reactor could not watch the descriptor for the interest last set
+  /// (libuv refused `uv_poll_start`, epoll or kqueue refused the change):
+  /// no readiness will come for it. Called from the event loop, never from
+  /// inside `Watch::set`, so the target may close itself here.
+  fn on_watch_failed(&self, error: fdpass_core::Error);
 }
 
 pub enum Reactor {
@@ -81,6 +87,8 @@ impl Watch {
   }
 
   /// Set the interest. An active, referenced watch keeps the loop alive.
+  /// When the reactor refuses it, the target hears `on_watch_failed` from
+  /// the event loop.
   pub fn set(&mut self, readable: bool, writable: bool, refed: bool) {
     match &mut self.imp {
       WatchImpl::Uv(w) => w.set(readable, writable, refed),

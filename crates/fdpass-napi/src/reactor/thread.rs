@@ -27,6 +27,8 @@ struct Shared {
 struct Registration {
   ready: Weak<dyn Ready>,
   armed: Rc<Cell<bool>>,
+  /// The poller refused a change of interest; reported by the next dispatch.
+  failure: Option<fdpass_core::Error>,
 }
 
 /// JS-thread side of the reactor.
@@ -106,14 +108,14 @@ impl ThreadReactor {
     let key = self.next_key.get();
     self.next_key.set(key + 1);
     // SAFETY: the socket unregisters (ThreadWatch::close) before closing fd.
-    unsafe { self.shared.poller.add(fd, Event::none(key)) }
-      .map_err(|e| fdpass_core::Error::sys(io_errno(&e), "epoll_ctl"))?;
+    unsafe { self.shared.poller.add(fd, Event::none(key)) }.map_err(|e| poller_error(&e))?;
     let armed = Rc::new(Cell::new(false));
     self.registrations.borrow_mut().insert(
       key,
       Registration {
         ready,
         armed: armed.clone(),
+        failure: None,
       },
     );
     Ok(ThreadWatch {
@@ -151,21 +153,29 @@ impl ThreadReactor {
     let ready = std::mem::take(&mut *self.shared.ready.lock().unwrap_or_else(|e| e.into_inner()));
     for (key, readable, writable) in ready {
       let target = {
-        let regs = self.registrations.borrow();
-        regs.get(&key).map(|r| {
+        let mut regs = self.registrations.borrow_mut();
+        regs.get_mut(&key).map(|r| {
           r.armed.set(false);
-          r.ready.clone()
+          (r.ready.clone(), r.failure.take())
         })
       };
-      if let Some(t) = target.and_then(|w| w.upgrade()) {
-        t.on_ready(readable, writable);
+      let Some((target, failure)) = target else {
+        continue;
+      };
+      let Some(t) = target.upgrade() else {
+        continue;
+      };
+      match failure {
+        Some(e) => t.on_watch_failed(e),
+        None => t.on_ready(readable, writable),
       }
     }
   }
 }
 
-fn io_errno(e: &std::io::Error) -> nix::errno::Errno {
-  nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+fn poller_error(e: &std::io::Error) -> fdpass_core::Error {
+  let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+  fdpass_core::Error::sys(errno, fdpass_core::platform::POLLER_SYSCALL)
 }
 
 unsafe extern "C" fn call_js(
@@ -235,12 +245,49 @@ impl ThreadWatch {
       // SAFETY: fd stays open until close() below has unregistered it.
       let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
       let ev = Event::new(self.key, readable, writable);
-      if self.shared.poller.modify(fd, ev).is_ok() {
-        self.interest = (readable, writable);
-        self.armed.set(want);
+      match self.shared.poller.modify(fd, ev) {
+        Ok(()) => {
+          self.interest = (readable, writable);
+          self.armed.set(want);
+        }
+        // The descriptor was closed or replaced behind the socket's back:
+        // without a registration nothing would ever wake it.
+        Err(e) => self.report(poller_error(&e)),
       }
     }
     self.count(want && refed);
+  }
+
+  /// Have the next dispatch tell the target that its watch failed (once,
+  /// however often the interest changes before then).
+  fn report(&self, error: fdpass_core::Error) {
+    {
+      let mut regs = self.registrations.borrow_mut();
+      let Some(r) = regs.get_mut(&self.key) else {
+        return;
+      };
+      if r.failure.is_some() {
+        return;
+      }
+      r.failure = Some(error);
+    }
+    let mut queue = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner());
+    let was_empty = queue.is_empty();
+    queue.push((self.key, false, false));
+    drop(queue);
+    // Whoever makes the queue non-empty wakes the JS thread (poll_loop
+    // does the same).
+    if was_empty {
+      // SAFETY: the tsfn lives until the reactor's shutdown, which comes
+      // after every watch has closed; any thread may call it.
+      unsafe {
+        sys::napi_call_threadsafe_function(
+          self.tsfn,
+          std::ptr::null_mut(),
+          sys::ThreadsafeFunctionCallMode::nonblocking,
+        )
+      };
+    }
   }
 
   fn count(&mut self, counted: bool) {

@@ -15,8 +15,11 @@ use std::sync::OnceLock;
 
 type PollCb = unsafe extern "C" fn(*mut c_void, c_int, c_int);
 type CloseCb = unsafe extern "C" fn(*mut c_void);
+type IdleCb = unsafe extern "C" fn(*mut c_void);
 
-const UV_POLL: c_int = 8; // uv_handle_type
+// uv_handle_type
+const UV_IDLE: c_int = 6;
+const UV_POLL: c_int = 8;
 const UV_READABLE: c_int = 1;
 const UV_WRITABLE: c_int = 2;
 
@@ -26,6 +29,8 @@ type HandleIntFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 type CloseFn = unsafe extern "C" fn(*mut c_void, Option<CloseCb>);
 type HandleFn = unsafe extern "C" fn(*mut c_void);
 type HandleSizeFn = unsafe extern "C" fn(c_int) -> usize;
+type LoopHandleFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int;
+type IdleStartFn = unsafe extern "C" fn(*mut c_void, IdleCb) -> c_int;
 
 struct UvApi {
   poll_init: PollInitFn,
@@ -35,6 +40,9 @@ struct UvApi {
   ref_: HandleFn,
   unref: HandleFn,
   handle_size: HandleSizeFn,
+  idle_init: LoopHandleFn,
+  idle_start: IdleStartFn,
+  idle_stop: HandleIntFn,
 }
 
 fn sym(name: &CStr) -> Option<*mut c_void> {
@@ -58,6 +66,9 @@ fn api() -> Option<&'static UvApi> {
           ref_: std::mem::transmute::<*mut c_void, HandleFn>(sym(c"uv_ref")?),
           unref: std::mem::transmute::<*mut c_void, HandleFn>(sym(c"uv_unref")?),
           handle_size: std::mem::transmute::<*mut c_void, HandleSizeFn>(sym(c"uv_handle_size")?),
+          idle_init: std::mem::transmute::<*mut c_void, LoopHandleFn>(sym(c"uv_idle_init")?),
+          idle_start: std::mem::transmute::<*mut c_void, IdleStartFn>(sym(c"uv_idle_start")?),
+          idle_stop: std::mem::transmute::<*mut c_void, HandleIntFn>(sym(c"uv_idle_stop")?),
         })
       }
     })
@@ -74,11 +85,20 @@ pub struct UvReactor {
   closing: Rc<Closing>,
 }
 
-/// Handles whose close callback has not run yet, and what to do when none is left.
-#[derive(Default)]
+/// What every watch of one loop shares: handles whose close callback has
+/// not run yet, what to do when none is left, and failed watches waiting
+/// to be reported.
 struct Closing {
+  uv_loop: *mut c_void,
   count: Cell<usize>,
   then: RefCell<Option<Box<dyn FnOnce()>>>,
+  /// Targets whose `uv_poll_start` failed, told so from `idle`'s callback:
+  /// `UvWatch::set` runs inside the socket's own calls, where it cannot
+  /// be told at once.
+  failed: RefCell<Vec<(Weak<dyn Ready>, fdpass_core::Error)>>,
+  /// A `uv_idle_t`, made at the first failure; its `data` is an
+  /// `Rc<Closing>` (from `Rc::into_raw`), released when it closes.
+  idle: Cell<*mut c_void>,
 }
 
 impl Closing {
@@ -93,6 +113,78 @@ impl Closing {
       }
     }
   }
+
+  /// Tell `ready` from the event loop, in the next iteration, that its
+  /// watch failed.
+  fn report(self: &Rc<Self>, ready: &Weak<dyn Ready>, error: fdpass_core::Error) {
+    {
+      let mut failed = self.failed.borrow_mut();
+      // Once per target: it may set its interest again before it hears.
+      if failed.iter().any(|(w, _)| w.ptr_eq(ready)) {
+        return;
+      }
+      failed.push((ready.clone(), error));
+    }
+    let api = api().expect("a watch exists only with libuv");
+    let mut idle = self.idle.get();
+    if idle.is_null() {
+      // SAFETY: handle_size is a pure query; calloc gives zeroed memory of that size.
+      idle = unsafe { libc::calloc(1, (api.handle_size)(UV_IDLE)) };
+      // SAFETY: a fresh uv_idle_t-sized block, initialised on this loop's thread.
+      if idle.is_null() || unsafe { (api.idle_init)(self.uv_loop, idle) } != 0 {
+        // SAFETY: libuv holds no reference to a block it did not initialise.
+        unsafe { libc::free(idle) };
+        // No way to defer: the failures wait for the next successful report.
+        return;
+      }
+      // SAFETY: `data` is the first field of every uv handle; the Rc it
+      // holds is released by on_idle_close.
+      unsafe { *(idle as *mut *const Closing) = Rc::into_raw(self.clone()) };
+      self.idle.set(idle);
+    }
+    // SAFETY: an initialised idle handle that is not closing (shutdown
+    // clears `idle` before it closes it). An active idle handle keeps the
+    // loop running and polling without blocking until on_idle stops it.
+    unsafe { (api.idle_start)(idle, on_idle) };
+  }
+
+  /// Close the idle handle, if there is one (the loop's environment is
+  /// going away); counted among the pending closes.
+  fn shutdown(&self) {
+    self.failed.borrow_mut().clear();
+    let idle = self.idle.replace(std::ptr::null_mut());
+    if idle.is_null() {
+      return;
+    }
+    let api = api().expect("a watch exists only with libuv");
+    self.started();
+    // SAFETY: an initialised idle handle, closed once; on_idle_close frees it.
+    unsafe { (api.close)(idle, Some(on_idle_close)) };
+  }
+}
+
+unsafe extern "C" fn on_idle(idle: *mut c_void) {
+  let api = api().expect("a watch exists only with libuv");
+  // SAFETY: data holds the Rc<Closing> that report stored; it lives until
+  // on_idle_close, which cannot have run while the handle is active.
+  let shared = unsafe { &*(*(idle as *mut *const Closing)) };
+  // SAFETY: the handle is initialised and active.
+  unsafe { (api.idle_stop)(idle) };
+  let failed = std::mem::take(&mut *shared.failed.borrow_mut());
+  for (ready, error) in failed {
+    if let Some(ready) = ready.upgrade() {
+      ready.on_watch_failed(error);
+    }
+  }
+}
+
+unsafe extern "C" fn on_idle_close(idle: *mut c_void) {
+  // SAFETY: libuv is done with the handle; data is the Rc from report.
+  unsafe {
+    let shared = Rc::from_raw(*(idle as *mut *const Closing));
+    libc::free(idle);
+    shared.finished();
+  }
 }
 
 /// What a handle's `data` field points to.
@@ -106,8 +198,20 @@ impl UvReactor {
     api()?;
     Some(UvReactor {
       uv_loop,
-      closing: Rc::new(Closing::default()),
+      closing: Rc::new(Closing {
+        uv_loop,
+        count: Cell::new(0),
+        then: RefCell::new(None),
+        failed: RefCell::new(Vec::new()),
+        idle: Cell::new(std::ptr::null_mut()),
+      }),
     })
+  }
+
+  /// Release what the reactor itself holds on the loop (at env teardown,
+  /// after every watch has closed).
+  pub fn shutdown(&self) {
+    self.closing.shutdown();
   }
 
   pub fn pending_closes(&self) -> usize {
@@ -192,14 +296,28 @@ impl UvWatch {
     let events = if readable { UV_READABLE } else { 0 } | if writable { UV_WRITABLE } else { 0 };
     if events != self.events {
       // SAFETY: the handle is initialised and not closed.
-      unsafe {
+      let status = unsafe {
         if events == 0 {
-          (api.poll_stop)(self.handle);
+          (api.poll_stop)(self.handle)
         } else {
-          (api.poll_start)(self.handle, events, on_poll);
+          (api.poll_start)(self.handle, events, on_poll)
         }
+      };
+      if status == 0 {
+        self.events = events;
+      } else {
+        // UV_EEXIST: another handle of this loop watches the same number
+        // (the descriptor was closed and reused behind the socket's back).
+        // SAFETY: data was set in `watch` and stays valid until on_close.
+        let target = unsafe { &**(self.handle as *mut *mut Target) };
+        let syscall = if events == 0 {
+          "uv_poll_stop"
+        } else {
+          "uv_poll_start"
+        };
+        let error = fdpass_core::Error::sys(nix::errno::Errno::from_raw(-status), syscall);
+        target.closing.report(&target.ready, error);
       }
-      self.events = events;
     }
     if refed != self.refed {
       // SAFETY: as above.

@@ -1,0 +1,107 @@
+// A socket whose descriptor was closed or taken over behind its back says
+// so: 'error' when the reactor can no longer watch it (instead of waiting
+// forever for readiness that cannot come), a thrown system error when its
+// address is asked. Each case runs in a child process: it breaks the rule
+// that one owner holds a descriptor number, which must not leak into the
+// test runner.
+import { spawnSync } from 'node:child_process'
+import { describe, expect, test } from 'vitest'
+import { root } from './helpers'
+
+/** Run `body` in a child with fdpass as `f`; it prints one JSON line and exits. */
+function runChild(reactor: 'uv' | 'thread' | undefined, body: string): Record<string, unknown> {
+  const script = `
+    const f = require(${JSON.stringify(root)}); const fs = require('fs'); const net = require('net')
+    const report = (r) => { process.stdout.write(JSON.stringify(r) + '\\n'); process.exit(0) }
+    // Without the fix the socket waits silently: say so instead of hanging.
+    setTimeout(() => report({ stalled: true }), 20_000).unref()
+    ${body}`
+  const r = spawnSync(process.execPath, ['-e', script], {
+    encoding: 'utf8',
+    timeout: 60_000,
+    env: { ...process.env, FDPASS_REACTOR: reactor ?? process.env.FDPASS_REACTOR },
+  })
+  const line = r.stdout.trim().split('\n').pop()
+  expect(line, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toBeTruthy()
+  return JSON.parse(line!)
+}
+
+// A 'message' listener makes the socket watch for readability: that is
+// where it fails, and reports it, then closes with hadError.
+const failOnRead = `
+    a.on('message', (m) => report({ message: m.data.toString() }))
+    a.on('error', (e) => a.once('close', (hadError) => report({ code: e.code, errno: e.errno, syscall: e.syscall, name: e.name, hadError })))`
+
+// Each case chooses its reactor in the child: run it in that reactor's project only.
+const project = process.env.FDPASS_REACTOR
+
+describe('a socket the reactor cannot watch emits error', () => {
+  test.skipIf(process.platform !== 'linux' || project !== 'uv')('uv: another libuv handle watches the same number (uv_poll_start says EEXIST)', () => {
+    const result = runChild(
+      'uv',
+      `
+      const [a, b] = f.socketpair()
+      // Paused, a stops its uv_poll handle; then a net.Socket on the same
+      // number starts reading. libuv keeps one watcher per descriptor
+      // number, so fdpass's uv_poll_start is refused when a reads again.
+      a.pause()
+      const other = new net.Socket({ fd: a.fd, readable: true, writable: false })
+      other.on('error', () => {})
+      a.resume()
+      ${failOnRead}`,
+    )
+    expect(result).toEqual({ code: 'EEXIST', errno: -17, syscall: 'uv_poll_start', name: 'FdpassError', hadError: true })
+  }, 70_000)
+
+  test.skipIf(project !== 'thread')('thread: the descriptor was closed behind the socket (the poller refuses the change)', () => {
+    const result = runChild(
+      'thread',
+      `
+      const [a, b] = f.socketpair()
+      // Paused, then closed: reading again asks the poller for interest in
+      // a descriptor it no longer has.
+      a.pause()
+      fs.closeSync(a.fd)
+      a.resume()
+      ${failOnRead}`,
+    )
+    const syscall = process.platform === 'linux' ? 'epoll_ctl' : 'kevent'
+    expect(result).toMatchObject({ syscall, name: 'FdpassError', hadError: true })
+    // epoll says ENOENT once the number is free of its registration, EBADF for a number not open.
+    expect(['EBADF', 'ENOENT']).toContain(result.code)
+    expect(typeof result.errno).toBe('number')
+  }, 70_000)
+})
+
+describe('addresses', () => {
+  test('of a socket whose descriptor was closed behind it: the system error is thrown, not null', () => {
+    const result = runChild(
+      undefined,
+      `
+      const [a, b] = f.socketpair()
+      a.pause()
+      fs.closeSync(a.fd)
+      const errors = []
+      for (const ask of [() => a.localAddress, () => a.remoteAddress]) {
+        try { errors.push({ value: ask() }) } catch (e) { errors.push({ code: e.code, syscall: e.syscall, name: e.name }) }
+      }
+      report(errors)`,
+    )
+    expect(result).toEqual([
+      { code: 'EBADF', syscall: 'getsockname', name: 'FdpassError' },
+      { code: 'EBADF', syscall: 'getpeername', name: 'FdpassError' },
+    ])
+  })
+
+  test('null is kept for what has no address: an unbound end, a datagram socket without a peer, a closed socket', async () => {
+    const { bind, socketpair } = await import('..')
+    const [a, b] = socketpair()
+    expect([a.localAddress, a.remoteAddress]).toEqual([null, null])
+    const d = await bind(null)
+    expect(d.remoteAddress).toBeNull() // ENOTCONN: no peer
+    a.close()
+    b.close()
+    d.close()
+    expect([a.localAddress, a.remoteAddress, d.remoteAddress]).toEqual([null, null, null])
+  })
+})
