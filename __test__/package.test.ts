@@ -37,6 +37,19 @@ describe('workflows', () => {
     expect(r.status, r.stdout + r.stderr).toBe(0)
   }, 250_000)
 
+  test('the publish job publishes through scripts/publish.sh, the script the release rehearsal runs', () => {
+    const workflow = fs.readFileSync(path.join(root, '.github/workflows/CI.yml'), 'utf8')
+    const publishJob = workflow.slice(workflow.indexOf('\n  publish:\n'))
+    expect(publishJob).toContain('run: bash scripts/publish.sh --provenance')
+    // Nothing else publishes: a bare `npm publish` would ship a root package without optionalDependencies.
+    expect(publishJob).not.toMatch(/npm publish/)
+    expect(workflow).toContain('run: bash scripts/release-rehearsal.sh')
+    const publish = fs.readFileSync(path.join(root, 'scripts/publish.sh'), 'utf8')
+    expect(publish).toMatch(/^npx napi pre-publish -t npm --skip-optional-publish --no-gh-release$/m)
+    const rehearsal = fs.readFileSync(path.join(root, 'scripts/release-rehearsal.sh'), 'utf8')
+    expect(rehearsal).toContain('publish_script="${FDPASS_PUBLISH_SCRIPT:-$stage/scripts/publish.sh}"')
+  })
+
   test('and actionlint does fail a broken workflow', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fdpass-wf-'))
     const file = path.join(dir, 'broken.yml')
@@ -172,7 +185,7 @@ describe('error codes agree between the Rust core and the TypeScript types', () 
     const names = quoted(between(rust, 'ERRNO_NAMES', '];'), /"(E[A-Z0-9]+)"/g)
     expect(names.size).toBeGreaterThan(50)
     names.add(quoted(rust, /UNKNOWN_ERRNO_NAME: &str = "([A-Z]+)"/g).values().next().value as string)
-    const union = quoted(between(ts, 'export type SystemErrorCode =', '\n\n'), /'([A-Z0-9]+)'/g)
+    const union = quoted(between(ts, 'export type SystemErrorCode =', '\n\n'), /'([A-Z0-9_]+)'/g)
     expect([...union].sort()).toEqual([...names].sort())
   })
 
@@ -182,4 +195,43 @@ describe('error codes agree between the Rust core and the TypeScript types', () 
     const fields = quoted(between(ts, 'export interface FdpassErrorFields {', '\n}\n'), /^ {2}([A-Z_]+):/gm)
     for (const code of codes) expect(fields, code).toContain(code)
   })
+})
+
+describe('the contract between the addon and the TypeScript layer is defined once, in Rust', () => {
+  const sources = fs
+    .readdirSync(path.join(root, 'ts'))
+    .filter((f) => f.endsWith('.ts'))
+    .map((f) => [f, fs.readFileSync(path.join(root, 'ts', f), 'utf8')] as const)
+
+  test('ts/ defines no event code, flag or descriptor-kind list of its own', () => {
+    for (const [file, text] of sources) {
+      expect(text, file).not.toMatch(/\b(EV|FLAG)_[A-Z_]+\s*=\s*\d/)
+      expect(text, file).not.toMatch(/\[\s*'file',\s*'directory'/)
+    }
+  })
+
+  test('binding.d.ts declares what the TypeScript layer reads, and the addon gives the values ts/ expects', async () => {
+    const dts = fs.readFileSync(path.join(root, 'binding.d.ts'), 'utf8')
+    for (const name of ['EV_MESSAGES', 'EV_SENT', 'EV_SEND_FAILED', 'EV_END', 'EV_ERROR', 'EV_ACCEPTABLE', 'FLAG_DATA_TRUNCATED', 'FLAG_FDS_TRUNCATED', 'MAX_FDS_PER_MESSAGE']) {
+      expect(dts).toMatch(new RegExp(`export declare const ${name}: number`))
+    }
+    expect(dts).toMatch(/export declare function fdKinds\(\): Array<string>/)
+    expect(dts).toMatch(/export declare function socketpair\([^)]*\): \[NativeSocket, NativeSocket\]/)
+    expect(dts).not.toMatch(/crate::/)
+    const { binding } = await import('../dist/native')
+    expect(binding.fdKinds()).toEqual(['file', 'directory', 'pipe', 'socket', 'character-device', 'block-device', 'symlink', 'unknown'])
+    expect(binding.MAX_FDS_PER_MESSAGE).toBe(253)
+    expect(new Set([binding.EV_MESSAGES, binding.EV_SENT, binding.EV_SEND_FAILED, binding.EV_END, binding.EV_ERROR, binding.EV_ACCEPTABLE]).size).toBe(6)
+  })
+})
+
+test('the fast calls hot.rs defines are the ones its declarations (hot.d.ts, heading binding.d.ts) describe', () => {
+  const rust = fs.readFileSync(path.join(root, 'crates/fdpass-napi/src/hot.rs'), 'utf8')
+  const header = fs.readFileSync(path.join(root, 'crates/fdpass-napi/hot.d.ts'), 'utf8')
+  const defined = [...rust.slice(rust.indexOf('pub fn exports()')).matchAll(/\(c"(\w+)", Some\(/g)].map((m) => m[1]).sort()
+  const declared = [...header.matchAll(/^export declare function (\w+)\(/gm)].map((m) => m[1]).sort()
+  expect(defined.length).toBeGreaterThan(5)
+  expect(declared).toEqual(defined)
+  expect(fs.readFileSync(path.join(root, 'binding.d.ts'), 'utf8').startsWith(header)).toBe(true)
+  expect(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).napi.dtsHeaderFile).toBe('crates/fdpass-napi/hot.d.ts')
 })

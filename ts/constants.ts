@@ -1,10 +1,10 @@
 // Facts about this build, platform and runtime.
-import { platform, reactor, runtimeName } from './native'
+import { binding, platform, reactor, runtimeName } from './native'
 
 // The same on every platform (crates/fdpass-core MAX_FDS_PER_MESSAGE), so
 // typed as the literal.
 /** The most descriptors one message may carry (SCM_MAX_FD on Linux). */
-export const MAX_FDS_PER_MESSAGE = platform.maxFdsPerMessage as 253
+export const MAX_FDS_PER_MESSAGE = binding.MAX_FDS_PER_MESSAGE as 253
 
 /** Facts about this build and runtime. */
 export const runtime = {

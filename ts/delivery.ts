@@ -19,8 +19,7 @@ export interface Message {
 }
 
 /** Per-message flags in the metadata array. */
-export const FLAG_DATA_TRUNCATED = 1
-export const FLAG_FDS_TRUNCATED = 2
+const { FLAG_DATA_TRUNCATED, FLAG_FDS_TRUNCATED } = binding
 
 // Lent to the addon for deliveries (crates/fdpass-napi DeliveryBuffers): a
 // batch that fits is written here and EV_MESSAGES passes its lengths.

@@ -1,21 +1,103 @@
 // The private interface to the Rust binding, and the one place where the
 // readiness mechanism is chosen for this runtime (see README "Design").
+import { readFileSync } from 'node:fs'
 import { FdpassError } from './errors'
-import { FD_KINDS, type FdKind } from './fd-kind'
+import type { FdKind } from './fd-kind'
 
-export { FD_KINDS, type FdKind } from './fd-kind'
+export type { FdKind } from './fd-kind'
 export type { NativeAddress, NativeSocket, NativeServer } from '../binding.js'
 
 type Binding = typeof import('../binding.js')
 
 const SUPPORTED = ['linux-x64-gnu', 'linux-x64-musl', 'linux-arm64-gnu', 'linux-arm64-musl', 'darwin-x64', 'darwin-arm64']
 
-function libc(): 'gnu' | 'musl' {
-  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined
-  return report?.header?.glibcVersionRuntime ? 'gnu' : 'musl'
+type Libc = 'gnu' | 'musl'
+
+/**
+ * Which C library a mapped file is, by its name: glibc's `libc.so.6`
+ * (`libc-2.NN.so` before 2.34), musl's `ld-musl-<arch>.so.1` (Alpine; its
+ * `libc.musl-<arch>.so.1` is a link to it) or Debian's `libc.so` (glibc's
+ * `libc.so` is a linker script, never mapped).
+ */
+export function libcOfMappedFile(file: string): Libc | null {
+  const name = file.slice(file.lastIndexOf('/') + 1)
+  if (name === 'libc.so.6' || /^libc-2\.\d+\.so$/.test(name)) return 'gnu'
+  if (name.startsWith('ld-musl-') || name.startsWith('libc.musl-') || name === 'libc.so') return 'musl'
+  return null
 }
 
-/** Load the addon through napi-rs's loader, with errors that say what to do. */
+/** The C library of a /proc/<pid>/maps text: the first libc mapped in it. */
+export function libcOfMaps(maps: string): Libc | null {
+  for (const line of maps.split('\n')) {
+    // address perms offset dev inode path: the path starts at the first '/'.
+    const slash = line.indexOf('/')
+    if (slash < 0) continue
+    const libc = libcOfMappedFile(line.slice(slash))
+    if (libc) return libc
+  }
+  return null
+}
+
+/**
+ * The C library of this process, which is not always the host's: Bun's
+ * musl build runs on a glibc host through musl's loader, and a glibc
+ * runtime runs on Alpine through gcompat. So it is read from the process
+ * itself: the libc mapped into it, else (no /proc) the process report's
+ * glibc version, which only a glibc process has. null: neither says.
+ */
+export function processLibc(readMaps: () => string = () => readFileSync('/proc/self/maps', 'latin1')): Libc | null {
+  try {
+    const libc = libcOfMaps(readMaps())
+    if (libc) return libc
+  } catch {
+    // No /proc (a sandbox, Deno without read permission): the report below.
+  }
+  // Without excludeNetwork the report resolves the peers of open sockets, which waits on DNS.
+  if (process.report) (process.report as { excludeNetwork?: boolean }).excludeNetwork = true
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string }; sharedObjects?: string[] } | undefined
+  if (report?.header?.glibcVersionRuntime) return 'gnu'
+  if (report?.sharedObjects?.some((f) => libcOfMappedFile(f) === 'musl')) return 'musl'
+  return null
+}
+
+/**
+ * Load the Linux binary for this process's libc: the file beside the
+ * package (a source checkout), then the platform package. napi-rs's
+ * generated loader (binding.js) decides musl by the host's /usr/bin/ldd
+ * first, which picks the gnu binary in a musl process on a glibc host.
+ */
+function loadLinux(libc: Libc): Binding {
+  const target = `linux-${process.arch}-${libc}`
+  const errors: string[] = []
+  for (const id of [`../fdpass.${target}.node`, `fdpass-${target}`]) {
+    try {
+      const binding = require(id) as Binding
+      if (id.startsWith('fdpass-') && process.env.NAPI_RS_ENFORCE_VERSION_CHECK && process.env.NAPI_RS_ENFORCE_VERSION_CHECK !== '0') {
+        const expected = (require('../package.json') as { version: string }).version
+        const found = (require(`${id}/package.json`) as { version: string }).version
+        if (found !== expected) throw new Error(`${id} is version ${found}, fdpass is ${expected}: install both at the same version`)
+      }
+      return binding
+    } catch (e) {
+      errors.push(`${id}: ${(e as Error).message.split('\n')[0]}`)
+    }
+  }
+  throw missing(target, new Error(`Cannot find native binding for ${libc === 'musl' ? 'musl' : 'glibc'} (this process's libc): ${errors.join('; ')}`))
+}
+
+function missing(target: string, cause: unknown): FdpassError {
+  const pkg = `fdpass-${target}`
+  return new FdpassError(
+    'ERR_FDPASS_BINARY_MISSING',
+    `fdpass could not load its native binary for ${target}. It comes in the optional dependency ${pkg}: ` +
+      `install it (npm install ${pkg}). npm skips optional dependencies when package-lock.json was written on another platform ` +
+      `(npm/cli#4828): remove node_modules and package-lock.json and install again. Inside Electron, unpack *.node files from ` +
+      `the asar archive (asarUnpack). Cause: ${(cause as Error).message}`,
+    { cause },
+  )
+}
+
+/** Load the addon (on Linux for this process's libc), with errors that say what to do. */
 function load(): Binding {
   if (process.platform === 'win32') {
     throw new FdpassError(
@@ -27,20 +109,14 @@ function load(): Binding {
   if (!SUPPORTED.some((t) => t.startsWith(base))) {
     throw new FdpassError('ERR_FDPASS_UNSUPPORTED_PLATFORM', `fdpass has no binary for ${base}; supported: ${SUPPORTED.join(', ')}`)
   }
+  // NAPI_RS_NATIVE_LIBRARY_PATH names the binary to load: binding.js honours it.
+  const libc = process.platform === 'linux' && !process.env.NAPI_RS_NATIVE_LIBRARY_PATH ? processLibc() : null
+  if (libc) return loadLinux(libc)
   try {
     return require('../binding.js') as Binding
   } catch (e) {
-    // Only now is the libc worth its cost (a process report).
-    const target = process.platform === 'linux' ? `${base}-${libc()}` : base
-    const pkg = `fdpass-${target}`
-    throw new FdpassError(
-      'ERR_FDPASS_BINARY_MISSING',
-      `fdpass could not load its native binary for ${target}. It comes in the optional dependency ${pkg}: ` +
-        `install it (npm install ${pkg}). npm skips optional dependencies when package-lock.json was written on another platform ` +
-        `(npm/cli#4828): remove node_modules and package-lock.json and install again. Inside Electron, unpack *.node files from ` +
-        `the asar archive (asarUnpack). Cause: ${(e as Error).message}`,
-      { cause: e },
-    )
+    const target = process.platform === 'linux' ? `${base}-${processLibc() ?? 'gnu'}` : base
+    throw missing(target, e)
   }
 }
 
@@ -49,29 +125,16 @@ export const binding: Binding = load()
 /**
  * The per-message and per-descriptor calls, as plain Node-API callbacks
  * (crates/fdpass-napi/src/hot.rs: napi-rs's glue cost 4–10 times their
- * own price). napi-rs does not describe them in binding.d.ts, so here.
+ * own price), declared in binding.d.ts by crates/fdpass-napi/hot.d.ts.
  * A socket is the handle its NativeSocket's hotHandle() made.
  */
-export interface HotBinding {
-  /** The first `byteLength` bytes of `data` and the first `fdCount` of `fds`; null: the lent send scratch (ts/fd-like.ts). */
-  socketSend(socket: object, data: Uint8Array | null, byteLength: number, fds: Int32Array | null, fdCount: number): boolean
-  socketSendSync(socket: object, data: Uint8Array | null, byteLength: number, fds: Int32Array | null, fdCount: number): void
-  /** -1: the time ran out; 0: delivered through the socket's callback; else the metadata length of the one message left in the lent buffers. */
-  socketReceiveSync(socket: object, timeoutMs: number): number
-  closeFd(fd: number): void
-  closeFds(fds: Int32Array, count: number): void
-  fdStatInto(fd: number, out: Float64Array): number
-  fdStatMany(fds: Int32Array, count: number, out: Float64Array): void
-}
-export const hot = binding as unknown as HotBinding
+export const hot = binding
 
-/** Event codes of the native callbacks (crates/fdpass-napi/src/deliver.rs). */
-export const EV_MESSAGES = 1
-export const EV_SENT = 2
-export const EV_SEND_FAILED = 3
-export const EV_END = 4
-export const EV_ERROR = 5
-export const EV_ACCEPTABLE = 6
+/** Event codes of the native callbacks (defined in crates/fdpass-napi/src/contract.rs). */
+export const { EV_MESSAGES, EV_SENT, EV_SEND_FAILED, EV_END, EV_ERROR, EV_ACCEPTABLE } = binding
+
+/** Every FdKind, indexed as the binding's stat calls report a kind (crates/fdpass-core FdKind::ALL). */
+export const FD_KINDS = binding.fdKinds() as readonly FdKind[]
 
 export type Reactor = 'uv' | 'thread'
 

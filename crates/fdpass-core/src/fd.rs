@@ -74,7 +74,8 @@ pub unsafe fn adopt(raw: RawFd) -> Result<OwnedFd> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum FdKind {
-  // The order is the TS layer's KINDS (ts/native.ts): the binding passes the index.
+  // The binding passes a kind to JavaScript as its index in `ALL`, whose
+  // names it also exports (fdKinds()): the order here is the contract.
   File,
   Directory,
   Pipe,
@@ -86,6 +87,18 @@ pub enum FdKind {
 }
 
 impl FdKind {
+  /// Every kind, in the order of their indexes (`kind as u32`).
+  pub const ALL: [FdKind; 8] = [
+    FdKind::File,
+    FdKind::Directory,
+    FdKind::Pipe,
+    FdKind::Socket,
+    FdKind::CharDevice,
+    FdKind::BlockDevice,
+    FdKind::Symlink,
+    FdKind::Unknown,
+  ];
+
   pub fn as_str(self) -> &'static str {
     match self {
       FdKind::File => "file",
@@ -153,12 +166,17 @@ pub fn kind(fd: BorrowedFd<'_>) -> Result<FdKind> {
 
 /// Close a descriptor by number, reporting EBADF instead of ignoring it.
 /// One syscall: `close` itself says whether the number was open.
-pub fn close_raw(raw: RawFd) -> Result<()> {
+///
+/// # Safety
+/// The caller owns `raw` (no `OwnedFd` or other owner will close or use
+/// it) and never uses the number again: closing a number someone else owns
+/// would close their file, or a file that reuses the number later. A
+/// number that is not open is safe: close says EBADF.
+pub unsafe fn close_raw(raw: RawFd) -> Result<()> {
   if raw < 0 {
     return Err(not_open(raw));
   }
-  // SAFETY: the caller owns `raw` and never uses the number again; a number
-  // that is not open only makes close fail with EBADF.
+  // SAFETY: the caller owns `raw` and gives it up (this function's contract).
   if unsafe { crate::platform::close(raw) } == 0 {
     return Ok(());
   }
@@ -245,4 +263,17 @@ pub fn write_all_at(
     }
   }
   Ok(total - buf.len())
+}
+
+#[cfg(test)]
+mod tests {
+  use super::FdKind;
+
+  #[test]
+  fn all_kinds_are_listed_at_their_index() {
+    for (index, kind) in FdKind::ALL.iter().enumerate() {
+      assert_eq!(*kind as usize, index, "{kind:?}");
+    }
+    assert_eq!(FdKind::ALL.len(), FdKind::Unknown as usize + 1);
+  }
 }

@@ -13,7 +13,7 @@ use fdpass_core::engine::Outcome;
 use fdpass_core::SocketAddress;
 use std::os::fd::IntoRawFd;
 
-/// Event codes passed to the JS callback; mirrored in ts/native.ts.
+/// Event codes passed to the JS callback; exported to the TS layer by contract.rs.
 pub const EV_MESSAGES: i64 = 1;
 pub const EV_SENT: i64 = 2;
 pub const EV_SEND_FAILED: i64 = 3;
