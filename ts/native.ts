@@ -1,5 +1,6 @@
 // The private interface to the Rust binding, and the one place where the
 // readiness mechanism is chosen for this runtime (see README "Design").
+import { readFileSync } from 'node:fs'
 import { FdpassError } from './errors'
 import type { FdKind } from './fd-kind'
 
@@ -10,12 +11,93 @@ type Binding = typeof import('../binding.js')
 
 const SUPPORTED = ['linux-x64-gnu', 'linux-x64-musl', 'linux-arm64-gnu', 'linux-arm64-musl', 'darwin-x64', 'darwin-arm64']
 
-function libc(): 'gnu' | 'musl' {
-  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined
-  return report?.header?.glibcVersionRuntime ? 'gnu' : 'musl'
+type Libc = 'gnu' | 'musl'
+
+/**
+ * Which C library a mapped file is, by its name: glibc's `libc.so.6`
+ * (`libc-2.NN.so` before 2.34), musl's `ld-musl-<arch>.so.1` (Alpine; its
+ * `libc.musl-<arch>.so.1` is a link to it) or Debian's `libc.so` (glibc's
+ * `libc.so` is a linker script, never mapped).
+ */
+export function libcOfMappedFile(file: string): Libc | null {
+  const name = file.slice(file.lastIndexOf('/') + 1)
+  if (name === 'libc.so.6' || /^libc-2\.\d+\.so$/.test(name)) return 'gnu'
+  if (name.startsWith('ld-musl-') || name.startsWith('libc.musl-') || name === 'libc.so') return 'musl'
+  return null
 }
 
-/** Load the addon through napi-rs's loader, with errors that say what to do. */
+/** The C library of a /proc/<pid>/maps text: the first libc mapped in it. */
+export function libcOfMaps(maps: string): Libc | null {
+  for (const line of maps.split('\n')) {
+    // address perms offset dev inode path: the path starts at the first '/'.
+    const slash = line.indexOf('/')
+    if (slash < 0) continue
+    const libc = libcOfMappedFile(line.slice(slash))
+    if (libc) return libc
+  }
+  return null
+}
+
+/**
+ * The C library of this process, which is not always the host's: Bun's
+ * musl build runs on a glibc host through musl's loader, and a glibc
+ * runtime runs on Alpine through gcompat. So it is read from the process
+ * itself: the libc mapped into it, else (no /proc) the process report's
+ * glibc version, which only a glibc process has. null: neither says.
+ */
+export function processLibc(readMaps: () => string = () => readFileSync('/proc/self/maps', 'latin1')): Libc | null {
+  try {
+    const libc = libcOfMaps(readMaps())
+    if (libc) return libc
+  } catch {
+    // No /proc (a sandbox, Deno without read permission): the report below.
+  }
+  // Without excludeNetwork the report resolves the peers of open sockets, which waits on DNS.
+  if (process.report) (process.report as { excludeNetwork?: boolean }).excludeNetwork = true
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string }; sharedObjects?: string[] } | undefined
+  if (report?.header?.glibcVersionRuntime) return 'gnu'
+  if (report?.sharedObjects?.some((f) => libcOfMappedFile(f) === 'musl')) return 'musl'
+  return null
+}
+
+/**
+ * Load the Linux binary for this process's libc: the file beside the
+ * package (a source checkout), then the platform package. napi-rs's
+ * generated loader (binding.js) decides musl by the host's /usr/bin/ldd
+ * first, which picks the gnu binary in a musl process on a glibc host.
+ */
+function loadLinux(libc: Libc): Binding {
+  const target = `linux-${process.arch}-${libc}`
+  const errors: string[] = []
+  for (const id of [`../fdpass.${target}.node`, `fdpass-${target}`]) {
+    try {
+      const binding = require(id) as Binding
+      if (id.startsWith('fdpass-') && process.env.NAPI_RS_ENFORCE_VERSION_CHECK && process.env.NAPI_RS_ENFORCE_VERSION_CHECK !== '0') {
+        const expected = (require('../package.json') as { version: string }).version
+        const found = (require(`${id}/package.json`) as { version: string }).version
+        if (found !== expected) throw new Error(`${id} is version ${found}, fdpass is ${expected}: install both at the same version`)
+      }
+      return binding
+    } catch (e) {
+      errors.push(`${id}: ${(e as Error).message.split('\n')[0]}`)
+    }
+  }
+  throw missing(target, new Error(`Cannot find native binding for ${libc === 'musl' ? 'musl' : 'glibc'} (this process's libc): ${errors.join('; ')}`))
+}
+
+function missing(target: string, cause: unknown): FdpassError {
+  const pkg = `fdpass-${target}`
+  return new FdpassError(
+    'ERR_FDPASS_BINARY_MISSING',
+    `fdpass could not load its native binary for ${target}. It comes in the optional dependency ${pkg}: ` +
+      `install it (npm install ${pkg}). npm skips optional dependencies when package-lock.json was written on another platform ` +
+      `(npm/cli#4828): remove node_modules and package-lock.json and install again. Inside Electron, unpack *.node files from ` +
+      `the asar archive (asarUnpack). Cause: ${(cause as Error).message}`,
+    { cause },
+  )
+}
+
+/** Load the addon (on Linux for this process's libc), with errors that say what to do. */
 function load(): Binding {
   if (process.platform === 'win32') {
     throw new FdpassError(
@@ -27,20 +109,14 @@ function load(): Binding {
   if (!SUPPORTED.some((t) => t.startsWith(base))) {
     throw new FdpassError('ERR_FDPASS_UNSUPPORTED_PLATFORM', `fdpass has no binary for ${base}; supported: ${SUPPORTED.join(', ')}`)
   }
+  // NAPI_RS_NATIVE_LIBRARY_PATH names the binary to load: binding.js honours it.
+  const libc = process.platform === 'linux' && !process.env.NAPI_RS_NATIVE_LIBRARY_PATH ? processLibc() : null
+  if (libc) return loadLinux(libc)
   try {
     return require('../binding.js') as Binding
   } catch (e) {
-    // Only now is the libc worth its cost (a process report).
-    const target = process.platform === 'linux' ? `${base}-${libc()}` : base
-    const pkg = `fdpass-${target}`
-    throw new FdpassError(
-      'ERR_FDPASS_BINARY_MISSING',
-      `fdpass could not load its native binary for ${target}. It comes in the optional dependency ${pkg}: ` +
-        `install it (npm install ${pkg}). npm skips optional dependencies when package-lock.json was written on another platform ` +
-        `(npm/cli#4828): remove node_modules and package-lock.json and install again. Inside Electron, unpack *.node files from ` +
-        `the asar archive (asarUnpack). Cause: ${(e as Error).message}`,
-      { cause: e },
-    )
+    const target = process.platform === 'linux' ? `${base}-${processLibc() ?? 'gnu'}` : base
+    throw missing(target, e)
   }
 }
 

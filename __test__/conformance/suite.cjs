@@ -426,7 +426,8 @@ test('converters', async () => {
     return [fd, () => fs.closeSync(fd)]
   }
   // Raw sockets come from the addon: Deno's own net objects have no fd to send.
-  const native = require('../../binding.js')
+  // The binding as fdpass loaded it (for this process's libc).
+  const native = require('../../dist/native.js').binding
   await attempt(
     'createReadStream',
     () => fileFd('r'),
@@ -494,9 +495,21 @@ test('converters', async () => {
   return works.join(' ')
 })
 
+/** The fdpass binary mapped into this process (Linux: /proc/self/maps), so a run shows which one the loader picked. */
+function loadedAddon() {
+  let maps
+  try {
+    maps = fs.readFileSync('/proc/self/maps', 'latin1')
+  } catch {
+    return null
+  }
+  const names = maps.split('\n').map((l) => l.slice(l.lastIndexOf('/') + 1)).filter((n) => /^fdpass\..*\.node$/.test(n))
+  return [...new Set(names)].join(' ') || null
+}
+
 async function main() {
   const only = process.argv[2]
-  const summary = { runtime, version, arch: process.arch, reactor: fdpass.runtime.reactor, passed: 0, failed: 0, cases: {} }
+  const summary = { runtime, version, arch: process.arch, reactor: fdpass.runtime.reactor, addon: loadedAddon(), passed: 0, failed: 0, cases: {} }
   for (const { name, fn } of cases) {
     if (only && !name.includes(only)) continue
     const started = Date.now()

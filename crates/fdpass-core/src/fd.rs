@@ -166,12 +166,17 @@ pub fn kind(fd: BorrowedFd<'_>) -> Result<FdKind> {
 
 /// Close a descriptor by number, reporting EBADF instead of ignoring it.
 /// One syscall: `close` itself says whether the number was open.
-pub fn close_raw(raw: RawFd) -> Result<()> {
+///
+/// # Safety
+/// The caller owns `raw` (no `OwnedFd` or other owner will close or use
+/// it) and never uses the number again: closing a number someone else owns
+/// would close their file, or a file that reuses the number later. A
+/// number that is not open is safe: close says EBADF.
+pub unsafe fn close_raw(raw: RawFd) -> Result<()> {
   if raw < 0 {
     return Err(not_open(raw));
   }
-  // SAFETY: the caller owns `raw` and never uses the number again; a number
-  // that is not open only makes close fail with EBADF.
+  // SAFETY: the caller owns `raw` and gives it up (this function's contract).
   if unsafe { crate::platform::close(raw) } == 0 {
     return Ok(());
   }

@@ -94,7 +94,8 @@ pub unsafe fn sendmsg(
 /// As for libc's `recvmsg`: `msg` and everything it points to are live.
 #[cfg(target_os = "linux")]
 pub unsafe fn recvmsg(fd: std::os::fd::RawFd, msg: *mut libc::msghdr, flags: libc::c_int) -> isize {
-  // SAFETY: as for sendmsg.
+  // SAFETY: the caller's promise (msg and its buffers are live and
+  // writable); the kernel's recvmsg takes these three.
   unsafe { libc::syscall(libc::SYS_recvmsg, fd, msg, flags) as isize }
 }
 
@@ -102,27 +103,27 @@ pub unsafe fn recvmsg(fd: std::os::fd::RawFd, msg: *mut libc::msghdr, flags: lib
 /// The caller owns `fd` and never uses the number again.
 #[cfg(target_os = "macos")]
 pub unsafe fn close(fd: std::os::fd::RawFd) -> libc::c_int {
-  // SAFETY: the caller's promise.
+  // SAFETY: the caller owns fd and gives it up (this function's contract).
   unsafe { libc::close(fd) }
 }
 
 /// # Safety
-/// As for libc's `sendmsg`.
+/// As for libc's `sendmsg`: `msg` and everything it points to are live.
 #[cfg(target_os = "macos")]
 pub unsafe fn sendmsg(
   fd: std::os::fd::RawFd,
   msg: *const libc::msghdr,
   flags: libc::c_int,
 ) -> isize {
-  // SAFETY: the caller's promise.
+  // SAFETY: msg and what it points to are live (this function's contract).
   unsafe { libc::sendmsg(fd, msg, flags) as isize }
 }
 
 /// # Safety
-/// As for libc's `recvmsg`.
+/// As for libc's `recvmsg`: `msg` and everything it points to are live.
 #[cfg(target_os = "macos")]
 pub unsafe fn recvmsg(fd: std::os::fd::RawFd, msg: *mut libc::msghdr, flags: libc::c_int) -> isize {
-  // SAFETY: the caller's promise.
+  // SAFETY: msg and its buffers are live and writable (this function's contract).
   unsafe { libc::recvmsg(fd, msg, flags) as isize }
 }
 

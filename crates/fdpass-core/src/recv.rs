@@ -88,7 +88,8 @@ pub fn recv_message(
   };
   // SAFETY: sockaddr_un and msghdr are plain C structs for which all-zero is valid.
   let mut name: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-  // SAFETY: as above; musl's msghdr has padding fields, so it is zeroed rather than built.
+  // SAFETY: msghdr is a plain C struct (pointers, lengths, flags) for which
+  // all-zero is valid; musl's has padding fields, so it is zeroed rather than built.
   let mut mhdr: libc::msghdr = unsafe { std::mem::zeroed() };
   if want_address {
     mhdr.msg_name = (&mut name as *mut libc::sockaddr_un).cast();

@@ -241,12 +241,14 @@ fn close_raw_and_fstat_raw_work_on_numbers_and_name_one_that_is_not_open() {
   let st = fd::fstat_raw(a.as_raw_fd()).unwrap();
   assert_eq!(fd::FdKind::from_stat(&st), fd::FdKind::Socket);
   let n = std::os::fd::IntoRawFd::into_raw_fd(a);
-  fd::close_raw(n).unwrap();
+  // SAFETY: into_raw_fd gave up the OwnedFd: this test owns the number.
+  unsafe { fd::close_raw(n) }.unwrap();
   // The peer sees the close: the number really was closed.
   let mut byte = [0u8; 1];
   assert_eq!(nix::unistd::read(b.as_fd(), &mut byte).unwrap(), 0);
   for err in [
-    fd::close_raw(999_999).unwrap_err(),
+    // SAFETY: 999999 is above RLIMIT_NOFILE here: no one owns that number.
+    unsafe { fd::close_raw(999_999) }.unwrap_err(),
     fd::fstat_raw(999_999).unwrap_err(),
   ] {
     assert_eq!(err.code(), "ERR_FDPASS_INVALID_FD");

@@ -2,7 +2,7 @@
 //! socket, so that a worker's exit closes them (and their libuv handles)
 //! instead of aborting the process or leaking descriptors.
 
-use crate::js::{self, CallbackContext, JsRef, RawEnv, RawValue};
+use crate::js::{self, CallScope, CallbackContext, JsRef, RawEnv, RawValue};
 use crate::reactor::{thread::ThreadReactor, uv::UvReactor, Reactor, ReactorKind};
 use napi::sys;
 use std::cell::{Cell, RefCell};
@@ -55,7 +55,9 @@ impl DeliveryBuffers {
       return false;
     }
     // SAFETY: the area holds bytes_len bytes and stays alive (_keep); only
-    // the JS thread touches it, and no JS runs during the copy.
+    // the JS thread touches it, no JS runs during the copy, and no view of
+    // it exists (it overlaps neither the metadata nor the send scratch:
+    // checked when lent). The source is the addon's own memory.
     unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.0.bytes, bytes.len()) };
     true
   }
@@ -65,7 +67,10 @@ impl DeliveryBuffers {
     if meta.len() > self.0.ints_len {
       return false;
     }
-    // SAFETY: as for put_data.
+    // SAFETY: the area holds ints_len aligned i32s and stays alive (_keep);
+    // only the JS thread touches it, no JS runs during the copy, and no
+    // view of it exists (it overlaps neither the data area nor the send
+    // scratch: checked when lent). The source is the addon's own memory.
     unsafe { std::ptr::copy_nonoverlapping(meta.as_ptr(), self.0.ints, meta.len()) };
     true
   }
@@ -79,17 +84,24 @@ pub struct SendScratch(LentPair);
 
 impl SendScratch {
   /// The first `data_len` bytes and `fds_len` descriptor numbers, if the
-  /// scratch holds that many.
-  ///
-  /// # Safety
-  /// On the JS thread, and the slices are used before JavaScript runs again.
-  pub unsafe fn get<'a>(&self, data_len: usize, fds_len: usize) -> Option<(&'a [u8], &'a [i32])> {
+  /// scratch holds that many, for as long as the current call from
+  /// JavaScript (`scope`).
+  pub fn get<'s>(
+    &self,
+    _scope: &'s CallScope,
+    data_len: usize,
+    fds_len: usize,
+  ) -> Option<(&'s [u8], &'s [i32])> {
     let lent = &self.0;
     if data_len > lent.bytes_len || fds_len > lent.ints_len {
       return None;
     }
-    // SAFETY: the arrays hold that many elements and stay alive (_keep);
-    // only the JS thread writes them, and it is inside this call.
+    // SAFETY: the arrays hold that many (aligned) elements and stay alive
+    // as long as the environment (_keep), which outlives any call from it;
+    // off-heap, their memory never moves. Only JavaScript writes them, on
+    // this thread, and no JavaScript runs while a call from it is in
+    // progress and holds these views (CallScope's contract). Two shared
+    // views may overlap.
     unsafe {
       Some((
         std::slice::from_raw_parts(lent.bytes, data_len),
@@ -110,6 +122,28 @@ struct LentPair {
   _keep: [JsRef; 2],
 }
 
+impl LentPair {
+  /// The byte ranges of the two arrays.
+  fn ranges(&self) -> [std::ops::Range<usize>; 2] {
+    let bytes = self.bytes as usize;
+    let ints = self.ints as usize;
+    [
+      bytes..bytes + self.bytes_len,
+      ints..ints + 4 * self.ints_len,
+    ]
+  }
+
+  /// Does any array of this pair share memory with one of `other`, or with
+  /// the other array of this pair?
+  fn overlaps(&self, other: Option<&LentPair>) -> bool {
+    let [a, b] = self.ranges();
+    let shared =
+      |x: &std::ops::Range<usize>, y: &std::ops::Range<usize>| x.start < y.end && y.start < x.end;
+    shared(&a, &b)
+      || other.is_some_and(|o| o.ranges().iter().any(|r| shared(&a, r) || shared(&b, r)))
+  }
+}
+
 /// # Safety
 /// On `env`'s JS thread, inside a call; the values are live.
 unsafe fn lent_pair(
@@ -119,7 +153,7 @@ unsafe fn lent_pair(
   what: &str,
 ) -> napi::Result<LentPair> {
   let usage = || napi::Error::from_reason(format!("{what}: a Uint8Array and an Int32Array"));
-  // SAFETY: forwarded from the caller.
+  // SAFETY: queries of live values on their env's thread (this function's contract).
   let (b, i) = unsafe {
     (
       js::typed_array_memory(env, bytes),
@@ -137,7 +171,8 @@ unsafe fn lent_pair(
     bytes_len: b_len,
     ints: i.cast(),
     ints_len: i_len / 4,
-    // SAFETY: as above.
+    // SAFETY: references to live values, made on their env's thread
+    // (this function's contract).
     _keep: unsafe { [JsRef::new(env, bytes)?, JsRef::new(env, ints)?] },
   })
 }
@@ -175,7 +210,8 @@ pub fn get(env: RawEnv) -> napi::Result<Rc<EnvState>> {
 
 /// Create this environment's state with the chosen reactor. Idempotent for
 /// the same kind; asking for another kind later is an error.
-pub fn configure(env: RawEnv, kind: ReactorKind, host: Host) -> napi::Result<ReactorKind> {
+pub fn configure(env: &napi::Env, kind: ReactorKind, host: Host) -> napi::Result<ReactorKind> {
+  let env = env.raw();
   if let Ok(st) = get(env) {
     let have = st.reactor.kind();
     if have != kind {
@@ -186,14 +222,17 @@ pub fn configure(env: RawEnv, kind: ReactorKind, host: Host) -> napi::Result<Rea
     }
     return Ok(have);
   }
-  // SAFETY: called from a #[napi] function on the env's own thread.
+  // SAFETY: napi-rs gives an Env to a #[napi] function only, for the call
+  // in progress on the env's own thread.
   let callbacks = unsafe { CallbackContext::new(env)? };
   let reactor = match kind {
     ReactorKind::Uv => {
       let mut uv_loop = std::ptr::null_mut();
-      // SAFETY: querying the loop of a live env.
+      // SAFETY: querying the loop of a live env on its thread, into a local.
       unsafe { sys::napi_get_uv_event_loop(env, &mut uv_loop) };
-      let r = UvReactor::new(uv_loop.cast()).ok_or_else(|| {
+      // SAFETY: the loop of this env, on its thread; it outlives the env's
+      // state, which closes every handle at the env's teardown.
+      let r = unsafe { UvReactor::new(uv_loop.cast()) }.ok_or_else(|| {
         napi::Error::from_reason(
           "this runtime does not export libuv's uv_poll functions; use FDPASS_REACTOR=thread",
         )
@@ -215,7 +254,8 @@ pub fn configure(env: RawEnv, kind: ReactorKind, host: Host) -> napi::Result<Rea
     next_id: Cell::new(1),
     torn_down: Cell::new(false),
   });
-  install_cleanup_hook(env);
+  // SAFETY: on the env's thread, inside the #[napi] call that gave us env.
+  unsafe { install_cleanup_hook(env) };
   STATES.with(|s| s.borrow_mut().push(st));
   Ok(kind)
 }
@@ -227,8 +267,13 @@ impl EnvState {
   /// # Safety
   /// On this env's JS thread, inside a call; the values are live.
   pub unsafe fn lend_delivery_buffers(&self, data: RawValue, meta: RawValue) -> napi::Result<()> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: the values are live on this env's thread (this method's contract).
     let lent = unsafe { lent_pair(self.env, data, meta, "delivery buffers")? };
+    if lent.overlaps(self.send_scratch.borrow().as_ref().map(|s| &s.0)) {
+      return Err(napi::Error::from_reason(
+        "delivery buffers: the two arrays, and the send scratch, must not share memory",
+      ));
+    }
     *self.delivery.borrow_mut() = Some(DeliveryBuffers(lent));
     Ok(())
   }
@@ -239,8 +284,13 @@ impl EnvState {
   /// # Safety
   /// On this env's JS thread, inside a call; the values are live.
   pub unsafe fn lend_send_scratch(&self, data: RawValue, fds: RawValue) -> napi::Result<()> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: the values are live on this env's thread (this method's contract).
     let lent = unsafe { lent_pair(self.env, data, fds, "send scratch")? };
+    if lent.overlaps(self.delivery.borrow().as_ref().map(|d| &d.0)) {
+      return Err(napi::Error::from_reason(
+        "send scratch: the two arrays, and the delivery buffers, must not share memory",
+      ));
+    }
     *self.send_scratch.borrow_mut() = Some(SendScratch(lent));
     Ok(())
   }
@@ -272,7 +322,8 @@ impl EnvState {
     args: &[crate::js::RawValue],
   ) {
     if let Some(cb) = self.callbacks.borrow().as_ref() {
-      // SAFETY: forwarded from the caller.
+      // SAFETY: the context was made on this env; the caller provides its
+      // thread, a handle scope and live handles (this method's contract).
       unsafe { cb.call(recv, func, args) };
     }
   }
@@ -280,7 +331,7 @@ impl EnvState {
   /// # Safety
   /// On this env's JS thread, inside a call; `func` is live.
   pub unsafe fn set_socket_dispatcher(&self, func: RawValue) -> napi::Result<()> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: a live value on this env's thread (this method's contract).
     *self.socket_dispatcher.borrow_mut() = Some(unsafe { JsRef::new(self.env, func)? });
     Ok(())
   }
@@ -290,7 +341,8 @@ impl EnvState {
   /// # Safety
   /// On this env's JS thread, inside a handle scope.
   pub unsafe fn socket_dispatcher(&self) -> Option<RawValue> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: the reference belongs to this env; the caller provides its
+    // thread and the handle scope the value lands in.
     self
       .socket_dispatcher
       .borrow()
@@ -335,13 +387,16 @@ struct HookData {
   handle: Cell<sys::napi_async_cleanup_hook_handle>,
 }
 
-fn install_cleanup_hook(env: RawEnv) {
+/// # Safety
+/// On env's thread, inside a napi call.
+unsafe fn install_cleanup_hook(env: RawEnv) {
   let data = Box::into_raw(Box::new(HookData {
     env,
     handle: Cell::new(std::ptr::null_mut()),
   }));
   let mut handle = std::ptr::null_mut();
-  // SAFETY: data stays alive until the hook has run (freed there).
+  // SAFETY: on env's thread inside a napi call (this function's
+  // contract); data stays alive until the hook has run (freed there).
   let status =
     unsafe { sys::napi_add_async_cleanup_hook(env, Some(async_cleanup), data.cast(), &mut handle) };
   if status == sys::Status::napi_ok {
@@ -349,7 +404,8 @@ fn install_cleanup_hook(env: RawEnv) {
     unsafe { (*data).handle.set(handle) };
   } else {
     // Runtimes without async cleanup hooks get the synchronous kind.
-    // SAFETY: as above.
+    // SAFETY: on env's thread inside a napi call (this function's
+    // contract); data stays alive until the hook has run (freed there).
     unsafe { sys::napi_add_env_cleanup_hook(env, Some(sync_cleanup), data.cast()) };
   }
 }

@@ -92,7 +92,8 @@ impl Task for WriteTask {
   type JsValue = IoOutcome;
 
   fn compute(&mut self) -> Result<IoOutcome> {
-    // SAFETY: as for ReadTask.
+    // SAFETY: the caller (an fs stream that owns the fd) keeps it open until
+    // this operation completes, as with Node's fs.write.
     let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
     Ok(
       match fdpass_core::fd::write_all_at(fd, &self.data, self.position) {

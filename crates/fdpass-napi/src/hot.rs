@@ -13,7 +13,7 @@
 //! and has validated every argument; they check types anyway, and throw a
 //! TypeError rather than trust them.
 
-use crate::js::{self, RawEnv, RawValue};
+use crate::js::{self, CallScope, RawEnv, RawValue};
 use crate::socket::{SocketCell, SyncReceived};
 use fdpass_core::Error as CoreError;
 use napi::sys;
@@ -103,9 +103,12 @@ pub unsafe fn define(env: RawEnv, target: RawValue) -> napi::Result<()> {
 /// arrays (ts/fd-like.ts sendArgs) instead of a new view per send; null,
 /// the lent send scratch.
 unsafe extern "C" fn socket_send(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
-  // SAFETY: a Node-API callback on the env's thread.
+  // SAFETY: Node calls this callback on the env's JS thread, inside a
+  // handle scope, with this call's `info`; `scope` ends with it.
   unsafe {
+    let scope = CallScope::enter();
     sending(
+      &scope,
       env,
       info,
       c"socketSend(handle, Uint8Array, byteLength, Int32Array, fdCount)",
@@ -116,9 +119,12 @@ unsafe extern "C" fn socket_send(env: RawEnv, info: sys::napi_callback_info) -> 
 
 /// socketSendSync(handle, data, byteLength, fds, fdCount) → undefined.
 unsafe extern "C" fn socket_send_sync(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
-  // SAFETY: a Node-API callback on the env's thread.
+  // SAFETY: Node calls this callback on the env's JS thread, inside a
+  // handle scope, with this call's `info`; `scope` ends with it.
   unsafe {
+    let scope = CallScope::enter();
     sending(
+      &scope,
       env,
       info,
       c"socketSendSync(handle, Uint8Array, byteLength, Int32Array, fdCount)",
@@ -131,16 +137,19 @@ unsafe extern "C" fn socket_send_sync(env: RawEnv, info: sys::napi_callback_info
 /// TypeError's message when they are not what it takes.
 ///
 /// # Safety
-/// Inside a Node-API callback on the env's thread.
-unsafe fn sending(
+/// Inside the Node-API callback that `info` and `scope` belong to, on the
+/// env's thread.
+unsafe fn sending<'s>(
+  scope: &'s CallScope,
   env: RawEnv,
   info: sys::napi_callback_info,
   usage: &CStr,
-  send: impl FnOnce(&SocketCell, &[u8], &[i32]) -> fdpass_core::Result<RawValue>,
+  send: impl FnOnce(&SocketCell, &'s [u8], &'s [i32]) -> fdpass_core::Result<RawValue>,
 ) -> RawValue {
-  // SAFETY: forwarded.
+  // SAFETY: the caller's callback context is this function's contract;
+  // `send` runs no JavaScript, so the views stay valid while it runs.
   unsafe {
-    let Some((socket, data, fds)) = send_args(env, info) else {
+    let Some((socket, data, fds)) = send_args(scope, env, info) else {
       return type_error(env, usage);
     };
     match send(&socket, data, fds) {
@@ -153,11 +162,16 @@ unsafe fn sending(
 /// The socket, the bytes and the descriptors of a send. Null for the data
 /// or the descriptors stands for the send scratch the TS layer lent
 /// (ts/fd-like.ts sendArgs), which is then not looked up as a typed array.
-unsafe fn send_args<'a>(
+///
+/// # Safety
+/// Inside the Node-API callback that `info` and `scope` belong to.
+unsafe fn send_args(
+  scope: &CallScope,
   env: RawEnv,
   info: sys::napi_callback_info,
-) -> Option<(Rc<SocketCell>, &'a [u8], &'a [i32])> {
-  // SAFETY: forwarded from the callback.
+) -> Option<(Rc<SocketCell>, &[u8], &[i32])> {
+  // SAFETY: `info` is this callback's (the caller's contract), so its
+  // arguments are live values of `env`; the views borrow `scope`.
   unsafe {
     let [h, d, dl, f, fl] = args(env, info);
     let socket = socket(env, h)?;
@@ -166,6 +180,7 @@ unsafe fn send_args<'a>(
     let (lent_data, lent_fds) = (is_null(env, d), is_null(env, f));
     let lent = if lent_data || lent_fds {
       socket.lent_send_args(
+        scope,
         if lent_data { data_len } else { 0 },
         if lent_fds { fds_len } else { 0 },
       )?
@@ -175,12 +190,12 @@ unsafe fn send_args<'a>(
     let data = if lent_data {
       lent.0
     } else {
-      bytes(env, d)?.get(..data_len)?
+      bytes(scope, env, d)?.get(..data_len)?
     };
     let fds = if lent_fds {
       lent.1
     } else {
-      int32s(env, f)?.get(..fds_len)?
+      int32s(scope, env, f)?.get(..fds_len)?
     };
     Some((socket, data, fds))
   }
@@ -192,7 +207,8 @@ unsafe fn send_args<'a>(
 /// into the lent delivery buffers (ts/native.ts), which the caller reads at
 /// once.
 unsafe extern "C" fn socket_receive_sync(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
-  // SAFETY: as for socket_send.
+  // SAFETY: Node calls this callback on the env's JS thread, inside a
+  // handle scope, with this call's `info`: receive_sync's contract.
   unsafe {
     let [h, t] = args(env, info);
     let (Some(socket), Some(timeout)) = (socket(env, h), int64(env, t)) else {
@@ -210,13 +226,22 @@ unsafe extern "C" fn socket_receive_sync(env: RawEnv, info: sys::napi_callback_i
 /// closeFd(fd) → undefined. Closes natively (works where `node:fs`
 /// refuses foreign fds).
 unsafe extern "C" fn close_fd(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
-  // SAFETY: as for socket_send.
-  unsafe {
+  // SAFETY: Node calls this callback on the env's JS thread, inside a
+  // handle scope, with this call's `info`.
+  let fd = unsafe {
     let [n] = args(env, info);
-    let Some(fd) = int32(env, n) else {
-      return type_error(env, c"closeFd(number)");
-    };
-    match fdpass_core::fd::close_raw(fd) {
+    match int32(env, n) {
+      Some(fd) => fd,
+      None => return type_error(env, c"closeFd(number)"),
+    }
+  };
+  // SAFETY: closeFd is how JavaScript gives a descriptor up: the TS layer
+  // calls it only with numbers it owns (a ReceivedFd, a listener's fd) and
+  // forgets them; no OwnedFd of the addon holds them.
+  let closed = unsafe { fdpass_core::fd::close_raw(fd) };
+  // SAFETY: still inside the callback, on the env's thread.
+  unsafe {
+    match closed {
       Ok(()) => js::undefined(env),
       Err(e) => throw(env, &e),
     }
@@ -226,21 +251,31 @@ unsafe extern "C" fn close_fd(env: RawEnv, info: sys::napi_callback_info) -> Raw
 /// closeFds(fds: Int32Array, count) → undefined: closes the first
 /// `count`, every one even when some fail; then throws the first failure.
 unsafe extern "C" fn close_fds(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
-  // SAFETY: as for socket_send.
-  unsafe {
+  // SAFETY: Node calls this callback on the env's JS thread, inside a
+  // handle scope, with this call's `info`; `scope` ends with it.
+  let scope = unsafe { CallScope::enter() };
+  // SAFETY: inside this callback, with its `info`: `f` and `c` are live
+  // values of env, and the view borrows `scope`.
+  let fds = unsafe {
     let [f, c] = args(env, info);
-    let Some(fds) = int32s(env, f)
+    int32s(&scope, env, f)
       .zip(int32(env, c))
       .and_then(|(fds, n)| fds.get(..usize::try_from(n).ok()?))
-    else {
-      return type_error(env, c"closeFds(Int32Array, count within it)");
-    };
-    let mut first = None;
-    for &fd in fds {
-      if let Err(e) = fdpass_core::fd::close_raw(fd) {
-        first.get_or_insert(e);
-      }
+  };
+  let Some(fds) = fds else {
+    // SAFETY: still inside the callback, on the env's thread.
+    return unsafe { type_error(env, c"closeFds(Int32Array, count within it)") };
+  };
+  let mut first = None;
+  for &fd in fds {
+    // SAFETY: closeFds is how JavaScript gives descriptors up: the TS
+    // layer (closeBatch) passes only numbers it owns and forgets them.
+    if let Err(e) = unsafe { fdpass_core::fd::close_raw(fd) } {
+      first.get_or_insert(e);
     }
+  }
+  // SAFETY: still inside the callback, on the env's thread.
+  unsafe {
     match first {
       None => js::undefined(env),
       Some(e) => throw(env, &e),
@@ -252,10 +287,16 @@ unsafe extern "C" fn close_fds(env: RawEnv, info: sys::napi_callback_info) -> Ra
 /// mode, size and close-on-exec (0 or 1). Numbers in a caller's buffer
 /// rather than an object: building the object in JavaScript is cheaper.
 unsafe extern "C" fn fd_stat_into(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
-  // SAFETY: as for socket_send.
+  // SAFETY: Node calls this callback on the env's JS thread, inside a
+  // handle scope, with this call's `info`; `scope` ends with it, and `out`
+  // is the only view this call makes.
   unsafe {
+    let scope = CallScope::enter();
     let [n, o] = args(env, info);
-    let (Some(fd), Some(out)) = (int32(env, n), float64s(env, o).filter(|o| o.len() >= 5)) else {
+    let (Some(fd), Some(out)) = (
+      int32(env, n),
+      float64s_mut(&scope, env, o).filter(|o| o.len() >= 5),
+    ) else {
       return type_error(env, c"fdStatInto(number, Float64Array of 5)");
     };
     match fdpass_core::fd::stat_raw(fd) {
@@ -275,13 +316,33 @@ unsafe extern "C" fn fd_stat_into(env: RawEnv, info: sys::napi_callback_info) ->
 /// descriptor that would cost a second syscall). Throws at the first
 /// descriptor that fails (the error names it).
 unsafe extern "C" fn fd_stat_many(env: RawEnv, info: sys::napi_callback_info) -> RawValue {
-  // SAFETY: as for socket_send.
+  // SAFETY: Node calls this callback on the env's JS thread, inside a
+  // handle scope, with this call's `info`; `scope` ends with it.
   unsafe {
+    let scope = CallScope::enter();
     let [f, c, o] = args(env, info);
-    let fds = int32s(env, f)
+    let Some(fds) = int32s(&scope, env, f)
       .zip(int32(env, c))
-      .and_then(|(fds, n)| fds.get(..usize::try_from(n).ok()?));
-    let (Some(fds), Some(out)) = (fds, float64s(env, o)) else {
+      .and_then(|(fds, n)| fds.get(..usize::try_from(n).ok()?))
+    else {
+      return type_error(
+        env,
+        c"fdStatMany(Int32Array, count within it, Float64Array)",
+      );
+    };
+    // Two views of one ArrayBuffer would make `fds` change under the
+    // writes (and a shared view of memory that a `&mut` view writes is
+    // undefined behaviour): refuse before the writable view exists.
+    let Some(out_range) = typed_range(env, o, sys::TypedarrayType::float64_array) else {
+      return type_error(
+        env,
+        c"fdStatMany(Int32Array, count within it, Float64Array)",
+      );
+    };
+    if overlap(fds.as_ptr_range(), out_range) {
+      return type_error(env, c"fdStatMany: fds and out must not share memory");
+    }
+    let Some(out) = float64s_mut(&scope, env, o) else {
       return type_error(
         env,
         c"fdStatMany(Int32Array, count within it, Float64Array)",
@@ -289,11 +350,6 @@ unsafe extern "C" fn fd_stat_many(env: RawEnv, info: sys::napi_callback_info) ->
     };
     if out.len() < fds.len() * 5 {
       return type_error(env, c"fdStatMany: out must hold 5 numbers per descriptor");
-    }
-    // Two views of one ArrayBuffer would make `fds` change under the writes.
-    let (f, o) = (fds.as_ptr_range(), out.as_ptr_range());
-    if (f.start as usize) < (o.end as usize) && (o.start as usize) < (f.end as usize) {
-      return type_error(env, c"fdStatMany: fds and out must not share memory");
     }
     for (&fd, record) in fds.iter().zip(out.chunks_exact_mut(5)) {
       match fdpass_core::fd::fstat_raw(fd) {
@@ -316,8 +372,14 @@ fn fill_file_stat(out: &mut [f64], st: &nix::sys::stat::FileStat) {
   out[3] = st.st_size as f64;
 }
 
+/// Do two ranges of memory share a byte?
+fn overlap<A, B>(a: std::ops::Range<*const A>, b: std::ops::Range<*const B>) -> bool {
+  (a.start as usize) < (b.end as usize) && (b.start as usize) < (a.end as usize)
+}
+
 // Argument access. Each returns None for a value of the wrong type.
-// Safety, for all: inside a Node-API callback on the env's thread.
+// Safety, for all: inside a Node-API callback on the env's thread, with
+// values of that callback (its arguments).
 
 unsafe fn args<const N: usize>(env: RawEnv, info: sys::napi_callback_info) -> [RawValue; N] {
   let mut argv = [ptr::null_mut(); N];
@@ -338,7 +400,7 @@ unsafe fn args<const N: usize>(env: RawEnv, info: sys::napi_callback_info) -> [R
 
 unsafe fn is_null(env: RawEnv, v: RawValue) -> bool {
   let mut ty = 0;
-  // SAFETY: a query on a live value.
+  // SAFETY: a type query on a live value of this env, writing one int.
   unsafe {
     sys::napi_typeof(env, v, &mut ty) == sys::Status::napi_ok && ty == sys::ValueType::napi_null
   }
@@ -369,15 +431,16 @@ unsafe fn socket(env: RawEnv, v: RawValue) -> Option<Rc<SocketCell>> {
   }
 }
 
-/// The typed array's elements, if it is one of type `want`.
-unsafe fn typed<'a, T>(
+/// Where the elements of typed array `v` are, if it is one of type `want`:
+/// their first element and how many there are (null and 0 when empty).
+unsafe fn typed_memory<T>(
   env: RawEnv,
   v: RawValue,
   want: sys::napi_typedarray_type,
-) -> Option<&'a mut [T]> {
+) -> Option<(*mut T, usize)> {
   let (mut ty, mut len, mut data, mut buffer, mut offset) =
     (0, 0, ptr::null_mut(), ptr::null_mut(), 0);
-  // SAFETY: a query on a live value.
+  // SAFETY: a query on a live value of this env, writing into locals.
   let ok = unsafe {
     sys::napi_get_typedarray_info(
       env,
@@ -393,56 +456,105 @@ unsafe fn typed<'a, T>(
     return None;
   }
   if len == 0 || data.is_null() {
+    return Some((ptr::null_mut(), 0));
+  }
+  Some((data.cast::<T>(), len))
+}
+
+/// The address range of typed array `v`'s elements, without a view of them.
+unsafe fn typed_range(
+  env: RawEnv,
+  v: RawValue,
+  want: sys::napi_typedarray_type,
+) -> Option<std::ops::Range<*const u8>> {
+  // SAFETY: the callback context is this function's contract.
+  let (data, len) = unsafe { typed_memory::<u8>(env, v, want)? };
+  let element = match want {
+    sys::TypedarrayType::float64_array => 8,
+    sys::TypedarrayType::int32_array => 4,
+    _ => 1,
+  };
+  let start = data.cast_const();
+  Some(start..start.wrapping_add(len * element))
+}
+
+/// The elements of typed array `v`, read only, for as long as `scope`.
+unsafe fn typed<T>(
+  _scope: &CallScope,
+  env: RawEnv,
+  v: RawValue,
+  want: sys::napi_typedarray_type,
+) -> Option<&[T]> {
+  // SAFETY: the callback context is this function's contract.
+  let (data, len) = unsafe { typed_memory::<T>(env, v, want)? };
+  if len == 0 {
+    return Some(&[]);
+  }
+  // SAFETY: V8 reports `len` elements of T at `data` (aligned: a typed
+  // array's offset is a multiple of its element size). The array is an
+  // argument of the current call, so its memory lives at least as long as
+  // `scope`; no JavaScript runs while the addon holds the view, so nothing
+  // writes or detaches it, and the addon's own writes never go through a
+  // shared view (a writable one is checked for overlap first).
+  Some(unsafe { std::slice::from_raw_parts(data.cast_const(), len) })
+}
+
+unsafe fn bytes(scope: &CallScope, env: RawEnv, v: RawValue) -> Option<&[u8]> {
+  // SAFETY: the callback context is this function's contract.
+  unsafe { typed::<u8>(scope, env, v, sys::TypedarrayType::uint8_array) }
+}
+
+unsafe fn int32s(scope: &CallScope, env: RawEnv, v: RawValue) -> Option<&[i32]> {
+  // SAFETY: the callback context is this function's contract.
+  unsafe { typed::<i32>(scope, env, v, sys::TypedarrayType::int32_array) }
+}
+
+/// The elements of Float64Array `v`, writable, for as long as `scope`. The
+/// caller has checked that no other view of this call shares its memory.
+#[allow(clippy::mut_from_ref)] // a view of JavaScript memory; the scope only bounds its life
+unsafe fn float64s_mut(_scope: &CallScope, env: RawEnv, v: RawValue) -> Option<&mut [f64]> {
+  // SAFETY: the callback context is this function's contract.
+  let (data, len) = unsafe { typed_memory::<f64>(env, v, sys::TypedarrayType::float64_array)? };
+  if len == 0 {
     return Some(&mut []);
   }
-  // SAFETY: V8 reports `len` elements of T at `data`, alive for this call;
-  // nothing else touches them while the callback runs.
-  Some(unsafe { std::slice::from_raw_parts_mut(data.cast::<T>(), len) })
-}
-
-unsafe fn bytes<'a>(env: RawEnv, v: RawValue) -> Option<&'a [u8]> {
-  // SAFETY: forwarded.
-  unsafe { typed::<u8>(env, v, sys::TypedarrayType::uint8_array).map(|s| &*s) }
-}
-
-unsafe fn int32s<'a>(env: RawEnv, v: RawValue) -> Option<&'a [i32]> {
-  // SAFETY: forwarded.
-  unsafe { typed::<i32>(env, v, sys::TypedarrayType::int32_array).map(|s| &*s) }
-}
-
-unsafe fn float64s<'a>(env: RawEnv, v: RawValue) -> Option<&'a mut [f64]> {
-  // SAFETY: forwarded.
-  unsafe { typed::<f64>(env, v, sys::TypedarrayType::float64_array) }
+  // SAFETY: V8 reports `len` aligned elements of f64 at `data`, an
+  // argument's memory that lives as long as `scope`; the caller made sure
+  // no other view overlaps them, and no JavaScript runs while this one is
+  // held.
+  Some(unsafe { std::slice::from_raw_parts_mut(data, len) })
 }
 
 unsafe fn int32(env: RawEnv, v: RawValue) -> Option<i32> {
   let mut out = 0;
-  // SAFETY: a query on a live value.
+  // SAFETY: a query on a live value of this env, writing one int.
   (unsafe { sys::napi_get_value_int32(env, v, &mut out) } == sys::Status::napi_ok).then_some(out)
 }
 
 unsafe fn int64(env: RawEnv, v: RawValue) -> Option<i64> {
   let mut out = 0;
-  // SAFETY: a query on a live value.
+  // SAFETY: a query on a live value of this env, writing one int.
   (unsafe { sys::napi_get_value_int64(env, v, &mut out) } == sys::Status::napi_ok).then_some(out)
 }
 
 unsafe fn boolean(env: RawEnv, b: bool) -> RawValue {
   let mut out = ptr::null_mut();
-  // SAFETY: value creation on a live env.
+  // SAFETY: value creation on a live env, inside the callback's handle scope.
   unsafe { sys::napi_get_boolean(env, b, &mut out) };
   out
 }
 
 unsafe fn uint32(env: RawEnv, n: u32) -> RawValue {
   let mut out = ptr::null_mut();
-  // SAFETY: value creation on a live env.
+  // SAFETY: value creation on a live env, inside the callback's handle scope.
   unsafe { sys::napi_create_uint32(env, n, &mut out) };
   out
 }
 
 unsafe fn throw(env: RawEnv, e: &CoreError) -> RawValue {
-  js::throw(env, e);
+  // SAFETY: inside a callback from JavaScript, which returns the pending
+  // exception to its caller.
+  unsafe { js::throw(env, e) };
   ptr::null_mut()
 }
 

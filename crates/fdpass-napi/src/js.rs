@@ -10,6 +10,26 @@ use std::ptr;
 pub type RawEnv = sys::napi_env;
 pub type RawValue = sys::napi_value;
 
+/// The extent of one call from JavaScript into the addon. A view of
+/// JavaScript memory (a typed array's elements) borrows it, so that the view
+/// cannot outlive the call whose arguments keep that memory alive.
+pub struct CallScope {
+  /// Not Send: a call belongs to its JS thread.
+  _thread: std::marker::PhantomData<*mut ()>,
+}
+
+impl CallScope {
+  /// # Safety
+  /// At the start of a call from JavaScript (a Node-API callback or a
+  /// `#[napi]` function), and dropped before it returns; no JavaScript runs
+  /// while a view borrowed from it is alive.
+  pub unsafe fn enter() -> CallScope {
+    CallScope {
+      _thread: std::marker::PhantomData,
+    }
+  }
+}
+
 fn ok(status: sys::napi_status) -> bool {
   status == sys::Status::napi_ok
 }
@@ -25,7 +45,8 @@ impl JsRef {
   /// `env` and `value` must be live handles of the calling JS thread.
   pub unsafe fn new(env: RawEnv, value: RawValue) -> napi::Result<Self> {
     let mut raw = ptr::null_mut();
-    // SAFETY: the caller vouches for env and value.
+    // SAFETY: env and value are live handles of this thread (the caller's
+    // contract); raw is a local the call writes.
     let s = unsafe { sys::napi_create_reference(env, value, 1, &mut raw) };
     if !ok(s) {
       return Err(napi::Error::from_reason("napi_create_reference failed"));
@@ -37,7 +58,8 @@ impl JsRef {
   /// Call on the JS thread of `env`, inside a handle scope.
   pub unsafe fn get(&self) -> RawValue {
     let mut v = ptr::null_mut();
-    // SAFETY: the reference belongs to this env and is still alive.
+    // SAFETY: the reference belongs to this env and lives until drop; the
+    // caller provides the JS thread and the handle scope the value lands in.
     unsafe { sys::napi_get_reference_value(self.env, self.raw, &mut v) };
     v
   }
@@ -66,7 +88,9 @@ impl CallbackContext {
     let mut resource = ptr::null_mut();
     let mut name = ptr::null_mut();
     let mut ctx = ptr::null_mut();
-    // SAFETY: plain value creation on a live env.
+    // SAFETY: on the env's thread inside a napi call (the caller's
+    // contract): value creation and napi_async_init on a live env, writing
+    // into locals; the name is 6 bytes of a NUL-terminated literal.
     unsafe {
       sys::napi_create_object(env, &mut resource);
       sys::napi_create_string_utf8(env, c"fdpass".as_ptr(), 6, &mut name);
@@ -89,7 +113,9 @@ impl CallbackContext {
   /// On the JS thread of this env; `recv`, `func` and `args` are live handles.
   pub unsafe fn call(&self, recv: Option<RawValue>, func: RawValue, args: &[RawValue]) {
     let env = self.env;
-    // SAFETY: all handles belong to env, and we are on its thread.
+    // SAFETY: the caller's contract: on env's thread, with live handles of
+    // env; self.ctx was made by napi_async_init on env and is not destroyed
+    // before drop; `args` outlives the call.
     unsafe {
       // napi_make_callback wants an object receiver; the global is what Node uses.
       let recv = recv.unwrap_or_else(|| {
@@ -118,7 +144,8 @@ impl CallbackContext {
 
 impl Drop for CallbackContext {
   fn drop(&mut self) {
-    // SAFETY: same thread and env that created it.
+    // SAFETY: a CallbackContext is !Send (raw pointers), so this runs on the
+    // thread of the env that made the context, destroyed only here.
     unsafe { sys::napi_async_destroy(self.env, self.ctx) };
   }
 }
@@ -131,7 +158,8 @@ impl Drop for CallbackContext {
 /// # Safety
 /// On the JS thread of `env`, inside a handle scope; live handles.
 pub unsafe fn call_direct(env: RawEnv, recv: RawValue, func: RawValue, args: &[RawValue]) -> bool {
-  // SAFETY: all handles belong to env, and we are on its thread.
+  // SAFETY: the caller's contract (env's thread, a handle scope, live
+  // handles); `args` outlives the call and result is a local.
   unsafe {
     let mut result = ptr::null_mut();
     sys::napi_call_function(env, recv, func, args.len(), args.as_ptr(), &mut result)
@@ -145,10 +173,11 @@ pub unsafe fn call_direct(env: RawEnv, recv: RawValue, func: RawValue, args: &[R
 /// On the JS thread of `env`.
 pub unsafe fn with_scope<R>(env: RawEnv, f: impl FnOnce() -> R) -> R {
   let mut scope = ptr::null_mut();
-  // SAFETY: opening and closing a scope on the env's own thread.
+  // SAFETY: on the env's own thread (the caller's contract); scope is a local.
   unsafe { sys::napi_open_handle_scope(env, &mut scope) };
   let r = f();
-  // SAFETY: as above.
+  // SAFETY: closes the scope opened above, on the same thread, after
+  // everything made inside it is no longer used (f has returned).
   unsafe { sys::napi_close_handle_scope(env, scope) };
   r
 }
@@ -163,16 +192,17 @@ pub unsafe fn int(env: RawEnv, v: i64) -> RawValue {
 }
 
 /// # Safety
-/// As for `int`.
+/// On the JS thread of `env`, inside a handle scope.
 pub unsafe fn string(env: RawEnv, s: &str) -> RawValue {
   let mut out = ptr::null_mut();
-  // SAFETY: s is valid UTF-8 of the given length.
+  // SAFETY: the caller's thread and scope; s is valid UTF-8 of the given
+  // length (napi copies it); out is a local.
   unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut out) };
   out
 }
 
 /// # Safety
-/// As for `int`.
+/// On the JS thread of `env`, inside a handle scope.
 pub unsafe fn undefined(env: RawEnv) -> RawValue {
   let mut out = ptr::null_mut();
   // SAFETY: value creation on a live env.
@@ -181,7 +211,7 @@ pub unsafe fn undefined(env: RawEnv) -> RawValue {
 }
 
 /// # Safety
-/// As for `int`.
+/// On the JS thread of `env`, inside a handle scope.
 pub unsafe fn null(env: RawEnv) -> RawValue {
   let mut out = ptr::null_mut();
   // SAFETY: value creation on a live env.
@@ -192,13 +222,14 @@ pub unsafe fn null(env: RawEnv) -> RawValue {
 /// A Buffer holding a copy of `data`.
 ///
 /// # Safety
-/// As for `int`.
+/// On the JS thread of `env`, inside a handle scope.
 /// `None` when the environment can no longer create values (a worker
 /// being terminated).
 pub unsafe fn buffer_copy(env: RawEnv, data: &[u8]) -> Option<RawValue> {
   let mut out = ptr::null_mut();
   let mut dst: *mut c_void = ptr::null_mut();
-  // SAFETY: napi copies data.len() bytes from a live slice.
+  // SAFETY: the caller's thread and scope; napi copies data.len() bytes
+  // from a live slice into the new buffer; dst and out are locals.
   let status = unsafe {
     sys::napi_create_buffer_copy(env, data.len(), data.as_ptr().cast(), &mut dst, &mut out)
   };
@@ -209,7 +240,8 @@ pub unsafe fn buffer_copy(env: RawEnv, data: &[u8]) -> Option<RawValue> {
 /// its length in bytes.
 ///
 /// # Safety
-/// As for `int`. The memory is valid while the array is alive.
+/// On the JS thread of `env`, with a live `value`. The memory is valid
+/// while the array is alive and its buffer is not detached.
 pub unsafe fn typed_array_memory(
   env: RawEnv,
   value: RawValue,
@@ -220,7 +252,8 @@ pub unsafe fn typed_array_memory(
   let mut buffer = ptr::null_mut();
   let mut offset = 0;
   let mut is = false;
-  // SAFETY: queries on a live value.
+  // SAFETY: queries on a live value of env (the caller's contract), writing
+  // into locals.
   unsafe {
     if !ok(sys::napi_is_typedarray(env, value, &mut is)) || !is {
       return None;
@@ -248,7 +281,7 @@ pub unsafe fn typed_array_memory(
 /// An Int32Array holding a copy of `data`.
 ///
 /// # Safety
-/// As for `int`.
+/// On the JS thread of `env`, inside a handle scope.
 /// `None` when the environment can no longer create values (a worker
 /// being terminated): V8 then leaves the buffer pointer null.
 pub unsafe fn int32_array(env: RawEnv, data: &[i32]) -> Option<RawValue> {
@@ -282,18 +315,20 @@ pub unsafe fn int32_array(env: RawEnv, data: &[i32]) -> Option<RawValue> {
 }
 
 /// # Safety
-/// As for `int`.
+/// On the JS thread of `env`, inside a handle scope; `obj` and `value` are
+/// live values of `env`.
 pub unsafe fn set(env: RawEnv, obj: RawValue, key: &std::ffi::CStr, value: RawValue) {
-  // SAFETY: obj is an object of this env; key is NUL-terminated.
+  // SAFETY: the caller's contract, and key is NUL-terminated.
   unsafe { sys::napi_set_named_property(env, obj, key.as_ptr(), value) };
 }
 
 /// An address as the TS layer expects it: a path string, `{ abstract }`, or null.
 ///
 /// # Safety
-/// As for `int`.
+/// On the JS thread of `env`, inside a handle scope.
 pub unsafe fn address(env: RawEnv, a: &SocketAddress) -> RawValue {
-  // SAFETY: value creation on a live env.
+  // SAFETY: the caller's thread and scope; every value set on `obj` was
+  // made just before on the same env; obj is a local.
   unsafe {
     match a {
       SocketAddress::Path(p) => string(env, &p.to_string_lossy()),
@@ -317,11 +352,12 @@ pub unsafe fn address(env: RawEnv, a: &SocketAddress) -> RawValue {
 /// as libuv reports it), `syscall`, `address`, plus the limits our own codes carry.
 ///
 /// # Safety
-/// As for `int`.
+/// On the JS thread of `env`, inside a handle scope.
 pub unsafe fn error_value(env: RawEnv, err: &CoreError) -> RawValue {
   let code = err.code();
   let msg = err.to_string();
-  // SAFETY: value creation on a live env.
+  // SAFETY: the caller's thread and scope; every property set on `out` was
+  // made just before on the same env; out is a local.
   unsafe {
     let mut out = ptr::null_mut();
     sys::napi_create_error(env, string(env, &code), string(env, &msg), &mut out);
@@ -358,19 +394,31 @@ pub unsafe fn error_value(env: RawEnv, err: &CoreError) -> RawValue {
 }
 
 /// Throw `err` as a JS exception and return the error that tells napi-rs it is pending.
-pub fn throw(env: RawEnv, err: &CoreError) -> napi::Error {
-  // SAFETY: called from inside a #[napi] function, on the JS thread.
+///
+/// # Safety
+/// Inside a call from JavaScript on the JS thread of `env`, which returns
+/// the pending exception to its caller.
+pub unsafe fn throw(env: RawEnv, err: &CoreError) -> napi::Error {
+  // SAFETY: the caller's contract: a call in progress on env's thread,
+  // whose handle scope holds the error value.
   unsafe { sys::napi_throw(env, error_value(env, err)) };
   napi::Error::from_status(napi::Status::PendingException)
 }
 
+/// `throw` for a `#[napi]` function, with the `Env` napi-rs gave it.
+pub fn throw_in(env: &napi::Env, err: &CoreError) -> napi::Error {
+  // SAFETY: napi-rs hands an Env to a #[napi] function for the call in
+  // progress, on its thread; its safe methods rely on the same.
+  unsafe { throw(env.raw(), err) }
+}
+
 /// `Result<T, CoreError>` → `napi::Result<T>`, throwing a Node-shaped error.
 pub trait OrThrow<T> {
-  fn or_throw(self, env: RawEnv) -> napi::Result<T>;
+  fn or_throw(self, env: &napi::Env) -> napi::Result<T>;
 }
 
 impl<T> OrThrow<T> for Result<T, CoreError> {
-  fn or_throw(self, env: RawEnv) -> napi::Result<T> {
-    self.map_err(|e| throw(env, &e))
+  fn or_throw(self, env: &napi::Env) -> napi::Result<T> {
+    self.map_err(|e| throw_in(env, &e))
   }
 }

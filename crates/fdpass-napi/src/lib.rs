@@ -42,8 +42,8 @@ use std::os::fd::{AsFd, OwnedFd};
 
 fn socket_type(env: &Env, s: &str) -> Result<SocketType> {
   SocketType::parse(s).ok_or_else(|| {
-    js::throw(
-      env.raw(),
+    js::throw_in(
+      env,
       &fdpass_core::Error::InvalidArgument {
         reason: format!("unknown socket type '{s}': use 'stream', 'seqpacket' or 'dgram'"),
       },
@@ -69,7 +69,7 @@ pub fn configure(env: Env, reactor: String, runtime: Option<String>) -> Result<S
       )))
     }
   };
-  env_state::configure(env.raw(), kind, host).map(|k| k.as_str().to_string())
+  env_state::configure(&env, kind, host).map(|k| k.as_str().to_string())
 }
 
 /// Lend the addon a Uint8Array and an Int32Array (off-heap) that
@@ -117,7 +117,7 @@ fn wrap_socket(
   max_message: u32,
 ) -> Result<NativeSocket> {
   let st = state(env)?;
-  let cell = SocketCell::open(&st, fd, ty, framed, max_message as usize).or_throw(env.raw())?;
+  let cell = SocketCell::open(&st, fd, ty, framed, max_message as usize).or_throw(env)?;
   Ok(NativeSocket::from_cell(cell))
 }
 
@@ -131,7 +131,7 @@ pub fn connect(
   max_message: u32,
 ) -> Result<NativeSocket> {
   let ty = socket_type(&env, &socket_type_name)?;
-  let fd = fdpass_core::socket::connect(ty, &address.to_core()).or_throw(env.raw())?;
+  let fd = fdpass_core::socket::connect(ty, &address.to_core()).or_throw(&env)?;
   wrap_socket(&env, fd, ty, framed, max_message)
 }
 
@@ -144,7 +144,7 @@ pub fn socketpair(
   max_message: u32,
 ) -> Result<(NativeSocket, NativeSocket)> {
   let ty = socket_type(&env, &socket_type_name)?;
-  let (a, b) = fdpass_core::socket::socketpair(ty).or_throw(env.raw())?;
+  let (a, b) = fdpass_core::socket::socketpair(ty).or_throw(&env)?;
   Ok((
     wrap_socket(&env, a, ty, framed, max_message)?,
     wrap_socket(&env, b, ty, framed, max_message)?,
@@ -162,15 +162,13 @@ pub fn bind_datagram(
 ) -> Result<NativeSocket> {
   let ty = SocketType::Datagram;
   let fd = match &address {
-    Some(a) => {
-      fdpass_core::socket::bind(ty, &a.to_core(), &options.to_core()).or_throw(env.raw())?
-    }
-    None => fdpass_core::platform::new_socket(ty).or_throw(env.raw())?,
+    Some(a) => fdpass_core::socket::bind(ty, &a.to_core(), &options.to_core()).or_throw(&env)?,
+    None => fdpass_core::platform::new_socket(ty).or_throw(&env)?,
   };
   if let Some(p) = &peer {
     let core = p.to_core();
-    let addr = core.to_unix_addr().or_throw(env.raw())?;
-    fdpass_core::socket::connect_fd(fd.as_fd(), &addr, &core).or_throw(env.raw())?;
+    let addr = core.to_unix_addr().or_throw(&env)?;
+    fdpass_core::socket::connect_fd(fd.as_fd(), &addr, &core).or_throw(&env)?;
   }
   wrap_socket(&env, fd, ty, false, max_message)
 }
@@ -209,10 +207,9 @@ pub fn listen(
 ) -> Result<NativeServer> {
   let ty = socket_type(&env, &socket_type_name)?;
   let addr = address.to_core();
-  let fd =
-    fdpass_core::socket::listen(ty, &addr, backlog, &options.to_core()).or_throw(env.raw())?;
+  let fd = fdpass_core::socket::listen(ty, &addr, backlog, &options.to_core()).or_throw(&env)?;
   let st = state(&env)?;
-  NativeServer::open(&st, fd, ty, framed, max_message as usize, Some(&addr)).or_throw(env.raw())
+  NativeServer::open(&st, fd, ty, framed, max_message as usize, Some(&addr)).or_throw(&env)
 }
 
 /// What an inherited descriptor is, before adopting it.
@@ -235,13 +232,12 @@ pub fn adopt(
   max_message: u32,
 ) -> Result<Either<NativeSocket, NativeServer>> {
   // SAFETY: the TS layer hands over a descriptor the caller owns and gives up.
-  let owned = unsafe { fdpass_core::fd::adopt(fd) }.or_throw(env.raw())?;
-  let info = fdpass_core::socket::inspect_for_adoption(owned.as_fd()).or_throw(env.raw())?;
+  let owned = unsafe { fdpass_core::fd::adopt(fd) }.or_throw(&env)?;
+  let info = fdpass_core::socket::inspect_for_adoption(owned.as_fd()).or_throw(&env)?;
   if info.listening {
     let st = state(&env)?;
     return Ok(Either::B(
-      NativeServer::open(&st, owned, info.ty, framed, max_message as usize, None)
-        .or_throw(env.raw())?,
+      NativeServer::open(&st, owned, info.ty, framed, max_message as usize, None).or_throw(&env)?,
     ));
   }
   Ok(Either::A(wrap_socket(
@@ -256,23 +252,23 @@ pub fn adopt(
 /// Inspect a descriptor without taking it.
 #[napi]
 pub fn inspect_socket(env: Env, fd: i32) -> Result<SocketInfo> {
-  fdpass_core::fd::check_open(fd).or_throw(env.raw())?;
+  fdpass_core::fd::check_open(fd).or_throw(&env)?;
   // SAFETY: checked open; only borrowed for the queries.
   let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-  let kind = fdpass_core::fd::kind(b).or_throw(env.raw())?;
+  let kind = fdpass_core::fd::kind(b).or_throw(&env)?;
   if kind != fdpass_core::fd::FdKind::Socket {
-    return Err(js::throw(
-      env.raw(),
+    return Err(js::throw_in(
+      &env,
       &fdpass_core::Error::InvalidFd {
         fd,
         reason: format!("is a {}, not a socket", kind.as_str()),
       },
     ));
   }
-  let ty = SocketType::of(b).or_throw(env.raw())?;
+  let ty = SocketType::of(b).or_throw(&env)?;
   let listening =
-    ty != SocketType::Datagram && fdpass_core::platform::is_listening(b).or_throw(env.raw())?;
-  let family = match fdpass_core::platform::socket_family(b).or_throw(env.raw())? {
+    ty != SocketType::Datagram && fdpass_core::platform::is_listening(b).or_throw(&env)?;
+  let family = match fdpass_core::platform::socket_family(b).or_throw(&env)? {
     Some(nix::sys::socket::AddressFamily::Unix) => "unix",
     Some(nix::sys::socket::AddressFamily::Inet) => "inet",
     Some(nix::sys::socket::AddressFamily::Inet6) => "inet6",
@@ -321,7 +317,7 @@ pub fn take_fd(env: Env, pid: i32, fd: i32) -> Result<i32> {
   use std::os::fd::IntoRawFd;
   Ok(
     fdpass_core::pidfd::take_fd(pid, fd)
-      .or_throw(env.raw())?
+      .or_throw(&env)?
       .into_raw_fd(),
   )
 }

@@ -26,8 +26,8 @@ pub fn bind_inet_socket(
     "tcp" => InetKind::Tcp,
     "udp" => InetKind::Udp,
     _ => {
-      return Err(js::throw(
-        env.raw(),
+      return Err(js::throw_in(
+        &env,
         &fdpass_core::Error::InvalidArgument {
           reason: format!("unknown kind '{kind}'"),
         },
@@ -35,8 +35,8 @@ pub fn bind_inet_socket(
     }
   };
   let port = u16::try_from(port).map_err(|_| {
-    js::throw(
-      env.raw(),
+    js::throw_in(
+      &env,
       &fdpass_core::Error::InvalidArgument {
         reason: format!("port {port} is out of range"),
       },
@@ -44,7 +44,7 @@ pub fn bind_inet_socket(
   })?;
   Ok(
     bind_inet(kind, &host, port, backlog, reuse_port)
-      .or_throw(env.raw())?
+      .or_throw(&env)?
       .into_raw_fd(),
   )
 }
@@ -71,19 +71,19 @@ pub fn listen_unix_socket(
     backlog,
     &opts,
   )
-  .or_throw(env.raw())?;
+  .or_throw(&env)?;
   Ok(fd.into_raw_fd())
 }
 
 /// A close-on-exec duplicate of `fd`, owned by the caller.
 #[napi]
 pub fn dup_fd(env: Env, fd: i32) -> Result<i32> {
-  fdpass_core::fd::check_open(fd).or_throw(env.raw())?;
+  fdpass_core::fd::check_open(fd).or_throw(&env)?;
   // SAFETY: checked open; borrowed only for the duplication.
   let b = unsafe { BorrowedFd::borrow_raw(fd) };
   Ok(
     fdpass_core::fd::dup_cloexec(b)
-      .or_throw(env.raw())?
+      .or_throw(&env)?
       .into_raw_fd(),
   )
 }
@@ -91,17 +91,17 @@ pub fn dup_fd(env: Env, fd: i32) -> Result<i32> {
 /// The port an inet socket is bound to.
 #[napi]
 pub fn inet_port(env: Env, fd: i32) -> Result<u32> {
-  fdpass_core::fd::check_open(fd).or_throw(env.raw())?;
+  fdpass_core::fd::check_open(fd).or_throw(&env)?;
   // SAFETY: checked open; borrowed only for getsockname.
   let b = unsafe { BorrowedFd::borrow_raw(fd) };
-  Ok(fdpass_core::listener::local_port(b).or_throw(env.raw())? as u32)
+  Ok(fdpass_core::listener::local_port(b).or_throw(&env)? as u32)
 }
 
 /// Set close-on-exec on a descriptor the caller owns (inherited ones, e.g. LISTEN_FDS).
 #[napi]
 pub fn set_cloexec(env: Env, fd: i32) -> Result<()> {
-  fdpass_core::fd::check_open(fd).or_throw(env.raw())?;
+  fdpass_core::fd::check_open(fd).or_throw(&env)?;
   // SAFETY: checked open; borrowed only for fcntl.
   let b = unsafe { BorrowedFd::borrow_raw(fd) };
-  fdpass_core::fd::set_cloexec(b).or_throw(env.raw())
+  fdpass_core::fd::set_cloexec(b).or_throw(&env)
 }

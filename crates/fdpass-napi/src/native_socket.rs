@@ -120,13 +120,13 @@ impl NativeSocket {
     data: &[u8],
     fds: &[i32],
   ) -> Result<bool> {
-    let to = address.to_core().to_unix_addr().or_throw(env.raw())?;
+    let to = address.to_core().to_unix_addr().or_throw(&env)?;
     self
       .cell
       .0
       .borrow_mut()
       .send(data, fds, Some(to))
-      .or_throw(env.raw())
+      .or_throw(&env)
   }
 
   /// A handle for the per-message calls of `hot.rs`, which skip
@@ -149,12 +149,12 @@ impl NativeSocket {
   pub fn peer_credentials(&self, env: Env) -> Result<NativePeerCredentials> {
     let c = self.cell.0.borrow();
     let conn = c.conn.as_ref().ok_or_else(|| {
-      js::throw(
-        env.raw(),
+      js::throw_in(
+        &env,
         &CoreError::sys(nix::errno::Errno::EBADF, "getsockopt"),
       )
     })?;
-    let p = fdpass_core::socket::peer_credentials(conn.socket()).or_throw(env.raw())?;
+    let p = fdpass_core::socket::peer_credentials(conn.socket()).or_throw(&env)?;
     Ok(NativePeerCredentials {
       pid: p.pid,
       uid: p.uid,
@@ -183,7 +183,7 @@ impl NativeSocket {
   ) -> Result<Unknown<'e>> {
     let c = self.cell.0.borrow();
     let addr = match c.conn.as_ref() {
-      Some(conn) => f(conn.socket()).or_throw(env.raw())?,
+      Some(conn) => f(conn.socket()).or_throw(&env)?,
       None => SocketAddress::Unnamed,
     };
     // SAFETY: value creation inside this napi call.

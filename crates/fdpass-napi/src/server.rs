@@ -29,11 +29,13 @@ struct BoundPath {
 pub struct ServerCore {
   state: Rc<EnvState>,
   id: u64,
+  /// Before `fd`: fields drop in order, and the watch must end before the
+  /// descriptor closes.
+  watch: Option<Watch>,
   fd: Option<OwnedFd>,
   ty: SocketType,
   framed: bool,
   max_message: usize,
-  watch: Option<Watch>,
   accepting: bool,
   refed: bool,
   callback: Option<JsRef>,
@@ -154,7 +156,9 @@ impl NativeServer {
       bound,
     })));
     let ready: Weak<dyn Ready> = Rc::downgrade(&(cell.clone() as Rc<dyn Ready>));
-    let watch = Watch::new(&state.reactor, fd.as_raw_fd(), ready)?;
+    // SAFETY: the core keeps fd until close(), which closes the watch first,
+    // and drops the watch before fd (field order) when it is never closed.
+    let watch = unsafe { Watch::new(&state.reactor, fd.as_raw_fd(), ready)? };
     let resource: Weak<dyn Resource> = Rc::downgrade(&(cell.clone() as Rc<dyn Resource>));
     {
       let mut c = cell.0.borrow_mut();
@@ -217,11 +221,10 @@ impl NativeServer {
     let Some(fd) = c.fd.as_ref() else {
       return Ok(None);
     };
-    let Some(conn) = fdpass_core::platform::accept(fd.as_fd()).or_throw(env.raw())? else {
+    let Some(conn) = fdpass_core::platform::accept(fd.as_fd()).or_throw(&env)? else {
       return Ok(None);
     };
-    let cell =
-      SocketCell::open(&c.state, conn, c.ty, c.framed, c.max_message).or_throw(env.raw())?;
+    let cell = SocketCell::open(&c.state, conn, c.ty, c.framed, c.max_message).or_throw(&env)?;
     Ok(Some(NativeSocket::from_cell(cell)))
   }
 
@@ -229,14 +232,14 @@ impl NativeServer {
   /// the one this server created.
   #[napi]
   pub fn close(&self, env: Env, unlink: bool) -> Result<()> {
-    self.cell.0.borrow_mut().close(unlink).or_throw(env.raw())
+    self.cell.0.borrow_mut().close(unlink).or_throw(&env)
   }
 
   #[napi(ts_return_type = "string | { abstract: string } | null")]
   pub fn local_address(&self, env: Env) -> Result<Unknown<'_>> {
     let c = self.cell.0.borrow();
     let addr = match c.fd.as_ref() {
-      Some(fd) => fdpass_core::socket::local_address(fd.as_fd()).or_throw(env.raw())?,
+      Some(fd) => fdpass_core::socket::local_address(fd.as_fd()).or_throw(&env)?,
       None => SocketAddress::Unnamed,
     };
     // SAFETY: value creation inside this napi call.

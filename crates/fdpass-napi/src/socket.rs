@@ -23,9 +23,11 @@ pub struct SocketCore {
   pub(crate) state: Rc<EnvState>,
   id: u64,
   pub(crate) ty: SocketType,
+  /// Before `conn`: fields drop in order, and the watch must end before
+  /// the connection's descriptor closes.
+  watch: Option<Watch>,
   /// None once closed.
   pub(crate) conn: Option<Connection>,
-  watch: Option<Watch>,
   pub(crate) reading: bool,
   pub(crate) refed: bool,
   /// The JavaScript socket (FdSocket) that the env's socket dispatcher is
@@ -49,14 +51,17 @@ impl SocketCell {
       state: state.clone(),
       id: 0,
       ty,
-      conn: Some(Connection::new(fd, ty, framed, max_message)),
       watch: None,
+      conn: Some(Connection::new(fd, ty, framed, max_message)),
       reading: false,
       refed: true,
       receiver: None,
     })));
     let ready: Weak<dyn Ready> = Rc::downgrade(&(cell.clone() as Rc<dyn Ready>));
-    let watch = Watch::new(&state.reactor, raw, ready)?;
+    // SAFETY: the core keeps the descriptor (in `conn`) until close(),
+    // which closes the watch first, and drops the watch before it (field
+    // order) when it is never closed.
+    let watch = unsafe { Watch::new(&state.reactor, raw, ready)? };
     let resource: Weak<dyn Resource> = Rc::downgrade(&(cell.clone() as Rc<dyn Resource>));
     {
       let mut c = cell.0.borrow_mut();
@@ -177,19 +182,17 @@ impl Ready for SocketCell {
 impl SocketCell {
   /// The first `data_len` bytes and `fds_len` descriptor numbers of the
   /// send scratch this socket's environment was lent (env_state.rs
-  /// SendScratch), if it was and holds that many.
-  ///
-  /// # Safety
-  /// As `SendScratch::get`: on the JS thread, used before JavaScript runs again.
-  pub unsafe fn lent_send_args<'a>(
+  /// SendScratch), if it was and holds that many; views for as long as
+  /// the current call from JavaScript.
+  pub fn lent_send_args<'s>(
     &self,
+    scope: &'s js::CallScope,
     data_len: usize,
     fds_len: usize,
-  ) -> Option<(&'a [u8], &'a [i32])> {
+  ) -> Option<(&'s [u8], &'s [i32])> {
     let core = self.0.borrow();
     let scratch = core.state.send_scratch.borrow();
-    // SAFETY: this function's own contract is SendScratch::get's, which the caller keeps.
-    unsafe { scratch.as_ref()?.get(data_len, fds_len) }
+    scratch.as_ref()?.get(scope, data_len, fds_len)
   }
 
   /// Send one message. Ok(false) when the kernel took all of it, Ok(true)
@@ -230,7 +233,9 @@ impl SocketCell {
       {
         Ok(outcomes) => (outcomes, c.state.clone()),
         Err(e) => {
-          js::throw(env, &e);
+          // SAFETY: inside the call from JavaScript (this function's
+          // contract), which returns the pending exception.
+          unsafe { js::throw(env, &e) };
           return Err(());
         }
       }

@@ -135,7 +135,6 @@ impl Reader {
     self.ended
   }
 
-  /// A whole frame waits in the decoder: the kernel will not report it readable.
   /// Stop reading for good because of `error` from outside the reader
   /// (the readiness mechanism can no longer watch the socket): it is
   /// reported as a read error would be.
@@ -147,6 +146,7 @@ impl Reader {
     out.push(Outcome::Error(error));
   }
 
+  /// A whole frame waits in the decoder: the kernel will not report it readable.
   pub fn has_buffered_frame(&self) -> bool {
     !self.ended && self.framing.as_ref().is_some_and(|f| f.decoder.has_frame())
   }

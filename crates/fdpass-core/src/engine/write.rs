@@ -123,14 +123,14 @@ impl Unsent for Message<'_> {
 }
 
 /// One `sendmsg` of the front of `frames`: the first frame, and with
-/// `coalesce` (a framed stream, whose decoder matches descriptors that
-/// arrive ahead of their frame) as many following ones as fit in one call
-/// (`COALESCE_*`, `MAX_FDS_PER_MESSAGE`), adding no descriptors while
-/// some are in flight ahead of their frame's bytes, so that the peer never
-/// holds more than two calls' worth unclaimed (frame.rs MAX_UNCLAIMED_FDS).
-/// Every included frame's
-/// descriptors ride on this call and are marked gone; a frame the kernel
-/// took only part of keeps the rest of its bytes, without descriptors.
+/// `coalesce` (a framed stream, connected, whose decoder matches
+/// descriptors that arrive ahead of their frame) as many following ones as
+/// fit in one call (`COALESCE_*`, `MAX_FDS_PER_MESSAGE`). A call adds no
+/// descriptors while some are in flight ahead of their frame's bytes, so
+/// that the peer never holds more than two calls' worth unclaimed
+/// (frame.rs `MAX_UNCLAIMED_FDS`). Every included frame's descriptors ride
+/// on this call and are marked gone; a frame the kernel took only part of
+/// keeps the rest of its bytes, without descriptors.
 ///
 /// Returns how many frames at the front are now wholly sent, or None when
 /// the kernel took nothing (its buffer is full: EAGAIN).

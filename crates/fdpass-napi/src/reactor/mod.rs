@@ -78,10 +78,21 @@ pub struct Watch {
 }
 
 impl Watch {
-  pub fn new(reactor: &Reactor, fd: RawFd, target: Weak<dyn Ready>) -> fdpass_core::Result<Watch> {
-    let imp = match reactor {
-      Reactor::Uv(r) => WatchImpl::Uv(r.watch(fd, target)?),
-      Reactor::Thread(r) => WatchImpl::Thread(r.watch(fd, target)?),
+  /// # Safety
+  /// `fd` stays open until the watch is closed (`close`, or dropping it):
+  /// libuv aborts the process, and epoll may report another file, for a
+  /// descriptor closed while it is watched.
+  pub unsafe fn new(
+    reactor: &Reactor,
+    fd: RawFd,
+    target: Weak<dyn Ready>,
+  ) -> fdpass_core::Result<Watch> {
+    // SAFETY: the caller keeps fd open until this watch is closed.
+    let imp = unsafe {
+      match reactor {
+        Reactor::Uv(r) => WatchImpl::Uv(r.watch(fd, target)?),
+        Reactor::Thread(r) => WatchImpl::Thread(r.watch(fd, target)?),
+      }
     };
     Ok(Watch { imp })
   }

@@ -104,10 +104,17 @@ impl ThreadReactor {
     Ok(reactor)
   }
 
-  pub fn watch(&self, fd: RawFd, ready: Weak<dyn Ready>) -> fdpass_core::Result<ThreadWatch> {
+  /// # Safety
+  /// `fd` stays open until the returned watch is closed.
+  pub unsafe fn watch(
+    &self,
+    fd: RawFd,
+    ready: Weak<dyn Ready>,
+  ) -> fdpass_core::Result<ThreadWatch> {
     let key = self.next_key.get();
     self.next_key.set(key + 1);
-    // SAFETY: the socket unregisters (ThreadWatch::close) before closing fd.
+    // SAFETY: polling's contract is this function's: fd stays open until
+    // ThreadWatch::close has deleted it from the poller.
     unsafe { self.shared.poller.add(fd, Event::none(key)) }.map_err(|e| poller_error(&e))?;
     let armed = Rc::new(Cell::new(false));
     self.registrations.borrow_mut().insert(

@@ -194,7 +194,11 @@ struct Target {
 }
 
 impl UvReactor {
-  pub fn new(uv_loop: *mut c_void) -> Option<Self> {
+  /// # Safety
+  /// `uv_loop` is the loop of the calling thread's environment, and it
+  /// outlives the reactor (every watch is closed on the loop's thread
+  /// before the loop ends).
+  pub unsafe fn new(uv_loop: *mut c_void) -> Option<Self> {
     api()?;
     Some(UvReactor {
       uv_loop,
@@ -227,7 +231,9 @@ impl UvReactor {
     }
   }
 
-  pub fn watch(&self, fd: RawFd, ready: Weak<dyn Ready>) -> fdpass_core::Result<UvWatch> {
+  /// # Safety
+  /// `fd` stays open until the returned watch is closed.
+  pub unsafe fn watch(&self, fd: RawFd, ready: Weak<dyn Ready>) -> fdpass_core::Result<UvWatch> {
     let api = api().expect("checked in new");
     // SAFETY: handle_size is a pure query; calloc gives zeroed memory of that size.
     let handle = unsafe { libc::calloc(1, (api.handle_size)(UV_POLL)) };
@@ -320,7 +326,7 @@ impl UvWatch {
       }
     }
     if refed != self.refed {
-      // SAFETY: as above.
+      // SAFETY: the handle is initialised and not closed (close takes self).
       unsafe {
         if refed {
           (api.ref_)(self.handle)
