@@ -1,6 +1,6 @@
 // `fdpass run`: the supervisor restarts an app with zero downtime on
 // SIGHUP and speaks the systemd notify protocol upwards.
-import { spawn } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as net from 'node:net'
@@ -11,6 +11,27 @@ import { bind, type FdSocket } from '..'
 import { type Child, cleanup, fixture, nextWhere, root, sleep, tmpPath, until, wrap } from './helpers'
 
 afterEach(cleanup)
+
+const supervisors: ChildProcess[] = []
+/**
+ * Stop every supervisor a test left running the way a user would (SIGTERM: its generations drain
+ * and its socket files go); one that does not stop is killed with its generations, which a SIGKILL
+ * of the supervisor alone would leave running.
+ */
+afterEach(async () => {
+  await Promise.all(
+    supervisors.splice(0).map(async (proc) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return
+      const exited = new Promise((r) => proc.once('exit', r))
+      proc.kill('SIGTERM')
+      if (await Promise.race([exited.then(() => true), sleep(20_000).then(() => false)])) return
+      const generations = spawnSync('pgrep', ['-P', String(proc.pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)
+      for (const pid of generations) process.kill(Number(pid), 'SIGKILL')
+      proc.kill('SIGKILL')
+      await exited
+    }),
+  )
+}, 60_000)
 
 async function next(notifications: FdSocket, key: string): Promise<Record<string, string>> {
   for (;;) {
@@ -30,6 +51,7 @@ describe('fdpass run', () => {
       [path.join(root, 'bin/fdpass.js'), 'run', '--quiet', '--control', tmpPath(), '--', process.execPath, path.join(root, 'examples/hot-restart/server.js')],
       { env: { ...process.env, PORT: String(port), QUIET: '1', NOTIFY_SOCKET: notifyPath }, stdio: ['ignore', 'ignore', 'pipe'] },
     )
+    supervisors.push(supervisor)
     const exited = new Promise<number | null>((r) => supervisor.on('exit', r))
     const ready = await next(notifications, 'READY')
     expect(ready.MAINPID).toBe(String(supervisor.pid))
@@ -75,10 +97,6 @@ describe('fdpass run', () => {
 
 const bin = path.join(root, 'bin/fdpass.js')
 const app = fixture('supervised-server.js')
-const running: Child[] = []
-afterEach(() => {
-  for (const c of running.splice(0)) c.proc.kill('SIGKILL')
-})
 
 interface Supervised {
   sup: Child
@@ -99,7 +117,7 @@ function supervise(args: string[] = [], config: Record<string, unknown> = {}, en
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const sup = wrap(proc)
-  running.push(sup)
+  supervisors.push(proc)
   return { sup, control, socket, notifyPath: path.join(os.tmpdir(), `fdpass-run-notify-${proc.pid}.sock`), setConfig }
 }
 

@@ -309,6 +309,10 @@ class Supervisor {
     this.#server.unref()
     this.#server.on('connection', (conn: FdSocket) => void this.#onClient(conn))
 
+    // If this process dies of an error, its generations must not serve on unsupervised.
+    process.on('exit', () => {
+      for (const g of this.#gens) g.child.kill('SIGTERM')
+    })
     for (const sig of ['SIGHUP', 'SIGUSR2'] as const) process.on(sig, () => void this.reload(sig))
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => void this.stop(sig))
     for (const w of watches) this.#watch(w.path, w.dir)
