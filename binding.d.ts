@@ -46,7 +46,7 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 /** A listening Unix socket. Internal: use `FdServer` from the package root. */
 export declare class NativeServer {
   get fd(): number
-  get type(): string
+  get type(): SocketType
   /**
    * Register the callback, called with EV_ACCEPTABLE when connections
    * wait, and with EV_ERROR and the error when they can no longer be watched.
@@ -68,8 +68,8 @@ export declare class NativeServer {
 export declare class NativeSocket {
   /** The descriptor number, or -1 once closed. */
   get fd(): number
-  /** `'stream'`, `'seqpacket'` or `'dgram'`. */
-  get type(): string
+  /** What kind of socket this is. */
+  get type(): SocketType
   /** Messages queued in user space, waiting for the kernel buffer to drain. */
   get pendingSends(): number
   /**
@@ -117,17 +117,17 @@ export declare function bindDatagram(address: NativeAddress | undefined | null, 
  * `dns.lookup`, off the JavaScript thread), non-blocking and close-on-exec.
  * The caller owns the returned descriptor.
  */
-export declare function bindInetSocket(kind: string, host: string, port: number, backlog: number, reusePort: boolean): number
+export declare function bindInetSocket(kind: InetKind, host: string, port: number, backlog: number, reusePort: boolean): number
 
 /**
- * Choose the readiness mechanism for this environment: `'uv'` or `'thread'`,
- * and say which runtime hosts it (`'node'`, `'bun'` or `'deno'`; teardown
- * differs). Returns the mechanism in use. Called once by the TS layer at load time.
+ * Choose the readiness mechanism for this environment, and say which
+ * runtime hosts it (teardown differs; `'node'` when not given). Returns
+ * the mechanism in use. Called once by the TS layer at load time.
  */
-export declare function configure(reactor: string, runtime?: string | undefined | null): string
+export declare function configure(reactor: Reactor, runtime?: Runtime | undefined | null): Reactor
 
 /** Connect to a listening socket. On a full backlog this throws EAGAIN and the caller retries. */
-export declare function connect(socketTypeName: string, address: NativeAddress, framed: boolean, maxMessage: number): NativeSocket
+export declare function connect(socketType: SocketType, address: NativeAddress, framed: boolean, maxMessage: number): NativeSocket
 
 /** A close-on-exec duplicate of `fd`, owned by the caller. */
 export declare function dupFd(fd: number): number
@@ -168,6 +168,12 @@ export declare const FLAG_FDS_TRUNCATED: number
 /** Whether this process exports libuv's poll functions (Node, Electron). */
 export declare function hasLibuv(): boolean
 
+/**
+ * The kind of an inet socket for a runtime's own server: a listening TCP
+ * socket or a bound UDP socket.
+ */
+export type InetKind = 'tcp' | 'udp'
+
 /** The port an inet socket is bound to. */
 export declare function inetPort(fd: number): number
 
@@ -190,7 +196,7 @@ export declare function lendDeliveryBuffers(data: Uint8Array, meta: Int32Array):
 export declare function lendSendScratch(data: Uint8Array, fds: Int32Array): void
 
 /** Listen on `address`. */
-export declare function listen(socketTypeName: string, address: NativeAddress, backlog: number, options: NativeBindOptions, framed: boolean, maxMessage: number): NativeServer
+export declare function listen(socketType: SocketType, address: NativeAddress, backlog: number, options: NativeBindOptions, framed: boolean, maxMessage: number): NativeServer
 
 /**
  * A listening Unix stream socket at `path` (mode 0600 unless given), for
@@ -236,11 +242,23 @@ export interface PlatformInfo {
 }
 
 /**
+ * The readiness mechanism of an environment: a uv_poll handle per socket
+ * on the runtime's libuv loop (`'uv'`), or one poller thread (`'thread'`).
+ */
+export type Reactor = 'uv' | 'thread'
+
+/**
  * Read up to `length` bytes from `fd` at `position` (current offset when
  * null or -1) on the thread pool. Resolves with a Buffer, or with an Error
  * value (not a rejection) carrying `code`, `errno` and `syscall`.
  */
 export declare function readFd(fd: number, length: number, position?: number | undefined | null): Promise<Buffer | Error>
+
+/**
+ * The JavaScript runtime hosting an environment: `'node'` (also
+ * Electron), `'bun'` or `'deno'`.
+ */
+export type Runtime = 'node' | 'bun' | 'deno'
 
 /** Set close-on-exec on a descriptor the caller owns (inherited ones, e.g. LISTEN_FDS). */
 export declare function setCloexec(fd: number): void
@@ -254,13 +272,19 @@ export declare function setSocketDispatcher(dispatcher: (this: any, event: numbe
 
 /** What an inherited descriptor is, before adopting it. */
 export interface SocketInfo {
-  type: 'stream' | 'seqpacket' | 'dgram'
+  type: SocketType
   listening: boolean
   family: 'unix' | 'inet' | 'inet6' | 'other'
 }
 
 /** A connected pair of sockets. */
-export declare function socketpair(socketTypeName: string, framed: boolean, maxMessage: number): [NativeSocket, NativeSocket]
+export declare function socketpair(socketType: SocketType, framed: boolean, maxMessage: number): [NativeSocket, NativeSocket]
+
+/**
+ * The kind of a Unix socket: a byte stream, a connection that keeps
+ * message boundaries (Linux only), or datagrams.
+ */
+export type SocketType = 'stream' | 'seqpacket' | 'dgram'
 
 /**
  * A duplicate of descriptor `fd` of process `pid` (pidfd_getfd, Linux 5.6+).

@@ -223,6 +223,54 @@ describe('the contract between the addon and the TypeScript layer is defined onc
     expect(binding.MAX_FDS_PER_MESSAGE).toBe(253)
     expect(new Set([binding.EV_MESSAGES, binding.EV_SENT, binding.EV_SEND_FAILED, binding.EV_END, binding.EV_ERROR, binding.EV_ACCEPTABLE]).size).toBe(6)
   })
+
+  // The string unions of the native functions' arguments: #[napi(string_enum)] in contract.rs.
+  const unions: Record<string, string[]> = {
+    SocketType: ['stream', 'seqpacket', 'dgram'],
+    Reactor: ['uv', 'thread'],
+    Runtime: ['node', 'bun', 'deno'],
+    InetKind: ['tcp', 'udp'],
+  }
+
+  test('binding.d.ts declares the socket type, reactor, runtime and inet kind unions, and the native functions take them', () => {
+    const dts = fs.readFileSync(path.join(root, 'binding.d.ts'), 'utf8')
+    for (const [name, values] of Object.entries(unions)) {
+      expect(dts).toContain(`export type ${name} = ${values.map((v) => `'${v}'`).join(' | ')}\n`)
+    }
+    for (const fn of ['connect', 'socketpair', 'listen']) expect(dts).toMatch(new RegExp(`export declare function ${fn}\\(socketType: SocketType,`))
+    expect(dts).toContain('export declare function configure(reactor: Reactor, runtime?: Runtime | undefined | null): Reactor')
+    expect(dts).toContain('export declare function bindInetSocket(kind: InetKind,')
+    expect(dts).toMatch(/class NativeSocket \{[^}]*get type\(\): SocketType/)
+    expect(dts).toMatch(/class NativeServer \{[^}]*get type\(\): SocketType/)
+    expect(dts).toMatch(/interface SocketInfo \{\s*type: SocketType/)
+  })
+
+  test('the addon exports the values of each union, and rejects a value outside it', async () => {
+    const { binding } = await import('../dist/native')
+    const exported = binding as unknown as Record<string, Record<string, string>>
+    for (const [name, values] of Object.entries(unions)) expect(Object.values(exported[name]), name).toEqual(values)
+    expect(() => binding.socketpair('stream-ish' as never, false, 1024)).toThrow(/does not match any variant of enum `SocketType`/)
+  })
+
+  test('ts/ writes none of these unions out itself: it uses the types binding.d.ts declares', () => {
+    // Every run of quoted literals joined by `|` or `,` (a union, an array, a
+    // message listing choices), comments left out.
+    const runs = (text: string) =>
+      text
+        .replace(/\/\*[\s\S]*?\*\//g, '')
+        .replace(/(^|[^:'"`])\/\/.*$/gm, '$1')
+        .match(/'[\w-]+'(\s*[|,]\s*'[\w-]+')+/g) ?? []
+    for (const [file, text] of sources) {
+      for (const run of runs(text)) {
+        const literals = run.match(/[\w-]+/g) ?? []
+        for (const [name, values] of Object.entries(unions)) {
+          expect(literals.filter((l) => values.includes(l)).length, `${file} spells out ${name}: ${run}`).toBeLessThan(2)
+        }
+      }
+    }
+    const native = sources.find(([f]) => f === 'native.ts')?.[1] ?? ''
+    expect(native).toMatch(/export type \{[^}]*\bInetKind\b[^}]*\bReactor\b[^}]*\bRuntime\b[^}]*\bSocketType\b[^}]*\} from '\.\.\/binding\.js'/)
+  })
 })
 
 test('the fast calls hot.rs defines are the ones its declarations (hot.d.ts, heading binding.d.ts) describe', () => {

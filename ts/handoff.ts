@@ -11,7 +11,7 @@ import * as net from 'node:net'
 import { Emitter } from './events'
 import { FdpassError, type FdpassErrorCode, type ResolverErrorCode, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
 import { adoptServer, connect } from './open'
-import { binding, fdStat, hot } from './native'
+import { binding, fdStat, hot, type InetKind } from './native'
 import {
   ConnectionMigration,
   type ControlChannel,
@@ -88,7 +88,7 @@ export interface HandoffRecord {
   reason?: string
 }
 
-type Kind = 'tcp' | 'unix' | 'udp'
+type Kind = InetKind | 'unix'
 
 interface Entry {
   name: string
@@ -425,7 +425,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
    * using it in an `onDrain` hook.
    */
   fd(name: Names): number {
-    return this.#entry(name, ['tcp', 'unix', 'udp']).fd
+    return this.#entry(name).fd
   }
 
   /**
@@ -583,10 +583,11 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     })
   }
 
-  #entry(name: string, kinds: Kind[]): Entry {
+  /** The named listener's entry, which must be of one of `kinds` when they are given. */
+  #entry(name: string, kinds?: readonly Kind[]): Entry {
     const entry = this.#entries.get(name)
     if (!entry) throw invalidArgValue('name', name, `is not a declared listener (have: ${this.names.join(', ')})`)
-    if (!kinds.includes(entry.kind)) throw invalidArgValue('name', name, `is a ${entry.kind} listener`)
+    if (kinds && !kinds.includes(entry.kind)) throw invalidArgValue('name', name, `is a ${entry.kind} listener`)
     if (entry.fd < 0) throw new FdpassError('ERR_FDPASS_HANDOFF_RELEASED', `listener ${name} was handed to a newer generation`)
     return entry
   }

@@ -5,7 +5,8 @@ import { FdpassError } from './errors'
 import type { FdKind } from './fd-kind'
 
 export type { FdKind } from './fd-kind'
-export type { NativeAddress, NativeSocket, NativeServer } from '../binding.js'
+export type { InetKind, NativeAddress, NativeSocket, NativeServer, Reactor, Runtime, SocketType } from '../binding.js'
+import type { InetKind, Reactor, Runtime, SocketType } from '../binding.js'
 
 type Binding = typeof import('../binding.js')
 
@@ -136,7 +137,31 @@ export const { EV_MESSAGES, EV_SENT, EV_SEND_FAILED, EV_END, EV_ERROR, EV_ACCEPT
 /** Every FdKind, indexed as the binding's stat calls report a kind (crates/fdpass-core FdKind::ALL). */
 export const FD_KINDS = binding.fdKinds() as readonly FdKind[]
 
-export type Reactor = 'uv' | 'thread'
+/** The string unions of the binding's arguments, by their names in binding.d.ts. */
+interface Unions {
+  SocketType: SocketType
+  Reactor: Reactor
+  Runtime: Runtime
+  InetKind: InetKind
+}
+
+/**
+ * The values of a string union that the addon defines (crates/fdpass-napi/src/contract.rs):
+ * binding.d.ts declares it as a type, and binding.js exports it as an object of its values.
+ */
+function unionValues<K extends keyof Unions>(name: K): readonly Unions[K][] {
+  return Object.values((binding as unknown as Record<K, Record<string, Unions[K]>>)[name])
+}
+
+/** Every SocketType, for checking options. */
+export const SOCKET_TYPES = unionValues('SocketType')
+const REACTORS = unionValues('Reactor')
+
+/** `'a', 'b' or 'c'`: the values a message offers. */
+export function quotedChoices(values: readonly string[]): string {
+  const quoted = values.map((v) => `'${v}'`)
+  return quoted.length > 1 ? `${quoted.slice(0, -1).join(', ')} or ${quoted[quoted.length - 1]}` : quoted.join('')
+}
 
 declare const Bun: unknown
 declare const Deno: unknown
@@ -153,19 +178,19 @@ function chooseReactor(): Reactor {
     // Bun aborts the process on uv_poll_*; Deno's shim stops after one callback.
     throw new FdpassError('ERR_FDPASS_UNSUPPORTED', `FDPASS_REACTOR=uv needs Node's own libuv, which ${runtimeName} does not have: use 'thread' or unset it`)
   }
-  if (forced === 'uv' || forced === 'thread') return forced
+  if ((REACTORS as readonly string[]).includes(forced ?? '')) return forced as Reactor
   if (forced !== undefined && forced !== '') {
-    throw new FdpassError('ERR_INVALID_ARG_VALUE', `FDPASS_REACTOR must be 'uv' or 'thread', not '${forced}'`)
+    throw new FdpassError('ERR_INVALID_ARG_VALUE', `FDPASS_REACTOR must be ${quotedChoices(REACTORS)}, not '${forced}'`)
   }
   if (runtimeName !== 'node') return 'thread'
   return binding.hasLibuv() ? 'uv' : 'thread'
 }
 
 /** The JavaScript runtime: Node-API behaves the same in each but for teardown. */
-export const runtimeName: 'node' | 'bun' | 'deno' =
+export const runtimeName: Runtime =
   typeof Bun !== 'undefined' ? 'bun' : typeof Deno !== 'undefined' ? 'deno' : 'node'
 
-export const reactor = binding.configure(chooseReactor(), runtimeName) as Reactor
+export const reactor = binding.configure(chooseReactor(), runtimeName)
 
 /**
  * What the runtime's own node modules cannot do with a descriptor they did

@@ -4,7 +4,7 @@ import { constants as osConstants } from 'node:os'
 import { type Address, toNativeAddress } from './address'
 import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue, outOfRange } from './errors'
 import { fdOf } from './fd-like'
-import { FD_KINDS, binding, platform, type FdKind } from './native'
+import { FD_KINDS, SOCKET_TYPES, binding, platform, quotedChoices, type FdKind } from './native'
 import { FdServer, type PeerFilter, wrapServer } from './server'
 import { FdSocket, type SocketSettings, type SocketType } from './socket'
 
@@ -97,13 +97,11 @@ interface Resolved {
   settings: SocketSettings
 }
 
-const TYPES: readonly SocketType[] = ['stream', 'seqpacket', 'dgram']
-
 function resolve(options: unknown, fallbackType: SocketType = 'stream'): Resolved {
   if (options !== undefined && (options === null || typeof options !== 'object')) throw invalidArgType('options', 'an object', options)
   const o = (options ?? {}) as SocketOptions
   const type = o.type ?? fallbackType
-  if (!TYPES.includes(type)) throw invalidArgValue('options.type', type, "must be 'stream', 'seqpacket' or 'dgram'")
+  if (!SOCKET_TYPES.includes(type)) throw invalidArgValue('options.type', type, `must be ${quotedChoices(SOCKET_TYPES)}`)
   if (type === 'seqpacket' && !platform.supportsSeqpacket) {
     throw new FdpassError('ERR_FDPASS_UNSUPPORTED', `SOCK_SEQPACKET Unix sockets are not supported on ${process.platform}: use 'stream' or 'dgram'`)
   }

@@ -74,7 +74,7 @@ export class FdServer extends Emitter<FdServerEvents> {
 
   /** 'stream' or 'seqpacket'. */
   get type(): SocketType {
-    return (this.#native?.type ?? 'stream') as SocketType
+    return this.#native?.type ?? 'stream'
   }
 
   /** The listening descriptor, or -1 once closed. It can be sent to another process. */

@@ -7,10 +7,11 @@ import { type EventName, Emitter, type Listener } from './events'
 import { FdpassError, abortError, callNative, fromNative, invalidArgType, outOfRange, socketClosed } from './errors'
 import { dataBytes, fdArray, sendArgs, type FdLike } from './fd-like'
 import { type Message, deliveredMessages, lentMessage } from './delivery'
-import { EV_END, EV_ERROR, EV_MESSAGES, EV_SEND_FAILED, EV_SENT, binding, hot, type NativeSocket } from './native'
+import { EV_END, EV_ERROR, EV_MESSAGES, EV_SEND_FAILED, EV_SENT, binding, hot, type NativeSocket, type SocketType } from './native'
 import { type FdKind, type FdOrigin, ReceivedFd } from './received-fd'
 
-export type SocketType = 'stream' | 'seqpacket' | 'dgram'
+/** The kind of a Unix socket (its values are the addon's: binding.d.ts). */
+export type { SocketType } from './native'
 
 export type { Message } from './delivery'
 

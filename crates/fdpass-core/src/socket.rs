@@ -35,15 +35,6 @@ impl SocketType {
     }
   }
 
-  pub fn parse(s: &str) -> Option<Self> {
-    match s {
-      "stream" => Some(SocketType::Stream),
-      "seqpacket" => Some(SocketType::SeqPacket),
-      "dgram" => Some(SocketType::Datagram),
-      _ => None,
-    }
-  }
-
   /// Does the kernel keep message boundaries for this type?
   pub fn is_message_oriented(self) -> bool {
     self != SocketType::Stream

@@ -1,9 +1,93 @@
 //! What the TypeScript layer and the addon must agree on, defined once on
 //! this side and exported to it (binding.js, binding.d.ts): event codes,
-//! per-message flags, the names of descriptor kinds, the descriptor limit.
+//! per-message flags, the names of descriptor kinds, the descriptor limit,
+//! and the string unions of the constructors' and `configure`'s arguments.
+//! binding.d.ts declares each string enum as a union type (package.json
+//! `napi.constEnum: false`), which the TypeScript layer uses and re-exports;
+//! at run time binding.js exports each as an object of its values.
 use fdpass_core::engine::reader;
 use fdpass_core::fd::FdKind;
+use fdpass_core::{listener, socket};
 use napi_derive::napi;
+
+/// The kind of a Unix socket: a byte stream, a connection that keeps
+/// message boundaries (Linux only), or datagrams.
+#[napi(string_enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketType {
+  #[napi(value = "stream")]
+  Stream,
+  #[napi(value = "seqpacket")]
+  SeqPacket,
+  #[napi(value = "dgram")]
+  Dgram,
+}
+
+impl From<SocketType> for socket::SocketType {
+  fn from(t: SocketType) -> Self {
+    match t {
+      SocketType::Stream => socket::SocketType::Stream,
+      SocketType::SeqPacket => socket::SocketType::SeqPacket,
+      SocketType::Dgram => socket::SocketType::Datagram,
+    }
+  }
+}
+
+impl From<socket::SocketType> for SocketType {
+  fn from(t: socket::SocketType) -> Self {
+    match t {
+      socket::SocketType::Stream => SocketType::Stream,
+      socket::SocketType::SeqPacket => SocketType::SeqPacket,
+      socket::SocketType::Datagram => SocketType::Dgram,
+    }
+  }
+}
+
+/// The readiness mechanism of an environment: a uv_poll handle per socket
+/// on the runtime's libuv loop (`'uv'`), or one poller thread (`'thread'`).
+#[napi(string_enum = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reactor {
+  Uv,
+  Thread,
+}
+
+impl Reactor {
+  pub fn as_str(self) -> &'static str {
+    match self {
+      Reactor::Uv => "uv",
+      Reactor::Thread => "thread",
+    }
+  }
+}
+
+/// The JavaScript runtime hosting an environment: `'node'` (also
+/// Electron), `'bun'` or `'deno'`.
+#[napi(string_enum = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+  Node,
+  Bun,
+  Deno,
+}
+
+/// The kind of an inet socket for a runtime's own server: a listening TCP
+/// socket or a bound UDP socket.
+#[napi(string_enum = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InetKind {
+  Tcp,
+  Udp,
+}
+
+impl From<InetKind> for listener::InetKind {
+  fn from(k: InetKind) -> Self {
+    match k {
+      InetKind::Tcp => listener::InetKind::Tcp,
+      InetKind::Udp => listener::InetKind::Udp,
+    }
+  }
+}
 
 /// Socket event: messages arrived; the callback gets their data, their
 /// metadata and, for datagrams, their senders.

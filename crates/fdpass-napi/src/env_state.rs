@@ -2,8 +2,9 @@
 //! socket, so that a worker's exit closes them (and their libuv handles)
 //! instead of aborting the process or leaking descriptors.
 
+use crate::contract::{Reactor as ReactorKind, Runtime};
 use crate::js::{self, CallScope, CallbackContext, JsRef, RawEnv, RawValue};
-use crate::reactor::{thread::ThreadReactor, uv::UvReactor, Reactor, ReactorKind};
+use crate::reactor::{thread::ThreadReactor, uv::UvReactor, Reactor};
 use napi::sys;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -15,27 +16,20 @@ pub trait Resource {
   fn close_for_teardown(&self);
 }
 
-/// The runtime hosting this environment. Node-API is the same everywhere
-/// except at teardown, where Deno needs two things done differently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Host {
-  Node,
-  Bun,
-  Deno,
-}
-
-impl Host {
+// Node-API is the same in every runtime except at teardown, where Deno
+// needs two things done differently.
+impl Runtime {
   /// Deno (2.x) aborts the process ("Cannot create a handle without a
   /// HandleScope") on `napi_async_destroy` from a cleanup hook, even inside
   /// a handle scope; the context dies with the isolate anyway.
   fn destroys_async_context_at_teardown(self) -> bool {
-    self != Host::Deno
+    self != Runtime::Deno
   }
 
   /// Deno frees an async cleanup hook's handle itself after the hook
   /// returns; removing it as Node requires is a double free there.
   fn removes_hook_itself(self) -> bool {
-    self == Host::Deno
+    self == Runtime::Deno
   }
 }
 
@@ -179,7 +173,7 @@ unsafe fn lent_pair(
 
 pub struct EnvState {
   pub env: RawEnv,
-  host: Host,
+  runtime: Runtime,
   pub reactor: Reactor,
   callbacks: RefCell<Option<CallbackContext>>,
   /// The one function every socket's events go through, called with the
@@ -210,7 +204,11 @@ pub fn get(env: RawEnv) -> napi::Result<Rc<EnvState>> {
 
 /// Create this environment's state with the chosen reactor. Idempotent for
 /// the same kind; asking for another kind later is an error.
-pub fn configure(env: &napi::Env, kind: ReactorKind, host: Host) -> napi::Result<ReactorKind> {
+pub fn configure(
+  env: &napi::Env,
+  kind: ReactorKind,
+  runtime: Runtime,
+) -> napi::Result<ReactorKind> {
   let env = env.raw();
   if let Ok(st) = get(env) {
     let have = st.reactor.kind();
@@ -244,7 +242,7 @@ pub fn configure(env: &napi::Env, kind: ReactorKind, host: Host) -> napi::Result
   };
   let st = Rc::new(EnvState {
     env,
-    host,
+    runtime,
     reactor,
     callbacks: RefCell::new(Some(callbacks)),
     socket_dispatcher: RefCell::new(None),
@@ -376,7 +374,7 @@ impl EnvState {
     drop(self.send_scratch.borrow_mut().take());
     drop(self.socket_dispatcher.borrow_mut().take());
     let callbacks = self.callbacks.borrow_mut().take();
-    if !self.host.destroys_async_context_at_teardown() {
+    if !self.runtime.destroys_async_context_at_teardown() {
       std::mem::forget(callbacks);
     }
   }
@@ -439,7 +437,7 @@ unsafe extern "C" fn async_cleanup(handle: sys::napi_async_cleanup_hook_handle, 
     return;
   };
   st.teardown();
-  if st.host.removes_hook_itself() {
+  if st.runtime.removes_hook_itself() {
     return;
   }
   match &st.reactor {

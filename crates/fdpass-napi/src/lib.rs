@@ -40,36 +40,16 @@ use server::NativeServer;
 use socket::SocketCell;
 use std::os::fd::{AsFd, OwnedFd};
 
-fn socket_type(env: &Env, s: &str) -> Result<SocketType> {
-  SocketType::parse(s).ok_or_else(|| {
-    js::throw_in(
-      env,
-      &fdpass_core::Error::InvalidArgument {
-        reason: format!("unknown socket type '{s}': use 'stream', 'seqpacket' or 'dgram'"),
-      },
-    )
-  })
-}
-
-/// Choose the readiness mechanism for this environment: `'uv'` or `'thread'`,
-/// and say which runtime hosts it (`'node'`, `'bun'` or `'deno'`; teardown
-/// differs). Returns the mechanism in use. Called once by the TS layer at load time.
+/// Choose the readiness mechanism for this environment, and say which
+/// runtime hosts it (teardown differs; `'node'` when not given). Returns
+/// the mechanism in use. Called once by the TS layer at load time.
 #[napi]
-pub fn configure(env: Env, reactor: String, runtime: Option<String>) -> Result<String> {
-  let kind = reactor::ReactorKind::parse(&reactor).ok_or_else(|| {
-    Error::from_reason(format!("unknown reactor '{reactor}': use 'uv' or 'thread'"))
-  })?;
-  let host = match runtime.as_deref() {
-    None | Some("node") => env_state::Host::Node,
-    Some("bun") => env_state::Host::Bun,
-    Some("deno") => env_state::Host::Deno,
-    Some(other) => {
-      return Err(Error::from_reason(format!(
-        "unknown runtime '{other}': use 'node', 'bun' or 'deno'"
-      )))
-    }
-  };
-  env_state::configure(&env, kind, host).map(|k| k.as_str().to_string())
+pub fn configure(
+  env: Env,
+  reactor: contract::Reactor,
+  runtime: Option<contract::Runtime>,
+) -> Result<contract::Reactor> {
+  env_state::configure(&env, reactor, runtime.unwrap_or(contract::Runtime::Node))
 }
 
 /// Lend the addon a Uint8Array and an Int32Array (off-heap) that
@@ -125,12 +105,12 @@ fn wrap_socket(
 #[napi]
 pub fn connect(
   env: Env,
-  socket_type_name: String,
+  socket_type: contract::SocketType,
   address: NativeAddress,
   framed: bool,
   max_message: u32,
 ) -> Result<NativeSocket> {
-  let ty = socket_type(&env, &socket_type_name)?;
+  let ty = socket_type.into();
   let fd = fdpass_core::socket::connect(ty, &address.to_core()).or_throw(&env)?;
   wrap_socket(&env, fd, ty, framed, max_message)
 }
@@ -139,11 +119,11 @@ pub fn connect(
 #[napi]
 pub fn socketpair(
   env: Env,
-  socket_type_name: String,
+  socket_type: contract::SocketType,
   framed: bool,
   max_message: u32,
 ) -> Result<(NativeSocket, NativeSocket)> {
-  let ty = socket_type(&env, &socket_type_name)?;
+  let ty = socket_type.into();
   let (a, b) = fdpass_core::socket::socketpair(ty).or_throw(&env)?;
   Ok((
     wrap_socket(&env, a, ty, framed, max_message)?,
@@ -198,14 +178,14 @@ impl NativeBindOptions {
 #[napi]
 pub fn listen(
   env: Env,
-  socket_type_name: String,
+  socket_type: contract::SocketType,
   address: NativeAddress,
   backlog: i32,
   options: NativeBindOptions,
   framed: bool,
   max_message: u32,
 ) -> Result<NativeServer> {
-  let ty = socket_type(&env, &socket_type_name)?;
+  let ty = socket_type.into();
   let addr = address.to_core();
   let fd = fdpass_core::socket::listen(ty, &addr, backlog, &options.to_core()).or_throw(&env)?;
   let st = state(&env)?;
@@ -215,8 +195,7 @@ pub fn listen(
 /// What an inherited descriptor is, before adopting it.
 #[napi(object)]
 pub struct SocketInfo {
-  #[napi(ts_type = "'stream' | 'seqpacket' | 'dgram'")]
-  pub r#type: String,
+  pub r#type: contract::SocketType,
   pub listening: bool,
   #[napi(ts_type = "'unix' | 'inet' | 'inet6' | 'other'")]
   pub family: String,
@@ -275,7 +254,7 @@ pub fn inspect_socket(env: Env, fd: i32) -> Result<SocketInfo> {
     _ => "other",
   };
   Ok(SocketInfo {
-    r#type: ty.as_str().into(),
+    r#type: ty.into(),
     listening,
     family: family.into(),
   })

@@ -2,7 +2,7 @@
 //! `dgram.Socket`): the JavaScript caller owns each returned number.
 
 use crate::js::{self, OrThrow};
-use fdpass_core::listener::{bind_inet, InetKind};
+use fdpass_core::listener::bind_inet;
 use fdpass_core::socket::{self, BindOptions, SocketType};
 use fdpass_core::SocketAddress;
 use napi::bindgen_prelude::*;
@@ -16,24 +16,12 @@ use std::os::fd::{BorrowedFd, IntoRawFd};
 #[napi]
 pub fn bind_inet_socket(
   env: Env,
-  kind: String,
+  kind: crate::contract::InetKind,
   host: String,
   port: u32,
   backlog: i32,
   reuse_port: bool,
 ) -> Result<i32> {
-  let kind = match kind.as_str() {
-    "tcp" => InetKind::Tcp,
-    "udp" => InetKind::Udp,
-    _ => {
-      return Err(js::throw_in(
-        &env,
-        &fdpass_core::Error::InvalidArgument {
-          reason: format!("unknown kind '{kind}'"),
-        },
-      ))
-    }
-  };
   let port = u16::try_from(port).map_err(|_| {
     js::throw_in(
       &env,
@@ -43,7 +31,7 @@ pub fn bind_inet_socket(
     )
   })?;
   Ok(
-    bind_inet(kind, &host, port, backlog, reuse_port)
+    bind_inet(kind.into(), &host, port, backlog, reuse_port)
       .or_throw(&env)?
       .into_raw_fd(),
   )

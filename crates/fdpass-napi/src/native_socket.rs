@@ -60,10 +60,10 @@ impl NativeSocket {
       .map_or(-1, |c| c.socket().as_raw_fd())
   }
 
-  /// `'stream'`, `'seqpacket'` or `'dgram'`.
+  /// What kind of socket this is.
   #[napi(getter, js_name = "type")]
-  pub fn socket_type(&self) -> &'static str {
-    self.cell.0.borrow().ty.as_str()
+  pub fn socket_type(&self) -> crate::contract::SocketType {
+    self.cell.0.borrow().ty.into()
   }
 
   /// Messages queued in user space, waiting for the kernel buffer to drain.

@@ -184,8 +184,8 @@ impl NativeServer {
   }
 
   #[napi(getter, js_name = "type")]
-  pub fn socket_type(&self) -> &'static str {
-    self.cell.0.borrow().ty.as_str()
+  pub fn socket_type(&self) -> crate::contract::SocketType {
+    self.cell.0.borrow().ty.into()
   }
 
   /// Register the callback, called with EV_ACCEPTABLE when connections

@@ -15,30 +15,9 @@
 pub mod thread;
 pub mod uv;
 
+use crate::contract;
 use std::os::fd::RawFd;
 use std::rc::Weak;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReactorKind {
-  Uv,
-  Thread,
-}
-
-impl ReactorKind {
-  pub fn parse(s: &str) -> Option<Self> {
-    match s {
-      "uv" => Some(ReactorKind::Uv),
-      "thread" => Some(ReactorKind::Thread),
-      _ => None,
-    }
-  }
-  pub fn as_str(self) -> &'static str {
-    match self {
-      ReactorKind::Uv => "uv",
-      ReactorKind::Thread => "thread",
-    }
-  }
-}
 
 /// Something that wants to hear that its descriptor is ready.
 pub trait Ready {
@@ -58,10 +37,10 @@ pub enum Reactor {
 }
 
 impl Reactor {
-  pub fn kind(&self) -> ReactorKind {
+  pub fn kind(&self) -> contract::Reactor {
     match self {
-      Reactor::Uv(_) => ReactorKind::Uv,
-      Reactor::Thread(_) => ReactorKind::Thread,
+      Reactor::Uv(_) => contract::Reactor::Uv,
+      Reactor::Thread(_) => contract::Reactor::Thread,
     }
   }
 }
