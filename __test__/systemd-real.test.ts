@@ -1,7 +1,7 @@
 // A real systemd (Debian's, 252) booted as PID 1 of its own namespaces by
 // scripts/systemd-ns.js (docs/systemd-testing.md): the fd store through a
-// restart and a crash, and README's unit for `fdpass run` through a reload
-// and a crash of the serving generation. Its services share the host's
+// restart and a crash, and the unit for `fdpass run` of docs/supervisor.md
+// ("systemd") through a reload and a crash of the serving generation. Its services share the host's
 // network namespace, so this process connects to them on 127.0.0.1.
 import { spawnSync } from 'node:child_process'
 import * as fs from 'node:fs'
@@ -213,7 +213,7 @@ function cgroupExists(name: string): boolean {
   }
 }
 
-// README's `fdpass run` example app: each generation takes the port from the previous one.
+// The hot-restart example app (docs/handoff.md) under `fdpass run`: each generation takes the port from the previous one.
 const RUN_COMMAND = `${NODE} ${path.join(root, 'bin', 'fdpass.js')} run -- ${NODE} ${path.join(root, 'examples', 'hot-restart', 'server.js')}`
 
 // Each unit gets a control socket of its own: the default is named after the

@@ -22,7 +22,7 @@ export type ResolverErrorCode = 'ENOTFOUND' | 'EAI_AGAIN' | 'EAI_FAIL' | 'EAI_NO
 
 /**
  * fdpass's own codes, each with the extra fields its errors carry
- * (README "Errors"). Codes are permanent.
+ * (docs/api.md, "Errors"). Codes are permanent.
  */
 export interface FdpassErrorFields {
   /** More descriptors in one message than the kernel takes. */

@@ -1,7 +1,7 @@
 // fdpass/handoff: zero-downtime restarts. A new generation of a server
 // takes the listening sockets of the running one over a Unix control
 // socket, starts accepting on the same kernel sockets, and only then does
-// the old generation stop accepting, drain and exit. See README "Handoff".
+// the old generation stop accepting, drain and exit. See docs/handoff.md.
 import { createHash } from 'node:crypto'
 import * as dgram from 'node:dgram'
 import * as dns from 'node:dns'
@@ -26,7 +26,7 @@ import { type ListenFd, listenFds } from './systemd'
 import type { FdServer } from './server'
 import type { FdSocket, Message } from './socket'
 
-/** Version of the control protocol (README "Handoff protocol"). */
+/** Version of the control protocol (docs/handoff.md, "Handoff protocol"). */
 export const HANDOFF_PROTOCOL_VERSION = 1
 
 export {

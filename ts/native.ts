@@ -1,5 +1,5 @@
 // The private interface to the Rust binding, and the one place where the
-// readiness mechanism is chosen for this runtime (see README "Design").
+// readiness mechanism is chosen for this runtime (docs/design.md, "Readiness").
 import { readFileSync } from 'node:fs'
 import { FdpassError } from './errors'
 import type { FdKind } from './fd-kind'
@@ -194,7 +194,7 @@ export const reactor = binding.configure(chooseReactor(), runtimeName)
 
 /**
  * What the runtime's own node modules cannot do with a descriptor they did
- * not open (seen on Bun 1.4 and Deno 2.9; README "Runtimes").
+ * not open (seen on Bun 1.4 and Deno 2.9; docs/platforms.md, "Runtimes: Node, Bun, Deno, and arm64").
  */
 export const runtimeLimits = {
   /** Deno's node:fs rejects foreign fds with EBADF: fs streams go through the addon. */
