@@ -73,6 +73,33 @@ describe('a socket the reactor cannot watch emits error', () => {
   }, 70_000)
 })
 
+// The addon's listening socket, below FdServer (which turns EV_ERROR into
+// 'error' and a retry): stopping and restarting accepting re-arms the watch.
+const failOnAccept = (breakIt: string) => `
+    const { binding } = require(${JSON.stringify(`${root}/dist/native`)}); const os = require('os'); const path = require('path')
+    const file = path.join(os.tmpdir(), 'fdpass-watch-' + process.pid + '.sock')
+    const server = binding.listen('stream', { path: file }, 16, {}, false, 1024)
+    fs.unlinkSync(file)
+    server.start((event, error) => report({ error: event === binding.EV_ERROR, code: error?.code, errno: error?.errno, syscall: error?.syscall }))
+    server.setAccepting(true)
+    server.setAccepting(false)
+    ${breakIt}
+    setImmediate(() => server.setAccepting(true))`
+
+describe('a listening socket the reactor cannot watch reports the error to its callback', () => {
+  test.skipIf(process.platform !== 'linux' || project !== 'uv')('uv: a net.Server listens on the same number (uv_poll_start says EEXIST)', () => {
+    const result = runChild('uv', failOnAccept(`net.createServer().on('error', () => {}).listen({ fd: server.fd })`))
+    expect(result).toEqual({ error: true, code: 'EEXIST', errno: -17, syscall: 'uv_poll_start' })
+  }, 70_000)
+
+  test.skipIf(project !== 'thread')('thread: the descriptor was closed behind the server (the poller refuses the change)', () => {
+    const result = runChild('thread', failOnAccept('fs.closeSync(server.fd)'))
+    expect(result).toMatchObject({ error: true, syscall: process.platform === 'linux' ? 'epoll_ctl' : 'kevent' })
+    expect(['EBADF', 'ENOENT']).toContain(result.code)
+    expect(typeof result.errno).toBe('number')
+  }, 70_000)
+})
+
 describe('addresses', () => {
   test('of a socket whose descriptor was closed behind it: the system error is thrown, not null', () => {
     const result = runChild(

@@ -434,8 +434,8 @@ function cleanUp(runDir, cgroup) {
   if (r.status !== 0) throw new SystemdNsError(`could not clean up after a killed systemd namespace (${runDir}): ${r.stderr.trim()}`)
 }
 
-/** Removes what namespaces whose PID 1 is gone left behind (their owner was killed before it could). */
-function sweep() {
+/** The run directory and state file of every namespace this script booted that wrote one (one still booting has none yet). */
+function* bootedStates() {
   for (const name of fs.readdirSync(os.tmpdir())) {
     if (!name.startsWith('fdpass-systemd-')) continue
     const runDir = path.join(os.tmpdir(), name)
@@ -445,6 +445,13 @@ function sweep() {
     } catch {
       continue // still booting, or not ours
     }
+    yield { runDir, state }
+  }
+}
+
+/** Removes what namespaces whose PID 1 is gone left behind (their owner was killed before it could). */
+function sweep() {
+  for (const { runDir, state } of bootedStates()) {
     if (!alive(state.pid)) cleanUp(runDir, state.cgroup)
   }
 }
@@ -531,15 +538,7 @@ async function waitRunning(machine, deadline, exited) {
 /** Machines booted by this script whose PID 1 runs, from their state files. */
 function running() {
   const found = []
-  for (const name of fs.readdirSync(os.tmpdir())) {
-    if (!name.startsWith('fdpass-systemd-')) continue
-    const runDir = path.join(os.tmpdir(), name)
-    let state
-    try {
-      state = JSON.parse(fs.readFileSync(path.join(runDir, 'state.json'), 'utf8'))
-    } catch {
-      continue
-    }
+  for (const { runDir, state } of bootedStates()) {
     if (alive(state.pid)) found.push(new Machine({ ...state, runDir, share: path.join(runDir, 'share'), child: null, watchdog: null }))
   }
   return found

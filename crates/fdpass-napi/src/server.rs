@@ -66,46 +66,53 @@ impl ServerCore {
   }
 }
 
-impl Ready for ServerCell {
-  fn on_ready(&self, readable: bool, _writable: bool) {
-    let (func_state, env) = {
-      let c = self.0.borrow();
-      if !readable || c.fd.is_none() || c.state.is_torn_down() {
-        return;
-      }
-      (c.state.clone(), c.state.env)
-    };
-    // SAFETY: readiness callbacks run on the env's JS thread.
-    unsafe {
-      js::with_scope(env, || {
-        let func = self.0.borrow().callback.as_ref().map(|r| r.get());
-        if let Some(func) = func {
-          func_state.call(None, func, &[js::int(env, EV_ACCEPTABLE)]);
-        }
-      })
-    };
-    self.0.borrow_mut().update_watch();
-  }
-
-  fn on_watch_failed(&self, error: fdpass_core::Error) {
+impl ServerCell {
+  /// Call the server's JavaScript callback with the arguments `args` makes
+  /// inside the handle scope opened for them. False, and no call, once the
+  /// server is closed or its environment torn down.
+  ///
+  /// # Safety
+  /// On the env's JS thread, where the reactor reports readiness and failures.
+  unsafe fn call_back<const N: usize>(
+    &self,
+    args: impl FnOnce(js::RawEnv) -> [js::RawValue; N],
+  ) -> bool {
     let (func_state, env) = {
       let c = self.0.borrow();
       if c.fd.is_none() || c.state.is_torn_down() {
-        return;
+        return false;
       }
       (c.state.clone(), c.state.env)
     };
-    // SAFETY: the reactor reports failures from the event loop, on the
-    // env's JS thread; the values are made inside the scope opened here.
+    // SAFETY: on the env's JS thread (this function's contract).
     unsafe {
       js::with_scope(env, || {
         let func = self.0.borrow().callback.as_ref().map(|r| r.get());
         if let Some(func) = func {
-          let args = [js::int(env, EV_ERROR), js::error_value(env, &error)];
-          func_state.call(None, func, &args);
+          func_state.call(None, func, &args(env));
         }
       })
     };
+    true
+  }
+}
+
+impl Ready for ServerCell {
+  fn on_ready(&self, readable: bool, _writable: bool) {
+    if !readable {
+      return;
+    }
+    // SAFETY: readiness callbacks run on the env's JS thread; the number is
+    // made inside the scope call_back opens, on that thread.
+    if unsafe { self.call_back(|env| [js::int(env, EV_ACCEPTABLE)]) } {
+      self.0.borrow_mut().update_watch();
+    }
+  }
+
+  fn on_watch_failed(&self, error: fdpass_core::Error) {
+    // SAFETY: the reactor reports failures from the event loop, on the
+    // env's JS thread; the values are made inside the scope call_back opens.
+    unsafe { self.call_back(|env| [js::int(env, EV_ERROR), js::error_value(env, &error)]) };
   }
 }
 
