@@ -13,7 +13,9 @@ import {
   type Message,
   type PeerCredentials,
   type ReceivedFd,
+  type SocketType,
   connect,
+  runtime,
   socketpair,
 } from '../../index'
 import { type Generation, type HandoffRecord, takeover } from '../../handoff'
@@ -118,5 +120,17 @@ describe('handoff', () => {
 
   test('connect() resolves to an FdSocket', () => {
     expectTypeOf(connect).returns.toEqualTypeOf<Promise<FdSocket>>()
+  })
+})
+
+describe('the string unions the addon defines (binding.d.ts), as the public API names them', () => {
+  test('SocketType, runtime.name and runtime.reactor keep their values', () => {
+    expectTypeOf<SocketType>().toEqualTypeOf<'stream' | 'seqpacket' | 'dgram'>()
+    expectTypeOf(socket.type).toEqualTypeOf<SocketType>()
+    expectTypeOf(server.type).toEqualTypeOf<SocketType>()
+    expectTypeOf(runtime.name).toEqualTypeOf<'node' | 'bun' | 'deno'>()
+    expectTypeOf(runtime.reactor).toEqualTypeOf<'uv' | 'thread'>()
+    // @ts-expect-error not a socket type
+    socketpair({ type: 'datagram' })
   })
 })
