@@ -159,6 +159,12 @@ export function invalidArgType(name: string, expected: string, actual: unknown):
   )
 }
 
+/** `'a', 'b' or 'c'`: the values a message offers. */
+export function quotedChoices(values: readonly string[]): string {
+  const quoted = values.map((v) => `'${v}'`)
+  return quoted.length > 1 ? `${quoted.slice(0, -1).join(', ')} or ${quoted[quoted.length - 1]}` : quoted.join('')
+}
+
 export function invalidArgValue(name: string, value: unknown, reason: string): FdpassError {
   return new FdpassError('ERR_INVALID_ARG_VALUE', `The "${name}" argument ${reason}. Received ${describe(value)}`)
 }

@@ -1,7 +1,7 @@
 // The private interface to the Rust binding, and the one place where the
 // readiness mechanism is chosen for this runtime (docs/design.md, "Readiness").
 import { readFileSync } from 'node:fs'
-import { FdpassError } from './errors'
+import { FdpassError, quotedChoices } from './errors'
 import type { FdKind } from './fd-kind'
 
 export type { FdKind } from './fd-kind'
@@ -156,12 +156,6 @@ function unionValues<K extends keyof Unions>(name: K): readonly Unions[K][] {
 /** Every SocketType, for checking options. */
 export const SOCKET_TYPES = unionValues('SocketType')
 const REACTORS = unionValues('Reactor')
-
-/** `'a', 'b' or 'c'`: the values a message offers. */
-export function quotedChoices(values: readonly string[]): string {
-  const quoted = values.map((v) => `'${v}'`)
-  return quoted.length > 1 ? `${quoted.slice(0, -1).join(', ')} or ${quoted[quoted.length - 1]}` : quoted.join('')
-}
 
 declare const Bun: unknown
 declare const Deno: unknown

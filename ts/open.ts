@@ -2,9 +2,9 @@
 // socketpair, adopt, adoptServer) and the checks of their options.
 import { constants as osConstants } from 'node:os'
 import { type Address, toNativeAddress } from './address'
-import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue, outOfRange } from './errors'
+import { FdpassError, callNative, fromNative, invalidArgType, invalidArgValue, outOfRange, quotedChoices } from './errors'
 import { fdOf } from './fd-like'
-import { FD_KINDS, SOCKET_TYPES, binding, platform, quotedChoices, type FdKind } from './native'
+import { FD_KINDS, SOCKET_TYPES, binding, platform, type FdKind } from './native'
 import { FdServer, type PeerFilter, wrapServer } from './server'
 import { FdSocket, type SocketSettings, type SocketType } from './socket'
 
