@@ -12,7 +12,7 @@ import * as net from 'node:net'
 import * as path from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
 import { WebSocket } from 'ws'
-import { cleanup, run, sleep, tmpPath, type Child } from './helpers'
+import { cleanup, linuxOnly, run, sleep, tmpPath, type Child } from './helpers'
 
 const children: Child[] = []
 const sockets: net.Socket[] = []
@@ -32,7 +32,8 @@ interface Gen {
 }
 
 function generation(config: Record<string, unknown>): Gen {
-  const child = run('handoff-server.js', [config])
+  // stdin: 'release' answers the held /hold requests.
+  const child = run('handoff-server.js', [config], { stdio: ['pipe', 'pipe', 'pipe'] })
   children.push(child)
   const lines: any[] = []
   const waiters: Array<() => void> = []
@@ -68,6 +69,31 @@ function generation(config: Record<string, unknown>): Gen {
 }
 
 const ready = (g: Gen) => g.line((l) => l.ready || l.error, 'ready')
+
+/** Answer the generation's held /hold requests. */
+const release = (g: Gen) => g.child.proc.stdin!.write('release\n')
+
+/**
+ * Wait until the server has read every byte `client` sent (its socket's
+ * receive queue in /proc/net/tcp is empty): the bytes are in the server
+ * process, not in the kernel. Linux only.
+ */
+async function readByServer(client: net.Socket): Promise<void> {
+  await new Promise<void>((resolve) => (client.writableLength === 0 ? resolve() : client.once('drain', () => resolve())))
+  const hex = (n: number) => n.toString(16).toUpperCase().padStart(4, '0')
+  const local = `0100007F:${hex(client.remotePort!)}`
+  const remote = `0100007F:${hex(client.localPort!)}`
+  for (let i = 0; i < 400; i++) {
+    const line = fs
+      .readFileSync('/proc/net/tcp', 'utf8')
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .find((f) => f[1] === local && f[2] === remote)
+    if (line && Number.parseInt(line[4].split(':')[1], 16) === 0) return
+    await sleep(25)
+  }
+  throw new Error('the server did not read the bytes sent within 10 s')
+}
 
 /** A raw HTTP/1.1 client connection: every response parsed, every close seen. */
 class RawHttp {
@@ -167,7 +193,7 @@ describe('handoff: connection migration', () => {
       expect(client.closed).toBe(false)
     })
 
-    test('a next request already begun (bytes read by the old generation, not a whole request): answered there first, then the connection moves', async () => {
+    test.runIf(process.platform === 'linux')(`a next request already begun (bytes read by the old generation, not a whole request): answered there first, then the connection moves${linuxOnly}`, async () => {
       const control = tmpPath()
       const first = generation({ control })
       const { port } = await ready(first)
@@ -176,9 +202,10 @@ describe('handoff: connection migration', () => {
       // Half a request: the old generation reads these bytes into its parser.
       const answer = client.response()
       client.write('GET / HTTP/1.1\r\nHost: te')
-      await sleep(200)
+      await readByServer(client.socket)
       const next = generation({ control })
       await ready(next)
+      await first.line((l) => l.handoff)
       await sleep(200) // migration passes run; this connection is busy and must stay
       client.write('st\r\n\r\n')
       expect(await answer).toMatchObject({ body: String(first.pid), closes: false })
@@ -210,10 +237,14 @@ describe('handoff: connection migration', () => {
       const first = generation({ control })
       const { port } = await ready(first)
       const client = await RawHttp.open(port)
-      const slow = client.get('/slow?ms=600')
-      await sleep(100)
-      const { next } = await handOver(first, { control }).then(async (r) => r)
-      expect(await slow).toMatchObject({ body: String(first.pid), closes: false })
+      const held = client.get('/hold')
+      await first.line((l) => l.request === '/hold')
+      const next = generation({ control })
+      await ready(next)
+      await first.line((l) => l.handoff) // migration under way, the response not written yet
+      release(first)
+      expect(await held).toMatchObject({ body: String(first.pid), closes: false })
+      expect((await first.line((l) => l.migration)).migration).toMatchObject({ migrated: { http1: 1 } })
       expect(await client.get()).toMatchObject({ body: String(next.pid), closes: false })
     })
 
@@ -234,15 +265,20 @@ describe('handoff: connection migration', () => {
       expect(await client.get()).toMatchObject({ body: String(next.pid), closes: false })
     })
 
-    test('pipelined requests are answered in order by the old generation, then the connection moves', async () => {
+    test.runIf(process.platform === 'linux')(`pipelined requests are answered in order by the old generation, then the connection moves${linuxOnly}`, async () => {
       const control = tmpPath()
       const first = generation({ control })
       const { port } = await ready(first)
       const client = await RawHttp.open(port)
       const answers = [client.response(), client.response(), client.response()]
-      client.write('GET /slow?ms=500 HTTP/1.1\r\nHost: t\r\n\r\nGET /slow?ms=10 HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n')
-      await sleep(100)
-      const { next, migration } = await handOver(first, { control })
+      client.write('GET /hold HTTP/1.1\r\nHost: t\r\n\r\nGET /slow?ms=10 HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n')
+      await first.line((l) => l.request === '/hold')
+      await readByServer(client.socket)
+      const next = generation({ control })
+      await ready(next)
+      await first.line((l) => l.handoff)
+      release(first)
+      const { migration } = await first.line((l) => l.migration)
       expect(migration).toMatchObject({ migrated: { http1: 1 } })
       for (const a of answers) expect(await a).toMatchObject({ body: String(first.pid), closes: false })
       expect(await client.get()).toMatchObject({ body: String(next.pid), closes: false })
@@ -445,7 +481,7 @@ describe('handoff: connection migration', () => {
       client.socket.write('one\n')
       expect(await client.line()).toBe(`${first.pid} 1 one`)
       client.socket.write('ha')
-      await sleep(200) // the old generation has read "ha" into the app's line buffer
+      await first.line((l) => l.rawPartial === 'ha') // in the app's line buffer
       const { next, migration } = await handOver(first, { control, raw: true })
       expect(migration.migrated).toMatchObject({ counter: 1 })
       client.socket.write('lf\n')
@@ -505,7 +541,7 @@ describe('handoff: connection migration', () => {
       }
     }
 
-    test('frames half read by the old generation (cut in the header, the length, the mask, the payload, and a fragmented message) arrive whole on the successor: none lost or duplicated, no close', async () => {
+    test.runIf(process.platform === 'linux')(`frames half read by the old generation (cut in the header, the length, the mask, the payload, and a fragmented message) arrive whole on the successor: none lost or duplicated, no close${linuxOnly}`, async () => {
       const control = tmpPath()
       const first = generation({ control, ws: true })
       const { port } = await ready(first)
@@ -521,7 +557,8 @@ describe('handoff: connection migration', () => {
       cuts.forEach((cut, i) => clients[i].raw(whole.subarray(0, cut)))
       const second = frame(true, 0, Buffer.from('ment-end'))
       fragmented.raw(Buffer.concat([frame(false, 1, Buffer.from('frag-')), second.subarray(0, 9)]))
-      await sleep(200) // the old generation's receivers hold these bytes
+      // The old generation's receivers hold these bytes.
+      for (const c of [...clients, fragmented]) await readByServer((c.ws as unknown as { _socket: net.Socket })._socket)
       const { next, migration } = await handOver(first, { control, ws: true })
       expect(migration.migrated).toEqual({ ws: cuts.length + 1 })
       expect((await first.line((l) => l.wsMigrated)).wsMigrated.every((r: { migrated: boolean }) => r.migrated)).toBe(true)
@@ -609,11 +646,12 @@ describe('handoff: connection migration', () => {
           stream.on('error', reject)
         })
       expect(await request(session, '/')).toBe(String(first.pid))
-      const inFlight = request(session, '/?ms=800')
-      await sleep(100)
+      const inFlight = request(session, '/?hold')
+      await first.line((l) => l.request === '/?hold')
       const { next, migration } = await handOver(first, { control, h2: true })
       expect(migration).toMatchObject({ drained: { http2: 1 } })
       await goaway
+      release(first)
       expect(await inFlight).toBe(String(first.pid))
       session.close()
       const fresh = http2.connect(`http://127.0.0.1:${h2}`)

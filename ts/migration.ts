@@ -617,7 +617,18 @@ export class ConnectionMigration {
         }
         const accepted: number[] = []
         const declined: Array<{ index: number; reason: string }> = []
+        const http: number[] = []
         wires.forEach((wire, i) => {
+          // An HTTP/1.1 connection is this generation's once its descriptor
+          // is here and a server takes it: acknowledged before its socket is
+          // built (~80 µs each), so that the old generation lets go of a
+          // batch without waiting for that. An app's connection is
+          // acknowledged after its handler took it (the handler may refuse).
+          if (wire.kind === HTTP1_KIND && this.#declineReason(wire) === null) {
+            http.push(i)
+            accepted.push(i)
+            return
+          }
           // A declined connection's copy here is closed: the old generation still has its own.
           const reason = this.#adopt(wire, fds[i], fromPid)
           if (reason === null) accepted.push(i)
@@ -625,7 +636,14 @@ export class ConnectionMigration {
         })
         adopted += accepted.length
         this.#emit('connections-received', { adopted: accepted.length, declined: declined.length, fromPid })
-        await channel.send({ type: 'adopted', batch: json.batch, accepted, declined }).catch(() => {})
+        const acknowledged = channel.send({ type: 'adopted', batch: json.batch, accepted, declined }).catch(() => {})
+        // Built after the batches already here are acknowledged too (they
+        // arrive together), not between them.
+        const build = http.map((i) => [wires[i], fds[i]] as const)
+        setImmediate(() => {
+          for (const [wire, fd] of build) this.#adopt(wire, fd, fromPid)
+        })
+        await acknowledged
       }
     } finally {
       channel.socket.close()

@@ -42,7 +42,7 @@ const RESTARTS = Number(flag('restarts', quick ? 10 : 100))
 const CLIENTS = Number(flag('clients', 16))
 const STRATEGIES = flag('strategies', 'naive,reuseport,cluster,fdpass-drain,fdpass').split(',').filter(Boolean)
 const WS_CLIENTS = Number(flag('ws-clients', quick ? 200 : 1000))
-const WS_RESTARTS = Number(flag('ws-restarts', quick ? 5 : 20))
+const WS_RESTARTS = Number(flag('ws-restarts', quick ? 5 : 100))
 const IDLE = Number(flag('idle', 1000))
 const HANDOFFS = Number(flag('handoffs', quick ? 5 : 20))
 const ONLY = flag('only', 'http,ws,cost,crash').split(',')
@@ -225,7 +225,8 @@ async function runWebSockets(strategy, port) {
   let current = spawnServer(strategy, port, control, 'ws')
   await current.wait((m) => m.ready)
   const primary = current
-  const stats = { disconnects: 0, lost: 0, duplicated: 0, received: 0, sent: 0 }
+  // unsent: 100 ms ticks a client could not send on because it was (re)connecting.
+  const stats = { disconnects: 0, lost: 0, duplicated: 0, received: 0, sent: 0, unsent: 0 }
   const samples = [] // [sentAt, latencyMs]
   let running = true
   const clients = []
@@ -256,7 +257,10 @@ async function runWebSockets(strategy, port) {
     }
     dial()
     c.timer = setInterval(() => {
-      if (c.ws.readyState !== WebSocket.OPEN) return
+      if (c.ws.readyState !== WebSocket.OPEN) {
+        stats.unsent++
+        return
+      }
       c.ws.send(`${c.sent++} ${performance.now()}`)
       stats.sent++
     }, 100)
@@ -425,7 +429,7 @@ async function main() {
       const r = await runWebSockets(strategy, port++)
       webSockets.push(r)
       console.log(
-        `websocket   ${strategy.padEnd(12)}  ${String(r.received).padStart(7)} echoes  disconnects ${String(r.disconnects).padStart(5)}  lost ${String(r.lost).padStart(5)}  duplicated ${String(r.duplicated).padStart(3)}  window p50/p99 ${fmt(r.windowP50)}/${fmt(r.windowP99)} ms  steady ${fmt(r.steadyP50)}/${fmt(r.steadyP99)} ms`,
+        `websocket   ${strategy.padEnd(12)}  ${String(r.received).padStart(7)} echoes  disconnects ${String(r.disconnects).padStart(5)}  lost ${String(r.lost).padStart(5)}  duplicated ${String(r.duplicated).padStart(3)}  unsent (reconnecting) ${String(r.unsent).padStart(5)}  window p50/p99 ${fmt(r.windowP50)}/${fmt(r.windowP99)} ms  steady ${fmt(r.steadyP50)}/${fmt(r.steadyP99)} ms`,
       )
     }
   }
