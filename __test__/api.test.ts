@@ -137,7 +137,12 @@ describe('bad inputs get clear errors and leak nothing', () => {
       const name = `fdpass-api-abs-${process.pid}-${Date.now()}`
       const server = await listen({ abstract: name })
       await expect(listen({ abstract: name })).rejects.toMatchObject({ code: 'EADDRINUSE', errno: -98, syscall: 'bind', address: `@${name}` })
-      await expect(connect({ abstract: `${name}-nobody` })).rejects.toMatchObject({ code: 'ECONNREFUSED', errno: -111, syscall: 'connect', address: `@${name}-nobody` })
+      await expect(connect({ abstract: `${name}-nobody` })).rejects.toMatchObject({
+        code: 'ECONNREFUSED',
+        errno: -111,
+        syscall: 'connect',
+        address: `@${name}-nobody`,
+      })
       await server.close()
       // Closing frees an abstract name at once: nothing is left behind.
       const again = await listen({ abstract: name })

@@ -36,10 +36,12 @@ const failOnRead = `
 const project = process.env.FDPASS_REACTOR
 
 describe('a socket the reactor cannot watch emits error', () => {
-  test.skipIf(process.platform !== 'linux' || project !== 'uv')('uv: another libuv handle watches the same number (uv_poll_start says EEXIST)', () => {
-    const result = runChild(
-      'uv',
-      `
+  test.skipIf(process.platform !== 'linux' || project !== 'uv')(
+    'uv: another libuv handle watches the same number (uv_poll_start says EEXIST)',
+    () => {
+      const result = runChild(
+        'uv',
+        `
       const [a, b] = f.socketpair()
       // Paused, a stops its uv_poll handle; then a net.Socket on the same
       // number starts reading. libuv keeps one watcher per descriptor
@@ -49,14 +51,18 @@ describe('a socket the reactor cannot watch emits error', () => {
       other.on('error', () => {})
       a.resume()
       ${failOnRead}`,
-    )
-    expect(result).toEqual({ code: 'EEXIST', errno: -17, syscall: 'uv_poll_start', name: 'FdpassError', hadError: true })
-  }, 70_000)
+      )
+      expect(result).toEqual({ code: 'EEXIST', errno: -17, syscall: 'uv_poll_start', name: 'FdpassError', hadError: true })
+    },
+    70_000,
+  )
 
-  test.skipIf(project !== 'thread')('thread: the descriptor was closed behind the socket (the poller refuses the change)', () => {
-    const result = runChild(
-      'thread',
-      `
+  test.skipIf(project !== 'thread')(
+    'thread: the descriptor was closed behind the socket (the poller refuses the change)',
+    () => {
+      const result = runChild(
+        'thread',
+        `
       const [a, b] = f.socketpair()
       // Paused, then closed: reading again asks the poller for interest in
       // a descriptor it no longer has.
@@ -64,13 +70,15 @@ describe('a socket the reactor cannot watch emits error', () => {
       fs.closeSync(a.fd)
       a.resume()
       ${failOnRead}`,
-    )
-    const syscall = process.platform === 'linux' ? 'epoll_ctl' : 'kevent'
-    expect(result).toMatchObject({ syscall, name: 'FdpassError', hadError: true })
-    // epoll says ENOENT once the number is free of its registration, EBADF for a number not open.
-    expect(['EBADF', 'ENOENT']).toContain(result.code)
-    expect(typeof result.errno).toBe('number')
-  }, 70_000)
+      )
+      const syscall = process.platform === 'linux' ? 'epoll_ctl' : 'kevent'
+      expect(result).toMatchObject({ syscall, name: 'FdpassError', hadError: true })
+      // epoll says ENOENT once the number is free of its registration, EBADF for a number not open.
+      expect(['EBADF', 'ENOENT']).toContain(result.code)
+      expect(typeof result.errno).toBe('number')
+    },
+    70_000,
+  )
 })
 
 // The addon's listening socket, below FdServer (which turns EV_ERROR into
@@ -87,17 +95,25 @@ const failOnAccept = (breakIt: string) => `
     setImmediate(() => server.setAccepting(true))`
 
 describe('a listening socket the reactor cannot watch reports the error to its callback', () => {
-  test.skipIf(process.platform !== 'linux' || project !== 'uv')('uv: a net.Server listens on the same number (uv_poll_start says EEXIST)', () => {
-    const result = runChild('uv', failOnAccept(`net.createServer().on('error', () => {}).listen({ fd: server.fd })`))
-    expect(result).toEqual({ error: true, code: 'EEXIST', errno: -17, syscall: 'uv_poll_start' })
-  }, 70_000)
+  test.skipIf(process.platform !== 'linux' || project !== 'uv')(
+    'uv: a net.Server listens on the same number (uv_poll_start says EEXIST)',
+    () => {
+      const result = runChild('uv', failOnAccept(`net.createServer().on('error', () => {}).listen({ fd: server.fd })`))
+      expect(result).toEqual({ error: true, code: 'EEXIST', errno: -17, syscall: 'uv_poll_start' })
+    },
+    70_000,
+  )
 
-  test.skipIf(project !== 'thread')('thread: the descriptor was closed behind the server (the poller refuses the change)', () => {
-    const result = runChild('thread', failOnAccept('fs.closeSync(server.fd)'))
-    expect(result).toMatchObject({ error: true, syscall: process.platform === 'linux' ? 'epoll_ctl' : 'kevent' })
-    expect(['EBADF', 'ENOENT']).toContain(result.code)
-    expect(typeof result.errno).toBe('number')
-  }, 70_000)
+  test.skipIf(project !== 'thread')(
+    'thread: the descriptor was closed behind the server (the poller refuses the change)',
+    () => {
+      const result = runChild('thread', failOnAccept('fs.closeSync(server.fd)'))
+      expect(result).toMatchObject({ error: true, syscall: process.platform === 'linux' ? 'epoll_ctl' : 'kevent' })
+      expect(['EBADF', 'ENOENT']).toContain(result.code)
+      expect(typeof result.errno).toBe('number')
+    },
+    70_000,
+  )
 })
 
 describe('addresses', () => {

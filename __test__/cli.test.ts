@@ -25,7 +25,9 @@ afterEach(async () => {
       const exited = new Promise((r) => proc.once('exit', r))
       proc.kill('SIGTERM')
       if (await Promise.race([exited.then(() => true), sleep(20_000).then(() => false)])) return
-      const generations = spawnSync('pgrep', ['-P', String(proc.pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean)
+      const generations = spawnSync('pgrep', ['-P', String(proc.pid)], { encoding: 'utf8' })
+        .stdout.split('\n')
+        .filter(Boolean)
       for (const pid of generations) process.kill(Number(pid), 'SIGKILL')
       proc.kill('SIGKILL')
       await exited
@@ -36,7 +38,12 @@ afterEach(async () => {
 async function next(notifications: FdSocket, key: string): Promise<Record<string, string>> {
   for (;;) {
     const m = await notifications.receive({ signal: AbortSignal.timeout(15_000) })
-    const fields = Object.fromEntries(m.data.toString().split('\n').map((l) => l.split('=')))
+    const fields = Object.fromEntries(
+      m.data
+        .toString()
+        .split('\n')
+        .map((l) => l.split('=')),
+    )
     if (key in fields) return fields
   }
 }
@@ -381,10 +388,14 @@ describe('fdpass run --workers', { timeout: 90_000 }, () => {
     expect(ready[1].inode).toBe(ready[0].inode)
     const port = ready[0].port
     const pids = new Set<string>()
-    await until(() => {
-      void request(port).then((p) => pids.add(p))
-      return pids.size === 2
-    }, 'both workers answering', 30_000)
+    await until(
+      () => {
+        void request(port).then((p) => pids.add(p))
+        return pids.size === 2
+      },
+      'both workers answering',
+      30_000,
+    )
     const traffic = load(port)
     await traffic.served(50)
     const victim = ready.find((r) => r.worker === 1)
@@ -473,7 +484,10 @@ describe('fdpass run --health and --probation', { timeout: 90_000 }, () => {
     const traffic = load(one.port)
     const r = await cli(['reload', '--socket', t.socket, '--json'])
     expect(r.code).toBe(1)
-    expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'rolled-back', reason: `rolled back: health check http://127.0.0.1:${first.port}/health answered 500` })
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      outcome: 'rolled-back',
+      reason: `rolled back: health check http://127.0.0.1:${first.port}/health answered 500`,
+    })
     t.setConfig({})
     expect((await cli(['reload', '--socket', t.socket])).code).toBe(0)
     await traffic.served(30)

@@ -8,9 +8,15 @@ import { describe, expect, test } from 'vitest'
 describe('conformance suite', () => {
   test('every case passes on this Node', () => {
     const r = spawnSync(process.execPath, [path.join(__dirname, 'conformance', 'suite.cjs')], { encoding: 'utf8', timeout: 120_000 })
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l))
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
     const { summary } = lines.at(-1)
-    expect(lines.filter((l) => l.ok === false), r.stderr).toEqual([])
+    expect(
+      lines.filter((l) => l.ok === false),
+      r.stderr,
+    ).toEqual([])
     expect(summary).toMatchObject({ runtime: 'node', reactor: process.env.FDPASS_REACTOR, failed: 0, passed: lines.length - 1 })
     expect(lines.length - 1).toBeGreaterThanOrEqual(9)
     expect(r.status).toBe(0)
@@ -18,10 +24,14 @@ describe('conformance suite', () => {
 
   test('a failing case fails the suite', () => {
     // The suite must be able to fail: a receiver limited to 10 descriptors cannot take 253.
-    const r = spawnSync('bash', ['-c', `ulimit -n 40 && exec "${process.execPath}" "${path.join(__dirname, 'conformance', 'suite.cjs')}" "fds in one message"`], {
-      encoding: 'utf8',
-      timeout: 60_000,
-    })
+    const r = spawnSync(
+      'bash',
+      ['-c', `ulimit -n 40 && exec "${process.execPath}" "${path.join(__dirname, 'conformance', 'suite.cjs')}" "fds in one message"`],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    )
     const { summary } = JSON.parse(r.stdout.trim().split('\n').at(-1)!)
     expect(summary.failed).toBe(1)
     expect(r.status).toBe(1)

@@ -207,7 +207,16 @@ test('the package ships the MIT notice that package.json names, and the changelo
 test('ARCHITECTURE.md names files that exist', () => {
   const text = fs.readFileSync(path.join(root, 'ARCHITECTURE.md'), 'utf8')
   // Paths are written from the root, or (in the tables) from their crate or ts/.
-  const bases = ['', 'ts/', ...fs.readdirSync(path.join(root, 'crates')).map((c) => `crates/${c}/`), 'crates/fdpass-napi/src/', 'crates/fdpass-napi/src/reactor/', 'crates/fdpass-core/src/', 'crates/fdpass-core/src/engine/', 'crates/fdpass-core/tests/']
+  const bases = [
+    '',
+    'ts/',
+    ...fs.readdirSync(path.join(root, 'crates')).map((c) => `crates/${c}/`),
+    'crates/fdpass-napi/src/',
+    'crates/fdpass-napi/src/reactor/',
+    'crates/fdpass-core/src/',
+    'crates/fdpass-core/src/engine/',
+    'crates/fdpass-core/tests/',
+  ]
   const named = new Set([...text.matchAll(/`((?:[\w.-]+\/)*[\w-]+\.(?:rs|ts|js|cjs|md|sh)|(?:[\w.-]+\/)+)`/g)].map((m) => m[1]))
   expect(named.size).toBeGreaterThan(30)
   const missing = [...named].filter((p) => !bases.some((b) => fs.existsSync(path.join(root, b + p))))

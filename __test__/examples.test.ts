@@ -188,9 +188,14 @@ test('examples/takeover: a second start takes the TCP, Unix and UDP listeners ov
 test('examples/supervised: fdpass run serves it, and a SIGHUP starts the next generation on the same port', async () => {
   const cwd = workDir()
   const port = await freePort()
-  const supervisor = start(cwd, process.execPath, [path.join(root, 'bin/fdpass.js'), 'run', '--', process.execPath, path.join(examples, 'supervised/server.mjs')], {
-    PORT: String(port),
-  })
+  const supervisor = start(
+    cwd,
+    process.execPath,
+    [path.join(root, 'bin/fdpass.js'), 'run', '--', process.execPath, path.join(examples, 'supervised/server.mjs')],
+    {
+      PORT: String(port),
+    },
+  )
   const stderr = (re: RegExp) =>
     new Promise<RegExpMatchArray>((resolve, reject) => {
       const check = () => {

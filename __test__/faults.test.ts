@@ -10,7 +10,10 @@ afterEach(cleanup)
 
 describe('soak (short; npm run soak runs 1,000,000)', () => {
   test('100,000 messages with fds: none lost, none leaked in either process, RSS within 32 MiB', () => {
-    const r = spawnSync(process.execPath, ['--expose-gc', path.join(root, 'scripts/soak.js'), '--messages', '100000', '--seconds', '60'], { encoding: 'utf8', timeout: 90_000 })
+    const r = spawnSync(process.execPath, ['--expose-gc', path.join(root, 'scripts/soak.js'), '--messages', '100000', '--seconds', '60'], {
+      encoding: 'utf8',
+      timeout: 90_000,
+    })
     const report = JSON.parse(r.stdout.trim().split('\n').pop()!)
     expect(report, `${r.stdout}\n${r.stderr}`).toMatchObject({ ok: true, messages: 100_000, lost: 0, wrongFile: 0, leakedReceiver: 0, leakedSender: 0 })
     expect(report.rssGrowthMiB).toBeLessThanOrEqual(32)
@@ -49,9 +52,16 @@ describe('faults', () => {
   test('the receiver is SIGKILLed: queued sends reject, and their duplicated fds are closed', async () => {
     const address = tmpPath()
     const server = await listen(address)
-    const child = spawn(process.execPath, ['-e', `require(${JSON.stringify(root)}).connect(${JSON.stringify(address)}).then((s) => { s.pause(); setInterval(() => {}, 1000); process.stdout.write('ready\\n') })`], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
+    const child = spawn(
+      process.execPath,
+      [
+        '-e',
+        `require(${JSON.stringify(root)}).connect(${JSON.stringify(address)}).then((s) => { s.pause(); setInterval(() => {}, 1000); process.stdout.write('ready\\n') })`,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    )
     const socket = await server.accept()
     await new Promise((r) => child.stdout.once('data', r))
     const fd = fs.openSync('/dev/null', 'r')

@@ -30,29 +30,32 @@ describe('a stream needs a byte of data to carry descriptors', () => {
 
 describe('truncation', () => {
   // macOS installs every fd before it truncates, so the count differs there.
-  test.runIf(process.platform === 'linux')(`a receiver at RLIMIT_NOFILE gets ERR_FDPASS_TRUNCATED with the count lost, closes what arrived, and keeps going${linuxOnly}`, async () => {
-    const address = tmpPath()
-    const server = await listen(address)
-    const child = runLimited(40, 'limited-receiver.js', [address, '40', '/dev/null'])
-    const socket = await server.accept()
-    const { free: room } = await child.next() // room: descriptors the child can still open
-    expect(room).toBeGreaterThan(5)
-    const fd = fs.openSync('/dev/null', 'r')
-    const count = room + 10
-    await socket.send('too many', Array(count).fill(fd))
-    await socket.send('after')
-    const first = await child.next()
-    expect(first).toMatchObject({ error: 'ERR_FDPASS_TRUNCATED', data: 'too many' })
-    // The kernel installs descriptors until the table is full and drops the rest.
-    expect(first).toMatchObject({ fdsReceived: room, fdsLost: 10 })
-    expect(first.held).toBe(0) // the ones that did arrive were closed
-    expect(await child.next()).toMatchObject({ data: 'after', fds: 0, held: 0 })
-    expect(await child.next()).toMatchObject({ done: true, held: 0, socketOpen: false })
-    expect((await child.exit).code).toBe(0)
-    fs.closeSync(fd)
-    socket.close()
-    await server.close()
-  })
+  test.runIf(process.platform === 'linux')(
+    `a receiver at RLIMIT_NOFILE gets ERR_FDPASS_TRUNCATED with the count lost, closes what arrived, and keeps going${linuxOnly}`,
+    async () => {
+      const address = tmpPath()
+      const server = await listen(address)
+      const child = runLimited(40, 'limited-receiver.js', [address, '40', '/dev/null'])
+      const socket = await server.accept()
+      const { free: room } = await child.next() // room: descriptors the child can still open
+      expect(room).toBeGreaterThan(5)
+      const fd = fs.openSync('/dev/null', 'r')
+      const count = room + 10
+      await socket.send('too many', Array(count).fill(fd))
+      await socket.send('after')
+      const first = await child.next()
+      expect(first).toMatchObject({ error: 'ERR_FDPASS_TRUNCATED', data: 'too many' })
+      // The kernel installs descriptors until the table is full and drops the rest.
+      expect(first).toMatchObject({ fdsReceived: room, fdsLost: 10 })
+      expect(first.held).toBe(0) // the ones that did arrive were closed
+      expect(await child.next()).toMatchObject({ data: 'after', fds: 0, held: 0 })
+      expect(await child.next()).toMatchObject({ done: true, held: 0, socketOpen: false })
+      expect((await child.exit).code).toBe(0)
+      fs.closeSync(fd)
+      socket.close()
+      await server.close()
+    },
+  )
 })
 
 describe('partial writes', () => {
@@ -228,7 +231,11 @@ describe('socket paths', () => {
         .catch((e) => { out.error = e.code })
         .then(() => console.log(JSON.stringify(out)))`
     const r = spawnSync(process.execPath, ['-e', script], { cwd: dir, encoding: 'utf8', env: process.env })
-    expect(JSON.parse(r.stdout)).toEqual({ long: { code: 'ERR_FDPASS_ADDRESS_TOO_LONG', limit: runtime.maxPathLength, length: runtime.maxPathLength + 1 }, exists: true, ok: true })
+    expect(JSON.parse(r.stdout)).toEqual({
+      long: { code: 'ERR_FDPASS_ADDRESS_TOO_LONG', limit: runtime.maxPathLength, length: runtime.maxPathLength + 1 },
+      exists: true,
+      ok: true,
+    })
   })
 
   test('socket files get mode 0600, or the mode asked for', async () => {
@@ -266,7 +273,11 @@ describe('a vanished peer', () => {
     for (const type of runtime.supportsSeqpacket ? (['stream', 'seqpacket'] as const) : (['stream'] as const)) {
       const [a, b] = socketpair({ type })
       b.close()
-      await expect(a.send('anyone?')).rejects.toMatchObject({ code: expect.stringMatching(/^(EPIPE|ECONNRESET)$/), errno: expect.any(Number), syscall: 'sendmsg' })
+      await expect(a.send('anyone?')).rejects.toMatchObject({
+        code: expect.stringMatching(/^(EPIPE|ECONNRESET)$/),
+        errno: expect.any(Number),
+        syscall: 'sendmsg',
+      })
       a.close()
     }
   })
@@ -367,7 +378,10 @@ describe('unclaimed descriptors', () => {
     const byIndex = (kind: string) => r.warnings.find((w: { kind: string }) => w.kind === kind)
     expect(r.warnings).toHaveLength(3)
     const device = byIndex('character-device')
-    expect(device).toMatchObject({ messageIndex: 1, origin: `the stream socket fd ${device.origin.match(/fd (\d+)/)[1]} at ${address} (peer pid ${r.pid}, uid ${r.uid})` })
+    expect(device).toMatchObject({
+      messageIndex: 1,
+      origin: `the stream socket fd ${device.origin.match(/fd (\d+)/)[1]} at ${address} (peer pid ${r.pid}, uid ${r.uid})`,
+    })
     expect(device.message).toBe(
       `Closing file descriptor ${device.fd} (a character-device) on garbage collection: a ReceivedFd was never closed or released. It came with message #1 on ${device.origin}.`,
     )
@@ -384,7 +398,11 @@ describe('bursts', () => {
     const { spawn } = await import('node:child_process')
     const address = tmpPath()
     const server = await listen(address, { type: 'seqpacket' })
-    const child = wrap(spawn('bash', ['-c', `ulimit -n 1024; exec "${process.execPath}" "${fixture('burst-receiver.js')}" "${address}" 500`], { stdio: ['ignore', 'pipe', 'pipe'] }))
+    const child = wrap(
+      spawn('bash', ['-c', `ulimit -n 1024; exec "${process.execPath}" "${fixture('burst-receiver.js')}" "${address}" 500`], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    )
     const socket = await server.accept()
     const fd = fs.openSync('/dev/null', 'r')
     const sends: Promise<void>[] = []

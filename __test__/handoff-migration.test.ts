@@ -193,27 +193,30 @@ describe('handoff: connection migration', () => {
       expect(client.closed).toBe(false)
     })
 
-    test.runIf(process.platform === 'linux')(`a next request already begun (bytes read by the old generation, not a whole request): answered there first, then the connection moves${linuxOnly}`, async () => {
-      const control = tmpPath()
-      const first = generation({ control })
-      const { port } = await ready(first)
-      const client = await RawHttp.open(port)
-      expect(await client.get()).toMatchObject({ body: String(first.pid) })
-      // Half a request: the old generation reads these bytes into its parser.
-      const answer = client.response()
-      client.write('GET / HTTP/1.1\r\nHost: te')
-      await readByServer(client.socket)
-      const next = generation({ control })
-      await ready(next)
-      await first.line((l) => l.handoff)
-      await sleep(200) // migration passes run; this connection is busy and must stay
-      client.write('st\r\n\r\n')
-      expect(await answer).toMatchObject({ body: String(first.pid), closes: false })
-      const { migration } = await first.line((l) => l.migration)
-      expect(migration).toMatchObject({ migrated: { http1: 1 } })
-      expect(await client.get()).toMatchObject({ body: String(next.pid), closes: false })
-      expect(client.closed).toBe(false)
-    })
+    test.runIf(process.platform === 'linux')(
+      `a next request already begun (bytes read by the old generation, not a whole request): answered there first, then the connection moves${linuxOnly}`,
+      async () => {
+        const control = tmpPath()
+        const first = generation({ control })
+        const { port } = await ready(first)
+        const client = await RawHttp.open(port)
+        expect(await client.get()).toMatchObject({ body: String(first.pid) })
+        // Half a request: the old generation reads these bytes into its parser.
+        const answer = client.response()
+        client.write('GET / HTTP/1.1\r\nHost: te')
+        await readByServer(client.socket)
+        const next = generation({ control })
+        await ready(next)
+        await first.line((l) => l.handoff)
+        await sleep(200) // migration passes run; this connection is busy and must stay
+        client.write('st\r\n\r\n')
+        expect(await answer).toMatchObject({ body: String(first.pid), closes: false })
+        const { migration } = await first.line((l) => l.migration)
+        expect(migration).toMatchObject({ migrated: { http1: 1 } })
+        expect(await client.get()).toMatchObject({ body: String(next.pid), closes: false })
+        expect(client.closed).toBe(false)
+      },
+    )
 
     test('a connection that has sent nothing yet moves; a request sent while it is between generations waits in the kernel and is answered by the successor', async () => {
       const control = tmpPath()
@@ -265,24 +268,27 @@ describe('handoff: connection migration', () => {
       expect(await client.get()).toMatchObject({ body: String(next.pid), closes: false })
     })
 
-    test.runIf(process.platform === 'linux')(`pipelined requests are answered in order by the old generation, then the connection moves${linuxOnly}`, async () => {
-      const control = tmpPath()
-      const first = generation({ control })
-      const { port } = await ready(first)
-      const client = await RawHttp.open(port)
-      const answers = [client.response(), client.response(), client.response()]
-      client.write('GET /hold HTTP/1.1\r\nHost: t\r\n\r\nGET /slow?ms=10 HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n')
-      await first.line((l) => l.request === '/hold')
-      await readByServer(client.socket)
-      const next = generation({ control })
-      await ready(next)
-      await first.line((l) => l.handoff)
-      release(first)
-      const { migration } = await first.line((l) => l.migration)
-      expect(migration).toMatchObject({ migrated: { http1: 1 } })
-      for (const a of answers) expect(await a).toMatchObject({ body: String(first.pid), closes: false })
-      expect(await client.get()).toMatchObject({ body: String(next.pid), closes: false })
-    })
+    test.runIf(process.platform === 'linux')(
+      `pipelined requests are answered in order by the old generation, then the connection moves${linuxOnly}`,
+      async () => {
+        const control = tmpPath()
+        const first = generation({ control })
+        const { port } = await ready(first)
+        const client = await RawHttp.open(port)
+        const answers = [client.response(), client.response(), client.response()]
+        client.write('GET /hold HTTP/1.1\r\nHost: t\r\n\r\nGET /slow?ms=10 HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n')
+        await first.line((l) => l.request === '/hold')
+        await readByServer(client.socket)
+        const next = generation({ control })
+        await ready(next)
+        await first.line((l) => l.handoff)
+        release(first)
+        const { migration } = await first.line((l) => l.migration)
+        expect(migration).toMatchObject({ migrated: { http1: 1 } })
+        for (const a of answers) expect(await a).toMatchObject({ body: String(first.pid), closes: false })
+        expect(await client.get()).toMatchObject({ body: String(next.pid), closes: false })
+      },
+    )
 
     test('keep-alive clients under load through three handoffs: 0 failed, no client dials again, requests arriving mid-migration are served', async () => {
       const control = tmpPath()
@@ -541,44 +547,47 @@ describe('handoff: connection migration', () => {
       }
     }
 
-    test.runIf(process.platform === 'linux')(`frames half read by the old generation (cut in the header, the length, the mask, the payload, and a fragmented message) arrive whole on the successor: none lost or duplicated, no close${linuxOnly}`, async () => {
-      const control = tmpPath()
-      const first = generation({ control, ws: true })
-      const { port } = await ready(first)
-      const payload = Buffer.from('x'.repeat(190) + '-the-end')
-      const whole = frame(true, 1, payload) // 2 + 2 (16-bit length) + 4 (mask) bytes of header
-      const cuts = [1, 2, 3, 6, 9, 100]
-      const clients = await Promise.all(cuts.map(() => wsClient(port)))
-      const fragmented = await wsClient(port)
-      for (const c of [...clients, fragmented]) {
-        c.ws.send('before')
-        expect(await c.next()).toBe(`${first.pid} before`)
-      }
-      cuts.forEach((cut, i) => clients[i].raw(whole.subarray(0, cut)))
-      const second = frame(true, 0, Buffer.from('ment-end'))
-      fragmented.raw(Buffer.concat([frame(false, 1, Buffer.from('frag-')), second.subarray(0, 9)]))
-      // The old generation's receivers hold these bytes.
-      for (const c of [...clients, fragmented]) await readByServer((c.ws as unknown as { _socket: net.Socket })._socket)
-      const { next, migration } = await handOver(first, { control, ws: true })
-      expect(migration.migrated).toEqual({ ws: cuts.length + 1 })
-      expect((await first.line((l) => l.wsMigrated)).wsMigrated.every((r: { migrated: boolean }) => r.migrated)).toBe(true)
-      cuts.forEach((cut, i) => clients[i].raw(whole.subarray(cut)))
-      fragmented.raw(second.subarray(9))
-      for (const c of clients) expect(await c.next()).toBe(`${next.pid} ${payload}`)
-      expect(await fragmented.next()).toBe(`${next.pid} frag-ment-end`)
-      for (const c of [...clients, fragmented]) {
-        c.ws.send('after')
-        expect(await c.next()).toBe(`${next.pid} after`)
-        expect(c.closed).toBe(false)
-      }
-      expect(await first.child.exit).toEqual({ code: 0, signal: null })
-      // Nothing arrived twice: after the old generation exited, the next answer is the next message's.
-      for (const c of [...clients, fragmented]) {
-        c.ws.send('last')
-        expect(await c.next()).toBe(`${next.pid} last`)
-        c.ws.close()
-      }
-    })
+    test.runIf(process.platform === 'linux')(
+      `frames half read by the old generation (cut in the header, the length, the mask, the payload, and a fragmented message) arrive whole on the successor: none lost or duplicated, no close${linuxOnly}`,
+      async () => {
+        const control = tmpPath()
+        const first = generation({ control, ws: true })
+        const { port } = await ready(first)
+        const payload = Buffer.from('x'.repeat(190) + '-the-end')
+        const whole = frame(true, 1, payload) // 2 + 2 (16-bit length) + 4 (mask) bytes of header
+        const cuts = [1, 2, 3, 6, 9, 100]
+        const clients = await Promise.all(cuts.map(() => wsClient(port)))
+        const fragmented = await wsClient(port)
+        for (const c of [...clients, fragmented]) {
+          c.ws.send('before')
+          expect(await c.next()).toBe(`${first.pid} before`)
+        }
+        cuts.forEach((cut, i) => clients[i].raw(whole.subarray(0, cut)))
+        const second = frame(true, 0, Buffer.from('ment-end'))
+        fragmented.raw(Buffer.concat([frame(false, 1, Buffer.from('frag-')), second.subarray(0, 9)]))
+        // The old generation's receivers hold these bytes.
+        for (const c of [...clients, fragmented]) await readByServer((c.ws as unknown as { _socket: net.Socket })._socket)
+        const { next, migration } = await handOver(first, { control, ws: true })
+        expect(migration.migrated).toEqual({ ws: cuts.length + 1 })
+        expect((await first.line((l) => l.wsMigrated)).wsMigrated.every((r: { migrated: boolean }) => r.migrated)).toBe(true)
+        cuts.forEach((cut, i) => clients[i].raw(whole.subarray(cut)))
+        fragmented.raw(second.subarray(9))
+        for (const c of clients) expect(await c.next()).toBe(`${next.pid} ${payload}`)
+        expect(await fragmented.next()).toBe(`${next.pid} frag-ment-end`)
+        for (const c of [...clients, fragmented]) {
+          c.ws.send('after')
+          expect(await c.next()).toBe(`${next.pid} after`)
+          expect(c.closed).toBe(false)
+        }
+        expect(await first.child.exit).toEqual({ code: 0, signal: null })
+        // Nothing arrived twice: after the old generation exited, the next answer is the next message's.
+        for (const c of [...clients, fragmented]) {
+          c.ws.send('last')
+          expect(await c.next()).toBe(`${next.pid} last`)
+          c.ws.close()
+        }
+      },
+    )
 
     test('permessage-deflate negotiated: the WebSocket is not migrated, it drains on the old generation', async () => {
       const control = tmpPath()
@@ -601,7 +610,27 @@ describe('handoff: connection migration', () => {
       fs.mkdirSync(dir)
       const key = path.join(dir, 'key.pem')
       const cert = path.join(dir, 'cert.pem')
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=localhost', '-days', '1'], { stdio: 'ignore' })
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'ec',
+          '-pkeyopt',
+          'ec_paramgen_curve:prime256v1',
+          '-nodes',
+          '-keyout',
+          key,
+          '-out',
+          cert,
+          '-subj',
+          '/CN=localhost',
+          '-days',
+          '1',
+        ],
+        { stdio: 'ignore' },
+      )
       const tls = { key: fs.readFileSync(key, 'utf8'), cert: fs.readFileSync(cert, 'utf8') }
       const control = tmpPath()
       const first = generation({ control, tls })

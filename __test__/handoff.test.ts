@@ -37,11 +37,13 @@ function get(port: number, agent: http.Agent | false, path = '/'): Promise<strin
 
 function getUnix(socketPath: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    http.get({ socketPath, path: '/', agent: false }, (res) => {
-      let body = ''
-      res.on('data', (d) => (body += d))
-      res.on('end', () => resolve(body))
-    }).on('error', reject)
+    http
+      .get({ socketPath, path: '/', agent: false }, (res) => {
+        let body = ''
+        res.on('data', (d) => (body += d))
+        res.on('end', () => resolve(body))
+      })
+      .on('error', reject)
   })
 }
 

@@ -95,9 +95,7 @@ export function wrap(proc: ChildProcess): Child {
     if (w) w(v)
     else lines.push(v)
   })
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.on('exit', (code, signal) => resolve({ code, signal })),
-  )
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })))
   return {
     proc,
     next: () =>

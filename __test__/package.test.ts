@@ -9,13 +9,20 @@ import { root } from './helpers'
 
 describe('packaging', () => {
   // verify-pack.sh packs this machine's linux-x64-gnu binary package.
-  const glibcX64 = process.platform === 'linux' && process.arch === 'x64' && Boolean((process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime)
-  test.runIf(glibcX64)(`packed tarballs install outside the repo, without Rust, and pass an fd between processes${glibcX64 ? '' : ' (skipped: packs linux-x64-gnu only)'}`, () => {
-    const r = spawnSync('bash', [path.join(root, 'scripts/verify-pack.sh')], { encoding: 'utf8', timeout: 120_000 })
-    expect(r.stderr.replace(/npm warn[^\n]*\n/g, '')).toBe('')
-    expect(r.stdout).toContain('verify-pack: ok (passed between processes)')
-    expect(r.status).toBe(0)
-  }, 150_000)
+  const glibcX64 =
+    process.platform === 'linux' &&
+    process.arch === 'x64' &&
+    Boolean((process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime)
+  test.runIf(glibcX64)(
+    `packed tarballs install outside the repo, without Rust, and pass an fd between processes${glibcX64 ? '' : ' (skipped: packs linux-x64-gnu only)'}`,
+    () => {
+      const r = spawnSync('bash', [path.join(root, 'scripts/verify-pack.sh')], { encoding: 'utf8', timeout: 120_000 })
+      expect(r.stderr.replace(/npm warn[^\n]*\n/g, '')).toBe('')
+      expect(r.stdout).toContain('verify-pack: ok (passed between processes)')
+      expect(r.status).toBe(0)
+    },
+    150_000,
+  )
 
   test('every platform package names its os, cpu and libc', () => {
     const dirs = fs.readdirSync(path.join(root, 'npm'))
@@ -68,9 +75,13 @@ describe('loader errors', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fdpass-nobin-'))
     for (const f of ['index.js', 'binding.js', 'package.json']) fs.copyFileSync(path.join(root, f), path.join(dir, f))
     fs.cpSync(path.join(root, 'dist'), path.join(dir, 'dist'), { recursive: true })
-    const r = spawnSync(process.execPath, ['-e', `try { require(${JSON.stringify(dir)}) } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }`], {
-      encoding: 'utf8',
-    })
+    const r = spawnSync(
+      process.execPath,
+      ['-e', `try { require(${JSON.stringify(dir)}) } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }`],
+      {
+        encoding: 'utf8',
+      },
+    )
     const out = JSON.parse(r.stdout)
     expect(out.code).toBe('ERR_FDPASS_BINARY_MISSING')
     // The package for the platform this runs on, as the loader names it.
@@ -84,9 +95,13 @@ describe('loader errors', () => {
 
   test('on Windows it says that SCM_RIGHTS does not exist there', () => {
     const preload = "Object.defineProperty(process, 'platform', { value: 'win32' })"
-    const r = spawnSync(process.execPath, ['-e', `${preload}; try { require(${JSON.stringify(root)}) } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }`], {
-      encoding: 'utf8',
-    })
+    const r = spawnSync(
+      process.execPath,
+      ['-e', `${preload}; try { require(${JSON.stringify(root)}) } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }`],
+      {
+        encoding: 'utf8',
+      },
+    )
     const out = JSON.parse(r.stdout)
     expect(out.code).toBe('ERR_FDPASS_UNSUPPORTED_PLATFORM')
     expect(out.message).toMatch(/SCM_RIGHTS/)
@@ -95,9 +110,13 @@ describe('loader errors', () => {
 
   test('an unsupported platform lists the supported ones', () => {
     const preload = "Object.defineProperty(process, 'arch', { value: 'riscv64' })"
-    const r = spawnSync(process.execPath, ['-e', `${preload}; try { require(${JSON.stringify(root)}) } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }`], {
-      encoding: 'utf8',
-    })
+    const r = spawnSync(
+      process.execPath,
+      ['-e', `${preload}; try { require(${JSON.stringify(root)}) } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }`],
+      {
+        encoding: 'utf8',
+      },
+    )
     const out = JSON.parse(r.stdout)
     expect(out.code).toBe('ERR_FDPASS_UNSUPPORTED_PLATFORM')
     expect(out.message).toMatch(/linux-x64-gnu.*darwin-arm64/)
@@ -145,7 +164,20 @@ describe('development set-up', () => {
 
   test("package-lock.json's root entry is what npm install writes from package.json (so it leaves the file alone)", () => {
     const entry = lock.packages['']
-    for (const field of ['name', 'version', 'license', 'bin', 'os', 'cpu', 'engines', 'dependencies', 'devDependencies', 'optionalDependencies', 'peerDependencies', 'peerDependenciesMeta']) {
+    for (const field of [
+      'name',
+      'version',
+      'license',
+      'bin',
+      'os',
+      'cpu',
+      'engines',
+      'dependencies',
+      'devDependencies',
+      'optionalDependencies',
+      'peerDependencies',
+      'peerDependenciesMeta',
+    ]) {
       expect(entry[field], field).toEqual(pkg[field])
     }
     expect(lock.name).toBe(pkg.name)
@@ -165,7 +197,8 @@ describe('development set-up', () => {
 
   test('oxlint is pinned in devDependencies, and lint uses that one', () => {
     expect(pkg.devDependencies.oxlint).toMatch(/^\d+\.\d+\.\d+$/)
-    const ci = fs.readFileSync(path.join(root, '.ci/run'), 'utf8') + fs.readFileSync(path.join(root, '.github/workflows/CI.yml'), 'utf8') + JSON.stringify(pkg.scripts)
+    const ci =
+      fs.readFileSync(path.join(root, '.ci/run'), 'utf8') + fs.readFileSync(path.join(root, '.github/workflows/CI.yml'), 'utf8') + JSON.stringify(pkg.scripts)
     expect(ci).not.toMatch(/npx (--yes )?oxlint@/)
     expect(pkg.scripts['lint:js']).toMatch(/^oxlint /)
   })
@@ -184,7 +217,11 @@ describe('error codes agree between the Rust core and the TypeScript types', () 
   test('SystemErrorCode is ERRNO_NAMES and UNKNOWN', () => {
     const names = quoted(between(rust, 'ERRNO_NAMES', '];'), /"(E[A-Z0-9]+)"/g)
     expect(names.size).toBeGreaterThan(50)
-    names.add(quoted(rust, /UNKNOWN_ERRNO_NAME: &str = "([A-Z]+)"/g).values().next().value as string)
+    names.add(
+      quoted(rust, /UNKNOWN_ERRNO_NAME: &str = "([A-Z]+)"/g)
+        .values()
+        .next().value as string,
+    )
     const union = quoted(between(ts, 'export type SystemErrorCode =', '\n\n'), /'([A-Z0-9_]+)'/g)
     expect([...union].sort()).toEqual([...names].sort())
   })
@@ -212,7 +249,17 @@ describe('the contract between the addon and the TypeScript layer is defined onc
 
   test('binding.d.ts declares what the TypeScript layer reads, and the addon gives the values ts/ expects', async () => {
     const dts = fs.readFileSync(path.join(root, 'binding.d.ts'), 'utf8')
-    for (const name of ['EV_MESSAGES', 'EV_SENT', 'EV_SEND_FAILED', 'EV_END', 'EV_ERROR', 'EV_ACCEPTABLE', 'FLAG_DATA_TRUNCATED', 'FLAG_FDS_TRUNCATED', 'MAX_FDS_PER_MESSAGE']) {
+    for (const name of [
+      'EV_MESSAGES',
+      'EV_SENT',
+      'EV_SEND_FAILED',
+      'EV_END',
+      'EV_ERROR',
+      'EV_ACCEPTABLE',
+      'FLAG_DATA_TRUNCATED',
+      'FLAG_FDS_TRUNCATED',
+      'MAX_FDS_PER_MESSAGE',
+    ]) {
       expect(dts).toMatch(new RegExp(`export declare const ${name}: number`))
     }
     expect(dts).toMatch(/export declare function fdKinds\(\): Array<string>/)

@@ -19,19 +19,37 @@ const onLinux = process.platform === 'linux'
 const has = (cmd: string, arg: string) => spawnSync(cmd, [arg]).status === 0
 
 const peers: Record<string, { available: boolean; why: string; cmd: () => string[] }> = {
-  python: { available: onLinux && has('python3', '--version'), why: onLinux ? 'python3 is not installed' : 'the peers are Linux-only', cmd: () => ['python3', path.join(peersDir, 'python/fdpass_peer.py')] },
-  c: { available: onLinux && has('cc', '--version'), why: onLinux ? 'no C compiler (cc)' : 'the peers are Linux-only', cmd: () => [path.join(buildDir, 'fdpass_peer')] },
-  go: { available: onLinux && has('go', 'version'), why: onLinux ? 'Go is not installed' : 'the peers are Linux-only', cmd: () => [path.join(buildDir, 'fdpass-peer-go')] },
+  python: {
+    available: onLinux && has('python3', '--version'),
+    why: onLinux ? 'python3 is not installed' : 'the peers are Linux-only',
+    cmd: () => ['python3', path.join(peersDir, 'python/fdpass_peer.py')],
+  },
+  c: {
+    available: onLinux && has('cc', '--version'),
+    why: onLinux ? 'no C compiler (cc)' : 'the peers are Linux-only',
+    cmd: () => [path.join(buildDir, 'fdpass_peer')],
+  },
+  go: {
+    available: onLinux && has('go', 'version'),
+    why: onLinux ? 'Go is not installed' : 'the peers are Linux-only',
+    cmd: () => [path.join(buildDir, 'fdpass-peer-go')],
+  },
 }
 
 beforeAll(() => {
   fs.mkdirSync(buildDir, { recursive: true })
   if (peers.c.available) {
-    const r = spawnSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', path.join(buildDir, 'fdpass_peer'), path.join(peersDir, 'c/fdpass_peer.c')], { encoding: 'utf8' })
+    const r = spawnSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', path.join(buildDir, 'fdpass_peer'), path.join(peersDir, 'c/fdpass_peer.c')], {
+      encoding: 'utf8',
+    })
     if (r.status !== 0) throw new Error(`building the C peer failed:\n${r.stderr}`)
   }
   if (peers.go.available) {
-    const r = spawnSync('go', ['build', '-o', path.join(buildDir, 'fdpass-peer-go'), './cmd/fdpass-peer'], { cwd: path.join(peersDir, 'go'), encoding: 'utf8', env: { ...process.env, GOFLAGS: '-mod=mod' } })
+    const r = spawnSync('go', ['build', '-o', path.join(buildDir, 'fdpass-peer-go'), './cmd/fdpass-peer'], {
+      cwd: path.join(peersDir, 'go'),
+      encoding: 'utf8',
+      env: { ...process.env, GOFLAGS: '-mod=mod' },
+    })
     if (r.status !== 0) throw new Error(`building the Go peer failed:\n${r.stderr}`)
   }
 }, 180_000)

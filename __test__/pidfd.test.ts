@@ -13,9 +13,13 @@ describe.runIf(runtime.supportsPidfd)('takeFd (pidfd_getfd)', () => {
     const file = tmpPath('file')
     fs.writeFileSync(file, 'owned by the child')
     const child = wrap(
-      spawn(process.execPath, ['-e', `const fd = require('fs').openSync(${JSON.stringify(file)}, 'r'); console.log(JSON.stringify({ fd })); setInterval(() => {}, 1000)`], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      }),
+      spawn(
+        process.execPath,
+        ['-e', `const fd = require('fs').openSync(${JSON.stringify(file)}, 'r'); console.log(JSON.stringify({ fd })); setInterval(() => {}, 1000)`],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      ),
     )
     const { fd } = await child.next()
     const taken = takeFd(child.proc.pid!, fd)
@@ -38,11 +42,14 @@ describe.runIf(runtime.supportsPidfd)('takeFd (pidfd_getfd)', () => {
     return (fs.statSync(target).mode & bit) !== 0
   }
   const othersCanRun = othersCan(process.execPath, 0o001) && othersCan(path.join(root, 'package.json'), 0o004)
-  test.runIf(process.getuid?.() === 0 && othersCanRun)(`another uid is refused with EPERM that says why${othersCanRun ? '' : ' (not run: other users cannot reach this Node binary or this checkout)'}`, () => {
-    const script = `try { require(${JSON.stringify(root)}).takeFd(${process.pid}, 0) } catch (e) { console.log(JSON.stringify({ code: e.code, syscall: e.syscall, message: e.message })) }`
-    const r = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' })
-    const out = JSON.parse(r.stdout)
-    expect(out).toMatchObject({ code: 'EPERM', syscall: 'pidfd_getfd' })
-    expect(out.message).toMatch(/ptrace/)
-  })
+  test.runIf(process.getuid?.() === 0 && othersCanRun)(
+    `another uid is refused with EPERM that says why${othersCanRun ? '' : ' (not run: other users cannot reach this Node binary or this checkout)'}`,
+    () => {
+      const script = `try { require(${JSON.stringify(root)}).takeFd(${process.pid}, 0) } catch (e) { console.log(JSON.stringify({ code: e.code, syscall: e.syscall, message: e.message })) }`
+      const r = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' })
+      const out = JSON.parse(r.stdout)
+      expect(out).toMatchObject({ code: 'EPERM', syscall: 'pidfd_getfd' })
+      expect(out.message).toMatch(/ptrace/)
+    },
+  )
 })

@@ -21,47 +21,53 @@ describe('between two processes', () => {
   describe('connection sockets (listen/connect)', () => {
     for (const c of cases) {
       const supported = (c.type !== 'seqpacket' || runtime.supportsSeqpacket) && (!c.abstract || runtime.supportsAbstract)
-      test.runIf(supported)(`${c.name}${supported ? '' : ' (skipped: not on ' + process.platform + ')'}: a file goes to the child and comes back as the same file`, async () => {
-        const address: Address = c.abstract ? abstractName(c.type) : tmpPath()
-        const server = await listen(address, { type: c.type, raw: c.raw })
-        expect(server.address).toEqual(address)
-        const child = run('peer.js', [{ address, type: c.type, raw: c.raw, mode: 'echo', report: true }])
-        const socket = await server.accept()
-        expect(socket.type).toBe(c.type)
-        expect(socket.raw).toBe(c.type !== 'stream' || c.raw === true)
-        const ready = await child.next()
-        expect(socket.peerCredentials()).toEqual({ pid: ready.pid, uid: ready.uid, gid: ready.gid })
-        expect(ready.pid).toBe(child.proc.pid)
+      test.runIf(supported)(
+        `${c.name}${supported ? '' : ' (skipped: not on ' + process.platform + ')'}: a file goes to the child and comes back as the same file`,
+        async () => {
+          const address: Address = c.abstract ? abstractName(c.type) : tmpPath()
+          const server = await listen(address, { type: c.type, raw: c.raw })
+          expect(server.address).toEqual(address)
+          const child = run('peer.js', [{ address, type: c.type, raw: c.raw, mode: 'echo', report: true }])
+          const socket = await server.accept()
+          expect(socket.type).toBe(c.type)
+          expect(socket.raw).toBe(c.type !== 'stream' || c.raw === true)
+          const ready = await child.next()
+          expect(socket.peerCredentials()).toEqual({ pid: ready.pid, uid: ready.uid, gid: ready.gid })
+          expect(ready.pid).toBe(child.proc.pid)
 
-        const { fd } = tempFile('original content')
-        await socket.send('take this', [fd])
-        // What the child saw: the same inode, readable, close-on-exec.
-        const seen = await child.next()
-        expect(seen).toEqual({ data: 'take this', fds: [{ ...identity(fd), kind: 'file', cloexec: true, content: 'original content', fd: expect.any(Number) }] })
+          const { fd } = tempFile('original content')
+          await socket.send('take this', [fd])
+          // What the child saw: the same inode, readable, close-on-exec.
+          const seen = await child.next()
+          expect(seen).toEqual({
+            data: 'take this',
+            fds: [{ ...identity(fd), kind: 'file', cloexec: true, content: 'original content', fd: expect.any(Number) }],
+          })
 
-        const back = await socket.receive()
-        expect(back.data.toString()).toBe('take this')
-        expect(back.fds).toHaveLength(1)
-        const received = back.fds[0]
-        const st = received.stat()
-        const original = fs.fstatSync(fd)
-        expect({ dev: st.dev, ino: st.ino }).toEqual({ dev: original.dev, ino: original.ino })
-        expect(received.fd).not.toBe(fd)
-        // Write through the received descriptor, read through the original.
-        fs.writeSync(received.fd, 'CHANGED', 0, 'utf8') // at position 0
-        const buf = Buffer.alloc(7)
-        fs.readSync(fd, buf, 0, 7, 0)
-        expect(buf.toString()).toBe('CHANGED')
+          const back = await socket.receive()
+          expect(back.data.toString()).toBe('take this')
+          expect(back.fds).toHaveLength(1)
+          const received = back.fds[0]
+          const st = received.stat()
+          const original = fs.fstatSync(fd)
+          expect({ dev: st.dev, ino: st.ino }).toEqual({ dev: original.dev, ino: original.ino })
+          expect(received.fd).not.toBe(fd)
+          // Write through the received descriptor, read through the original.
+          fs.writeSync(received.fd, 'CHANGED', 0, 'utf8') // at position 0
+          const buf = Buffer.alloc(7)
+          fs.readSync(fd, buf, 0, 7, 0)
+          expect(buf.toString()).toBe('CHANGED')
 
-        received.close()
-        fs.closeSync(fd)
-        socket.close()
-        const done = await child.next()
-        expect(done).toMatchObject({ done: true, received: 1 })
-        expect(done.leaked).toBe(0)
-        expect(await child.exit).toEqual({ code: 0, signal: null })
-        await server.close()
-      })
+          received.close()
+          fs.closeSync(fd)
+          socket.close()
+          const done = await child.next()
+          expect(done).toMatchObject({ done: true, received: 1 })
+          expect(done.leaked).toBe(0)
+          expect(await child.exit).toEqual({ code: 0, signal: null })
+          await server.close()
+        },
+      )
     }
   })
 

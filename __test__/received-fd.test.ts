@@ -94,11 +94,13 @@ describe('converters', () => {
     server.on('connection', (c) => c.end('HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nreceived'))
     await once(server, 'listening')
     const body = await new Promise<string>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port }, (res) => {
-        let s = ''
-        res.on('data', (d) => (s += d))
-        res.on('end', () => resolve(s))
-      }).on('error', reject)
+      http
+        .get({ host: '127.0.0.1', port }, (res) => {
+          let s = ''
+          res.on('data', (d) => (s += d))
+          res.on('end', () => resolve(s))
+        })
+        .on('error', reject)
     })
     expect(body).toBe('received')
     server.close()
@@ -243,7 +245,17 @@ describe('converters', () => {
     const [received] = await pass([nul])
     const owners = [nul, tcp, client, udp, handle, received, x, fdServer, { fd: nul }]
     const got = await pass(owners as never)
-    expect(got.map((f) => f.kind())).toEqual(['character-device', 'socket', 'socket', 'socket', 'file', 'character-device', 'socket', 'socket', 'character-device'])
+    expect(got.map((f) => f.kind())).toEqual([
+      'character-device',
+      'socket',
+      'socket',
+      'socket',
+      'file',
+      'character-device',
+      'socket',
+      'socket',
+      'character-device',
+    ])
     expect(identity(got[4].fd)).toEqual(identity(handle.fd))
     expect(identity(got[1].fd)).toEqual(identity((tcp as unknown as { _handle: { fd: number } })._handle.fd))
     for (const f of got) f.close()

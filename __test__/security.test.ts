@@ -37,15 +37,18 @@ describe('peer-credentials filter', () => {
     }
   })
 
-  test.runIf(runtime.supportsAbstract)(`abstract sockets are protected by the filter${runtime.supportsAbstract ? '' : ' (skipped: no abstract sockets here)'}`, async () => {
-    const address = { abstract: `fdpass-sec-${process.pid}` }
-    const server = await listen(address, { allow: () => false })
-    const refused = once(server, 'refused')
-    const client = await connect(address)
-    await refused
-    await once(client, 'end')
-    await server.close()
-  })
+  test.runIf(runtime.supportsAbstract)(
+    `abstract sockets are protected by the filter${runtime.supportsAbstract ? '' : ' (skipped: no abstract sockets here)'}`,
+    async () => {
+      const address = { abstract: `fdpass-sec-${process.pid}` }
+      const server = await listen(address, { allow: () => false })
+      const refused = once(server, 'refused')
+      const client = await connect(address)
+      await refused
+      await once(client, 'end')
+      await server.close()
+    },
+  )
 
   test('a bad filter is refused synchronously', () => {
     expect(() => listen(tmpPath(), { allow: {} as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))

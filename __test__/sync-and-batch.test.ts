@@ -109,7 +109,9 @@ describe('ReceivedFd.statAll / closeAll', () => {
   test('bad arguments throw before any descriptor is touched', async () => {
     const fds = await receivedCopies(tmpFile('x'), 2)
     const numbers = fds.map((r) => r.fd)
-    expect(() => ReceivedFd.closeAll([fds[0], 3 as never, fds[1]])).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('fds[1]') }))
+    expect(() => ReceivedFd.closeAll([fds[0], 3 as never, fds[1]])).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('fds[1]') }),
+    )
     expect(() => ReceivedFd.statAll(42 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     expect(numbers.every(isOpen)).toBe(true)
     expect(fds.some((r) => r.closed)).toBe(false)
@@ -247,23 +249,26 @@ describe('sendSync / receiveSync', () => {
     fs.closeSync(fd)
   })
 
-  test.runIf(process.platform === 'linux').each(TYPES)(`a message larger than the lent buffer (64 KiB) comes back whole, in order ($type)${linuxOnly}`, ({ type }) => {
-    const [a, b] = socketpair({ type })
-    const nul = fs.openSync('/dev/null', 'r')
-    const big = Buffer.alloc(100 * 1024)
-    for (let i = 0; i < big.length; i++) big[i] = i % 251
-    a.sendSync('small', [nul])
-    a.sendSync(big, [nul, nul])
-    a.sendSync('after', [nul])
-    const got = [b.receiveSync({ timeout: 1000 }), b.receiveSync({ timeout: 1000 }), b.receiveSync({ timeout: 1000 })]
-    expect(got.map((m) => m.data.length)).toEqual([5, big.length, 5])
-    expect(got[1].data.equals(big)).toBe(true)
-    expect(got.map((m) => m.fds.map((f) => f.kind()))).toEqual([['character-device'], ['character-device', 'character-device'], ['character-device']])
-    for (const m of got) ReceivedFd.closeAll(m.fds)
-    fs.closeSync(nul)
-    a.close()
-    b.close()
-  })
+  test.runIf(process.platform === 'linux').each(TYPES)(
+    `a message larger than the lent buffer (64 KiB) comes back whole, in order ($type)${linuxOnly}`,
+    ({ type }) => {
+      const [a, b] = socketpair({ type })
+      const nul = fs.openSync('/dev/null', 'r')
+      const big = Buffer.alloc(100 * 1024)
+      for (let i = 0; i < big.length; i++) big[i] = i % 251
+      a.sendSync('small', [nul])
+      a.sendSync(big, [nul, nul])
+      a.sendSync('after', [nul])
+      const got = [b.receiveSync({ timeout: 1000 }), b.receiveSync({ timeout: 1000 }), b.receiveSync({ timeout: 1000 })]
+      expect(got.map((m) => m.data.length)).toEqual([5, big.length, 5])
+      expect(got[1].data.equals(big)).toBe(true)
+      expect(got.map((m) => m.fds.map((f) => f.kind()))).toEqual([['character-device'], ['character-device', 'character-device'], ['character-device']])
+      for (const m of got) ReceivedFd.closeAll(m.fds)
+      fs.closeSync(nul)
+      a.close()
+      b.close()
+    },
+  )
 
   test("receiveSync on a datagram socket gives each message's sender in from", async () => {
     const address = tmpPath()

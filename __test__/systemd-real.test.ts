@@ -56,7 +56,12 @@ const systemctl = (...args: string[]) => m().execOk(['systemctl', ...args])
 /** Properties of a unit, from `systemctl show`. */
 async function show(unit: string): Promise<Record<string, string>> {
   const text = await systemctl('show', '-p', 'ActiveState,SubState,MainPID,NRestarts,StatusText,Result', unit)
-  return Object.fromEntries(text.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]))
+  return Object.fromEntries(
+    text
+      .trim()
+      .split('\n')
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  )
 }
 
 /** Polls the unit until `check` holds; fails with its last properties and journal. */
@@ -333,7 +338,11 @@ describe.skipIf(unsupported !== null)(`a real systemd in namespaces${skipped}`, 
 
     const traffic = load(port)
     await systemctl('reload', 'fdpass-run.service')
-    const reloaded = await untilUnit('fdpass-run.service', (p) => p.StatusText === 'serving (generation 2)' && p.ActiveState === 'active', 'generation 2 to serve')
+    const reloaded = await untilUnit(
+      'fdpass-run.service',
+      (p) => p.StatusText === 'serving (generation 2)' && p.ActiveState === 'active',
+      'generation 2 to serve',
+    )
     await sleep(300)
     const result = await traffic.stop()
     expect(result.failed).toEqual([])
@@ -397,7 +406,10 @@ describe.skipIf(unsupported !== null)(`a real systemd in namespaces${skipped}`, 
     const gate = `ExecStartPre=/bin/sh -c 'while [ -e ${hold} ]; do sleep 0.05; done'`
     // systemd sets $FDSTORE (FileDescriptorStoreMax=) for the service only from 254 on;
     // the supervisor relays its listeners to systemd's fd store only when it is set.
-    await installUnit(unit, fdpassRunUnit(port, 'main', RUN_COMMAND, `FileDescriptorStoreMax=16\nEnvironment=FDSTORE=16\nRestart=always\nRestartSec=100ms\n${gate}`))
+    await installUnit(
+      unit,
+      fdpassRunUnit(port, 'main', RUN_COMMAND, `FileDescriptorStoreMax=16\nEnvironment=FDSTORE=16\nRestart=always\nRestartSec=100ms\n${gate}`),
+    )
     await systemctl('start', unit)
     const started = await show(unit)
     const first = (await get(port)).body
@@ -418,7 +430,7 @@ describe.skipIf(unsupported !== null)(`a real systemd in namespaces${skipped}`, 
     await systemctl('stop', unit)
   }, 120_000)
 
-  test('a wrapper that forks (as npx does) in ExecStart: with NotifyAccess=main systemd drops the supervisor\'s READY=1 and the start never completes; NotifyAccess=all takes its MAINPID= and reload reaches it', async () => {
+  test("a wrapper that forks (as npx does) in ExecStart: with NotifyAccess=main systemd drops the supervisor's READY=1 and the start never completes; NotifyAccess=all takes its MAINPID= and reload reaches it", async () => {
     const wrapped = `/bin/sh -c '${RUN_COMMAND}; exit $$?'`
     const mainPort = await freePort()
     const unit = 'fdpass-run-wrapped-main.service'
@@ -449,7 +461,7 @@ describe.skipIf(unsupported !== null)(`a real systemd in namespaces${skipped}`, 
   }, 120_000)
 
   // Last: it ends the machine.
-  test('SIGKILL of its PID 1 leaves no process, mount, cgroup or file behind, and the host\'s hostname and sysctls are as they were', async () => {
+  test("SIGKILL of its PID 1 leaves no process, mount, cgroup or file behind, and the host's hostname and sysctls are as they were", async () => {
     const { pid, runDir } = m()
     const unsharePid = (m() as Machine & { unsharePid: number }).unsharePid
     const pidNs = fs.readlinkSync(`/proc/${pid}/ns/pid`)

@@ -79,9 +79,13 @@ describe('socket activation', () => {
 describe('socket activation and handoff', () => {
   test.runIf(activator)(`a { systemd: name } handoff listener serves on the activated socket${needsActivator}`, async () => {
     const port = 23000 + (process.pid % 5000)
-    const proc = spawn('systemd-socket-activate', ['-l', `127.0.0.1:${port}`, '--fdname=http', '-E', 'PATH', process.execPath, fixture('activated-handoff.js'), tmpPath()], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    })
+    const proc = spawn(
+      'systemd-socket-activate',
+      ['-l', `127.0.0.1:${port}`, '--fdname=http', '-E', 'PATH', process.execPath, fixture('activated-handoff.js'), tmpPath()],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    )
     let stderr = ''
     proc.stderr.on('data', (d) => (stderr += d))
     while (!stderr.includes('Listening on')) await sleep(20)

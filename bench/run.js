@@ -38,7 +38,9 @@ fs.writeFileSync(file, 'every receiver checks it got this file')
 
 function build() {
   fs.mkdirSync(path.join(dir, '.build'), { recursive: true })
-  const cc = spawnSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-pthread', '-o', path.join(dir, '.build/fdbench'), path.join(dir, 'c/fdbench.c')], { stdio: 'inherit' })
+  const cc = spawnSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-pthread', '-o', path.join(dir, '.build/fdbench'), path.join(dir, 'c/fdbench.c')], {
+    stdio: 'inherit',
+  })
   if (cc.status !== 0) throw new Error('cc failed')
   if (!fs.existsSync(path.join(dir, '.deps/node_modules/usocket/build/Release/uwrap.node'))) {
     const npm = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--foreground-scripts'], { cwd: path.join(dir, '.deps'), stdio: 'inherit' })
@@ -112,7 +114,13 @@ function start(impl, args, pin) {
   return {
     proc,
     exited,
-    next: () => (lines.length ? Promise.resolve(lines.shift()) : new Promise((r) => { waiting.push(r); exited.then(() => r(null)) })),
+    next: () =>
+      lines.length
+        ? Promise.resolve(lines.shift())
+        : new Promise((r) => {
+            waiting.push(r)
+            exited.then(() => r(null))
+          }),
   }
 }
 
@@ -175,7 +183,15 @@ const stat = (xs) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(
 
 async function main() {
   build()
-  const info = { date: new Date().toISOString(), cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, load: os.loadavg()[0], runs: RUNS, quick }
+  const info = {
+    date: new Date().toISOString(),
+    cpus: os.cpus().length,
+    cpu: os.cpus()[0]?.model,
+    node: process.version,
+    load: os.loadavg()[0],
+    runs: RUNS,
+    quick,
+  }
   console.log(`fd-passing benchmark ${info.date}: ${info.cpus} × ${info.cpu}, Node ${info.node}, load ${info.load.toFixed(2)}, ${RUNS} run(s) each`)
   const results = {}
   for (const [name, impl] of Object.entries(IMPLS)) {
@@ -199,9 +215,19 @@ async function main() {
           bad: runs.reduce((a, x) => a + x.bad, 0),
         }
       } else if (w === 'W3') {
-        r.W3 = { pinnedP50: stat(runs.map((x) => x.pinned.p50)), pinnedP99: stat(runs.map((x) => x.pinned.p99)), unpinnedP50: stat(runs.map((x) => x.unpinned.p50)), unpinnedP99: stat(runs.map((x) => x.unpinned.p99)) }
+        r.W3 = {
+          pinnedP50: stat(runs.map((x) => x.pinned.p50)),
+          pinnedP99: stat(runs.map((x) => x.pinned.p99)),
+          unpinnedP50: stat(runs.map((x) => x.unpinned.p50)),
+          unpinnedP99: stat(runs.map((x) => x.unpinned.p99)),
+        }
       } else if (w === 'W4') {
-        r.W4 = { fdsPerSecond: stat(runs.map((x) => x.fds / (x.ns / 1e9))), rssIdleMiB: stat(runs.map((x) => x.rssIdleKb / 1024)), rssIdleAnonMiB: stat(runs.map((x) => x.rssIdleAnonKb / 1024)), bad: runs.reduce((a, x) => a + x.bad, 0) }
+        r.W4 = {
+          fdsPerSecond: stat(runs.map((x) => x.fds / (x.ns / 1e9))),
+          rssIdleMiB: stat(runs.map((x) => x.rssIdleKb / 1024)),
+          rssIdleAnonMiB: stat(runs.map((x) => x.rssIdleAnonKb / 1024)),
+          bad: runs.reduce((a, x) => a + x.bad, 0),
+        }
         if (impl.pre[0]?.endsWith('fdpass.js')) r.W4.jsHeapBytesPerIdleSocket = await idleHeap(impl)
       }
       console.log(`  ${name.padEnd(24)} ${w} ${JSON.stringify(r[w])}`)
@@ -220,7 +246,9 @@ function report(results) {
   const c = results.c
   const fmt = (x, d = 0) => (x === undefined ? 'n/a' : x.toFixed(d))
   const rel = (x, base) => (x && base ? `${((x / base) * 100).toFixed(0)}%` : '')
-  console.log('\nimplementation            W1 fds/s (of C)        W2 fds/s (of C)        CPU µs/fd W1  W3 pinned p50/p99 µs  W3 unpinned p50/p99  W4 fds/s, idle MiB (anon)  lost/leaked')
+  console.log(
+    '\nimplementation            W1 fds/s (of C)        W2 fds/s (of C)        CPU µs/fd W1  W3 pinned p50/p99 µs  W3 unpinned p50/p99  W4 fds/s, idle MiB (anon)  lost/leaked',
+  )
   for (const [name, r] of Object.entries(results)) {
     const lossy = (r.W1?.lost ?? 0) + (r.W2?.lost ?? 0) > 0 ? ' LOSES FDS' : ''
     console.log(
@@ -255,23 +283,34 @@ function report(results) {
     ['CPU/fd W1 ≤ 1.7× C', f.W1 && f.W1.cpuUsPerFd.median <= 1.7 * c.W1.cpuUsPerFd.median],
     ['W4 ≥ 50% of W1', f.W4 && f.W1 && f.W4.fdsPerSecond.median >= 0.5 * f.W1.fdsPerSecond.median],
     ['W4 1,000 idle sockets ≤ 4 MiB', f.W4 && f.W4.rssIdleMiB.median <= 4],
-    ['0 fds lost, 0 leaked', Object.entries(results).filter(([n]) => n.startsWith('fdpass')).every(([, r]) => ['W1', 'W2'].every((w) => !r[w] || (r[w].lost === 0 && r[w].leaked === 0 && r[w].bad === 0)))],
+    [
+      '0 fds lost, 0 leaked',
+      Object.entries(results)
+        .filter(([n]) => n.startsWith('fdpass'))
+        .every(([, r]) => ['W1', 'W2'].every((w) => !r[w] || (r[w].lost === 0 && r[w].leaked === 0 && r[w].bad === 0))),
+    ],
   ]
   console.log('\nfdpass (seqpacket, uv) against the targets:')
   for (const [name, ok] of checks) console.log(`  ${ok === undefined ? 'not run' : ok ? 'met    ' : 'NOT MET'}  ${name}`)
   if (f.W4?.jsHeapBytesPerIdleSocket) {
-    console.log(`  (an idle socket's JavaScript heap, after full collections: ${f.W4.jsHeapBytesPerIdleSocket} bytes; RSS (anonymous) ${fmt(f.W4.rssIdleAnonMiB.median, 2)} MiB per 1,000)`)
+    console.log(
+      `  (an idle socket's JavaScript heap, after full collections: ${f.W4.jsHeapBytesPerIdleSocket} bytes; RSS (anonymous) ${fmt(f.W4.rssIdleAnonMiB.median, 2)} MiB per 1,000)`,
+    )
   }
   const ct = results['c-threaded']
   if (ct?.W2 && c.W2) {
     // The kernel's own cost for a process with threads, as every runtime's is.
-    console.log(`  (C with one idle thread: W2 ${rel(ct.W2.fdsPerSecond.median, c.W2.fdsPerSecond.median)} of C, W3 pinned p50 ${(ct.W3?.pinnedP50.median ?? NaN).toFixed(1)} µs)`)
+    console.log(
+      `  (C with one idle thread: W2 ${rel(ct.W2.fdsPerSecond.median, c.W2.fdsPerSecond.median)} of C, W3 pinned p50 ${(ct.W3?.pinnedP50.median ?? NaN).toFixed(1)} µs)`,
+    )
   }
   const nn = results['node-net']
   if (nn?.W3 && c.W3) {
     // What Node's event loop alone costs a round trip, with no descriptors at all.
     const x = (v, w) => `${(v / w).toFixed(2)}× C`
-    console.log(`  (Node's own net, one byte, no descriptors: W3 pinned p50 ${nn.W3.pinnedP50.median.toFixed(1)} µs = ${x(nn.W3.pinnedP50.median, c.W3.pinnedP50.median)}, p99 ${x(nn.W3.pinnedP99.median, c.W3.pinnedP99.median)}: the event API's floor)`)
+    console.log(
+      `  (Node's own net, one byte, no descriptors: W3 pinned p50 ${nn.W3.pinnedP50.median.toFixed(1)} µs = ${x(nn.W3.pinnedP50.median, c.W3.pinnedP50.median)}, p99 ${x(nn.W3.pinnedP99.median, c.W3.pinnedP99.median)}: the event API's floor)`,
+    )
   }
 }
 
@@ -288,7 +327,10 @@ function reportRuntimes(results) {
     const w1 = r.W1?.fdsPerSecond.median
     console.log(
       [
-        name.replace(/^fdpass-/, '').replace('seqpacket-', `node${process.versions.node.split('.')[0]}-`).padEnd(29),
+        name
+          .replace(/^fdpass-/, '')
+          .replace('seqpacket-', `node${process.versions.node.split('.')[0]}-`)
+          .padEnd(29),
         `${w1 === undefined ? 'n/a' : w1.toFixed(0)} ${w1 && best ? `(${((w1 / best) * 100).toFixed(0)}%)` : ''}`.padEnd(22),
         `${r.W3?.pinnedP50.median.toFixed(1) ?? 'n/a'}/${r.W3?.pinnedP99.median.toFixed(1) ?? 'n/a'}`.padEnd(21),
         `${r.W3?.unpinnedP50.median.toFixed(1) ?? 'n/a'}/${r.W3?.unpinnedP99.median.toFixed(1) ?? 'n/a'}`,
@@ -297,7 +339,9 @@ function reportRuntimes(results) {
   }
   if (nodeUv && nodeThread) {
     const share = nodeThread / Math.max(nodeUv, nodeThread)
-    console.log(`  ${share >= 0.8 ? 'met    ' : 'NOT MET'}  the Node-API-only mechanism (thread) reaches ≥ 80% of the best mechanism's W1 on Node: ${(share * 100).toFixed(0)}%`)
+    console.log(
+      `  ${share >= 0.8 ? 'met    ' : 'NOT MET'}  the Node-API-only mechanism (thread) reaches ≥ 80% of the best mechanism's W1 on Node: ${(share * 100).toFixed(0)}%`,
+    )
   }
 }
 

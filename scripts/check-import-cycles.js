@@ -13,7 +13,8 @@ const dir = path.resolve(process.argv[2] ?? path.join(__dirname, '..', 'ts'))
 function importsOf(file) {
   const source = fs.readFileSync(file, 'utf8')
   const found = new Set()
-  const pattern = /(?:^|\n)\s*(?:import|export)\s[^;'"]*?from\s*['"](\.{1,2}\/[^'"]+)['"]|(?:^|\n)\s*import\s*['"](\.{1,2}\/[^'"]+)['"]|\brequire\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)|\bimport\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g
+  const pattern =
+    /(?:^|\n)\s*(?:import|export)\s[^;'"]*?from\s*['"](\.{1,2}\/[^'"]+)['"]|(?:^|\n)\s*import\s*['"](\.{1,2}\/[^'"]+)['"]|\brequire\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)|\bimport\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g
   for (const m of source.matchAll(pattern)) {
     const spec = m[1] ?? m[2] ?? m[3] ?? m[4]
     const target = resolve(path.dirname(file), spec)
@@ -31,7 +32,10 @@ function resolve(from, spec) {
   return null
 }
 
-const files = fs.readdirSync(dir, { recursive: true }).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => path.join(dir, f))
+const files = fs
+  .readdirSync(dir, { recursive: true })
+  .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
+  .map((f) => path.join(dir, f))
 const graph = new Map(files.map((f) => [f, importsOf(f)]))
 
 // Depth-first search; a back edge to a module on the current path is a cycle.

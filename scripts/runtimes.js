@@ -135,7 +135,8 @@ const RUNTIMES = [
 ]
 if (musl) console.log('musl libc: the npm registry has no musl builds of Node, Bun or Deno; running this Node only')
 if (!arm64) console.log(`arm64 emulation runs on linux-x64 hosts only (this is ${host})`)
-if (!muslRuntimes && !musl) console.log(`Bun's musl builds run on glibc linux-x64 hosts only (this is ${host}${argv.includes('--no-musl') ? ', --no-musl' : ''})`)
+if (!muslRuntimes && !musl)
+  console.log(`Bun's musl builds run on glibc linux-x64 hosts only (this is ${host}${argv.includes('--no-musl') ? ', --no-musl' : ''})`)
 
 function runSuite(rt, reactor) {
   const cmd = rt.command()
@@ -199,11 +200,21 @@ function main() {
       }
       rows.push(row)
       const status = result.ok ? 'ok' : 'FAILED'
-      console.log(`${status.padEnd(6)} ${row.runtime.padEnd(24)} ${row.arch.padEnd(6)} ${row.reactor.padEnd(7)} ${row.passed} passed, ${row.failed} failed  (${row.seconds} s)`)
+      console.log(
+        `${status.padEnd(6)} ${row.runtime.padEnd(24)} ${row.arch.padEnd(6)} ${row.reactor.padEnd(7)} ${row.passed} passed, ${row.failed} failed  (${row.seconds} s)`,
+      )
       if (!result.ok) {
         if (result.error) console.log(`       ${result.error}`)
         for (const [name, v] of Object.entries(row.cases)) if (String(v).startsWith('FAIL')) console.log(`       ${name}: ${v}`)
-        if (result.stderr) console.log(result.stderr.trim().split('\n').slice(-10).map((l) => `       ${l}`).join('\n'))
+        if (result.stderr)
+          console.log(
+            result.stderr
+              .trim()
+              .split('\n')
+              .slice(-10)
+              .map((l) => `       ${l}`)
+              .join('\n'),
+          )
       }
     }
   }

@@ -88,7 +88,13 @@ if (argv[0] === '--child') {
         reactor: fdpass.runtime.reactor,
         type: TYPE,
       }
-      const ok = report.messages === MESSAGES && report.lost === 0 && report.wrongFile === 0 && report.leakedReceiver === 0 && report.leakedSender === 0 && rssGrowthMiB <= RSS_MIB
+      const ok =
+        report.messages === MESSAGES &&
+        report.lost === 0 &&
+        report.wrongFile === 0 &&
+        report.leakedReceiver === 0 &&
+        report.leakedSender === 0 &&
+        rssGrowthMiB <= RSS_MIB
       console.log(JSON.stringify({ ok, ...report }))
       process.exit(ok ? 0 : 1)
     })

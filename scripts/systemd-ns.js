@@ -117,7 +117,8 @@ function ensureDebootstrap(log) {
   if (which('debootstrap')) return
   if (!which('apt-get')) throw new SystemdNsError('debootstrap is not installed and there is no apt-get to install it: install debootstrap')
   log('installing debootstrap with apt-get')
-  const install = () => spawnSync('apt-get', ['install', '-y', '-qq', 'debootstrap'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
+  const install = () =>
+    spawnSync('apt-get', ['install', '-y', '-qq', 'debootstrap'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })
   if (install().status !== 0) {
     run('apt-get', ['update', '-qq'], 'updating the package lists to install debootstrap')
     if (install().status !== 0) throw new SystemdNsError('apt-get could not install debootstrap: install it by hand')
@@ -532,7 +533,9 @@ async function waitRunning(machine, deadline, exited) {
     await sleep(200)
   }
   const failed = await machine.exec(['systemctl', '--failed', '--no-legend', '--plain'], { timeout: 10_000 }).catch(() => ({ stdout: '' }))
-  throw new SystemdNsError(`systemd did not finish booting (is-system-running: ${last || 'no answer'}); failed units:\n${failed.stdout}\nits log:\n${tail(machine.log)}`)
+  throw new SystemdNsError(
+    `systemd did not finish booting (is-system-running: ${last || 'no answer'}); failed units:\n${failed.stdout}\nits log:\n${tail(machine.log)}`,
+  )
 }
 
 /** Machines booted by this script whose PID 1 runs, from their state files. */
@@ -550,7 +553,9 @@ function attach(pid) {
   if (pid === undefined) {
     if (machines.length === 1) return machines[0]
     const pids = machines.map((m) => m.pid).join(', ')
-    throw new SystemdNsError(machines.length === 0 ? 'no systemd namespace booted by this script is running' : `several are running (PID 1 = ${pids}): name one`)
+    throw new SystemdNsError(
+      machines.length === 0 ? 'no systemd namespace booted by this script is running' : `several are running (PID 1 = ${pids}): name one`,
+    )
   }
   const machine = machines.find((m) => m.pid === pid)
   if (!machine) throw new SystemdNsError(`no running systemd namespace booted by this script has PID 1 = ${pid} (state in ${os.tmpdir()}/fdpass-systemd-*)`)

@@ -110,7 +110,10 @@ function runtimeDir(): string {
 }
 
 function defaultControl(command: string[]): string {
-  const id = createHash('sha256').update(`${process.cwd()}\0${command.join('\0')}`).digest('hex').slice(0, 12)
+  const id = createHash('sha256')
+    .update(`${process.cwd()}\0${command.join('\0')}`)
+    .digest('hex')
+    .slice(0, 12)
   return path.join(runtimeDir(), `fdpass-${id}.sock`)
 }
 
@@ -154,7 +157,11 @@ const RUN_OPTIONS = {
 } as const
 
 function parseRun(argv: string[]): RunOptions | 'help' {
-  const valued = new Set(Object.entries(RUN_OPTIONS).filter(([, o]) => o.type === 'string').map(([k]) => k))
+  const valued = new Set(
+    Object.entries(RUN_OPTIONS)
+      .filter(([, o]) => o.type === 'string')
+      .map(([k]) => k),
+  )
   const { options, command } = splitCommand(argv, valued)
   const { values } = parseArgs({ args: options, options: RUN_OPTIONS, strict: true, allowPositionals: false })
   if (values.help) return 'help'
@@ -299,7 +306,13 @@ class Supervisor {
         const socket = await bind(slot.notifyPath, { type: 'dgram' })
         slot.notifySocket = socket
         socket.unref()
-        socket.on('message', (m: Message) => this.#onNotify(slot, m.data.toString('utf8'), m.fds.map((fd) => fd.release())))
+        socket.on('message', (m: Message) =>
+          this.#onNotify(
+            slot,
+            m.data.toString('utf8'),
+            m.fds.map((fd) => fd.release()),
+          ),
+        )
       }
       this.#server = await listen(this.#o.socket, { allow: { uids: [process.getuid?.() ?? 0] } })
     } catch (e) {
@@ -409,7 +422,8 @@ class Supervisor {
 
   /** Reload now, or after the one in progress (reloads asked for meanwhile become one). */
   reload(reason: string): Promise<ReloadOutcome> {
-    if (this.#stopping) return Promise.resolve({ outcome: 'failed', generation: this.#generation, pid: null, durationMs: 0, reason: 'the supervisor is stopping' })
+    if (this.#stopping)
+      return Promise.resolve({ outcome: 'failed', generation: this.#generation, pid: null, durationMs: 0, reason: 'the supervisor is stopping' })
     return new Promise((resolve) => {
       const busy = this.#busy()
       if (busy) {
@@ -428,7 +442,9 @@ class Supervisor {
   async #runReload(p: PendingReload): Promise<void> {
     this.#rolling = true
     const started = Date.now()
-    this.#log(`${p.reasons.join(', ')}: starting generation ${this.#generation + 1}${this.#slots.length > 1 ? ` (rolling over ${this.#slots.length} workers)` : ''}`)
+    this.#log(
+      `${p.reasons.join(', ')}: starting generation ${this.#generation + 1}${this.#slots.length > 1 ? ` (rolling over ${this.#slots.length} workers)` : ''}`,
+    )
     await this.#notifyUp({ RELOADING: 1, MONOTONIC_USEC: String(monotonicUsec()) })
     const outcomes: ReloadOutcome[] = []
     for (const slot of this.#slots) {
@@ -480,9 +496,12 @@ class Supervisor {
     }
     const pending = this.#pending
     this.#pending = null
-    for (const w of pending?.waiters ?? []) w({ outcome: 'failed', generation: this.#generation, pid: null, durationMs: 0, reason: 'the supervisor is stopping' })
+    for (const w of pending?.waiters ?? [])
+      w({ outcome: 'failed', generation: this.#generation, pid: null, durationMs: 0, reason: 'the supervisor is stopping' })
     // A generation under fdpass run drains on SIGTERM; one still starting just exits.
-    const exits = [...this.#gens].map((g) => (g.child.exitCode !== null || g.child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => g.child.once('exit', () => r()))))
+    const exits = [...this.#gens].map((g) =>
+      g.child.exitCode !== null || g.child.signalCode !== null ? Promise.resolve() : new Promise<void>((r) => g.child.once('exit', () => r())),
+    )
     for (const g of this.#gens) g.child.kill('SIGTERM')
     const timer = setTimeout(() => {
       this.#log(`generations still running after ${this.#o.stopTimeout} ms; killing them`)
@@ -534,11 +553,26 @@ class Supervisor {
       // app's own pid, known only in the child: a shell sets it and execs the command (same pid).
       env.LISTEN_FDS = String(fds.length)
       env.LISTEN_FDNAMES = names.join(':')
-      child = spawn('/bin/sh', ['-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"', cmd, ...args], { stdio: ['inherit', 'inherit', 'inherit', ...fds], env })
+      child = spawn('/bin/sh', ['-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"', cmd, ...args], {
+        stdio: ['inherit', 'inherit', 'inherit', ...fds],
+        env,
+      })
     } else {
       child = spawn(cmd, args, { stdio: 'inherit', env })
     }
-    const gen: Gen = { n, slot, child, pid: child.pid ?? -1, startedAt: Date.now(), readyAt: null, state: 'starting', cause, onReady: null, rolledBack: null, gate: null }
+    const gen: Gen = {
+      n,
+      slot,
+      child,
+      pid: child.pid ?? -1,
+      startedAt: Date.now(),
+      readyAt: null,
+      state: 'starting',
+      cause,
+      onReady: null,
+      rolledBack: null,
+      gate: null,
+    }
     this.#gens.add(gen)
     slot.starting = gen
     return new Promise((resolve) => {
@@ -613,8 +647,12 @@ class Supervisor {
       return
     }
     const delay = crashes === 1 ? 0 : Math.min(this.#o.backoffMax, BACKOFF_FIRST_MS * 2 ** (crashes - 2))
-    const stored = [...this.#store].filter(([name]) => !isControlName(name) || name === (slot.k === 0 ? CONTROL_NAME : `${CONTROL_NAME}.${slot.k}`)).reduce((k, [, l]) => k + l.length, 0)
-    this.#log(`restarting ${delay === 0 ? 'now' : `in ${delay} ms`} with ${stored} stored descriptors (crash ${crashes} of ${this.#o.restartLimit} within ${this.#o.restartWindow} ms)`)
+    const stored = [...this.#store]
+      .filter(([name]) => !isControlName(name) || name === (slot.k === 0 ? CONTROL_NAME : `${CONTROL_NAME}.${slot.k}`))
+      .reduce((k, [, l]) => k + l.length, 0)
+    this.#log(
+      `restarting ${delay === 0 ? 'now' : `in ${delay} ms`} with ${stored} stored descriptors (crash ${crashes} of ${this.#o.restartLimit} within ${this.#o.restartWindow} ms)`,
+    )
     const restarting = new Promise<ReloadOutcome>((resolve) => {
       slot.restartTimer = setTimeout(() => {
         slot.restartTimer = null
@@ -637,7 +675,9 @@ class Supervisor {
     this.#stopping = true
     for (const s of this.#slots) if (s.restartTimer) clearTimeout(s.restartTimer)
     for (const g of this.#gens) g.child.kill('SIGKILL')
-    await Promise.all([...this.#gens].map((g) => new Promise((r) => (g.child.exitCode !== null || g.child.signalCode !== null ? r(null) : g.child.once('exit', r)))))
+    await Promise.all(
+      [...this.#gens].map((g) => new Promise((r) => (g.child.exitCode !== null || g.child.signalCode !== null ? r(null) : g.child.once('exit', r)))),
+    )
     await this.#exit(code)
   }
 
@@ -853,7 +893,8 @@ async function client(cmd: 'status' | 'reload', argv: string[]): Promise<number>
       `  command: ${answer.command.join(' ')}`,
       `  control: ${answer.control}`,
       ...answer.generations.map(
-        (g: any) => `  generation ${g.generation}: pid ${g.pid}, ${g.state}${g.generation === answer.serving ? ' (current)' : ''}, ${g.cause}, up ${fmtMs(g.uptimeMs)}`,
+        (g: any) =>
+          `  generation ${g.generation}: pid ${g.pid}, ${g.state}${g.generation === answer.serving ? ' (current)' : ''}, ${g.cause}, up ${fmtMs(g.uptimeMs)}`,
       ),
       `  stored: ${answer.stored.map((s: any) => (s.count > 1 ? `${s.name} x${s.count}` : s.name)).join(', ') || 'nothing'}`,
       `  restarts after a crash: ${answer.restarts} (${answer.recentCrashes} recent); reloads: ${answer.reloads.committed} committed, ${answer.reloads.rolledBack} rolled back, ${answer.reloads.failed} failed, ${answer.reloads.queued} queued`,

@@ -127,9 +127,7 @@ function truncated(data: Buffer, fds: ReceivedFd[], lost: number, flags: number)
   }
   if (flags & FLAG_DATA_TRUNCATED) parts.push('the data did not fit maxMessageSize and was cut')
   const hint =
-    flags & FLAG_FDS_TRUNCATED
-      ? ' (the receiver is at its open-file limit, RLIMIT_NOFILE: close descriptors or raise the limit)'
-      : ' (raise maxMessageSize)'
+    flags & FLAG_FDS_TRUNCATED ? ' (the receiver is at its open-file limit, RLIMIT_NOFILE: close descriptors or raise the limit)' : ' (raise maxMessageSize)'
   return new FdpassError('ERR_FDPASS_TRUNCATED', `message truncated: ${parts.join('; ')}${hint}; the ${fds.length} that arrived were closed`, {
     data,
     fdsReceived: fds.length,
@@ -137,4 +135,3 @@ function truncated(data: Buffer, fds: ReceivedFd[], lost: number, flags: number)
     dataTruncated: (flags & FLAG_DATA_TRUNCATED) !== 0,
   })
 }
-

@@ -13,13 +13,7 @@ import { ReceivedFd } from './received-fd'
  * Sending does not take the caller's descriptor: the kernel installs a new
  * one in the receiver, and the caller may close its own once `send` resolves.
  */
-export type FdLike =
-  | number
-  | net.Server
-  | net.Socket
-  | dgram.Socket
-  | FileHandle
-  | { readonly fd: number }
+export type FdLike = number | net.Server | net.Socket | dgram.Socket | FileHandle | { readonly fd: number }
 
 const EMPTY = new Int32Array(0)
 

@@ -140,7 +140,12 @@ function nextTurn(): Promise<void> {
  * 'permessage-deflate') when compression was negotiated: the inflate and
  * deflate contexts live in this process.
  */
-export async function migrateWebSocket(generation: Generation, ws: unknown, appState?: unknown, options: { timeoutMs?: number } = {}): Promise<MigrationResult> {
+export async function migrateWebSocket(
+  generation: Generation,
+  ws: unknown,
+  appState?: unknown,
+  options: { timeoutMs?: number } = {},
+): Promise<MigrationResult> {
   const socket = ws as WsWebSocket
   if (!socket || typeof socket.setSocket !== 'function') throw new TypeError('migrateWebSocket: ws must be a WebSocket of the ws package')
   if (Object.keys(socket._extensions ?? {}).length > 0) return { migrated: false, reason: 'permessage-deflate' }
@@ -177,13 +182,22 @@ export async function migrateWebSocket(generation: Generation, ws: unknown, appS
       }
       return outcome
     }
-    if (Date.now() > deadline) return { migrated: false, reason: 'busy', detail: 'the WebSocket did not reach a point where it could move (sends still buffered, or a message being delivered)' }
+    if (Date.now() > deadline)
+      return {
+        migrated: false,
+        reason: 'busy',
+        detail: 'the WebSocket did not reach a point where it could move (sends still buffered, or a message being delivered)',
+      }
     await nextTurn()
   }
 }
 
 /** Old side: migrate every open WebSocket of a `ws` WebSocketServer (or an iterable of them), in parallel. */
-export function migrateWebSockets(generation: Generation, sockets: Iterable<unknown> | { clients?: Set<unknown> }, appState?: (ws: unknown) => unknown): Promise<MigrationResult[]> {
+export function migrateWebSockets(
+  generation: Generation,
+  sockets: Iterable<unknown> | { clients?: Set<unknown> },
+  appState?: (ws: unknown) => unknown,
+): Promise<MigrationResult[]> {
   const list = Symbol.iterator in Object(sockets) ? [...(sockets as Iterable<unknown>)] : [...((sockets as WsServer).clients ?? [])]
   return Promise.all(list.map((ws) => migrateWebSocket(generation, ws, appState?.(ws))))
 }

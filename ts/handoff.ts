@@ -132,7 +132,8 @@ function systemdFd(name: string): number {
   // After a restart from a fd store, the socket-activated listener comes back under its store name.
   const stored = storeName(`systemd:${name}`)
   const found = activated.find((l) => l.name === name) ?? activated.find((l) => l.name === stored)
-  if (!found) throw invalidArgValue('listeners', name, `names no socket-activated listener (LISTEN_FDNAMES has: ${activated.map((l) => l.name).join(', ') || 'none'})`)
+  if (!found)
+    throw invalidArgValue('listeners', name, `names no socket-activated listener (LISTEN_FDNAMES has: ${activated.map((l) => l.name).join(', ') || 'none'})`)
   return found.fd
 }
 
@@ -212,7 +213,9 @@ export function storeName(key: string): string {
   const kind = key.slice(0, colon)
   const rest = key.slice(colon + 1)
   const escape = (text: string) =>
-    [...Buffer.from(text, 'utf8')].map((b) => (/[A-Za-z0-9.-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `_${b.toString(16).padStart(2, '0').toUpperCase()}`)).join('')
+    [...Buffer.from(text, 'utf8')]
+      .map((b) => (/[A-Za-z0-9.-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `_${b.toString(16).padStart(2, '0').toUpperCase()}`))
+      .join('')
   let name: string
   if (kind === 'tcp' || kind === 'udp') {
     const portAt = rest.lastIndexOf(':')
@@ -238,7 +241,10 @@ function fdStoreMax(): number {
  * `fdpass run --workers`), take the listeners and make a control socket.
  * Null when this start is not from a store.
  */
-async function restoreFromStore(control: string, specs: Array<{ name: string; spec: ListenerSpec; kind: Kind; key: string }>): Promise<{ controlFd: number; entries: Entry[]; restored: number } | null> {
+async function restoreFromStore(
+  control: string,
+  specs: Array<{ name: string; spec: ListenerSpec; kind: Kind; key: string }>,
+): Promise<{ controlFd: number; entries: Entry[]; restored: number } | null> {
   activated ??= listenFds()
   const stored = new Map(activated.map((l) => [l.name, l.fd]))
   if (![...stored.keys()].some((name) => name.startsWith('fdpass.'))) return null
@@ -366,7 +372,11 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     this.inherited = predecessor !== null
     this.previousPid = previousPid
     this.#startedAt = startedAt
-    this.#migration = new ConnectionMigration(log, (event, ...args) => this.emit(event, ...args), () => this.#state === 'serving')
+    this.#migration = new ConnectionMigration(
+      log,
+      (event, ...args) => this.emit(event, ...args),
+      () => this.#state === 'serving',
+    )
     if (!predecessor) this.#serveControl()
   }
 
@@ -523,7 +533,8 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     if (max === 0) return
     const stored: Array<[string, number]> = [...this.#entries.values()].map((e) => [storeName(e.key), e.fd])
     if (this.#control) stored.push([CONTROL_STORE_NAME, this.#control.fd])
-    if (stored.length > max) this.#log(`FDSTORE=${max} keeps fewer descriptors than the ${stored.length} listeners (with the control socket); raise FileDescriptorStoreMax`)
+    if (stored.length > max)
+      this.#log(`FDSTORE=${max} keeps fewer descriptors than the ${stored.length} listeners (with the control socket); raise FileDescriptorStoreMax`)
     for (const [name, fd] of stored) {
       try {
         await notify({ FDSTORE: 1, FDNAME: name }, [fd])
@@ -760,8 +771,7 @@ export async function takeover<L extends Record<string, ListenerSpec>>(options: 
     migrateConnections: options.migrateConnections ?? true,
     allowedUids: options.allowedUids ?? [process.getuid?.() ?? 0],
   }
-  const log =
-    options.log === false ? () => {} : (options.log ?? ((line: string) => process.stderr.write(`${LOG_PREFIX} ${line}\n`)))
+  const log = options.log === false ? () => {} : (options.log ?? ((line: string) => process.stderr.write(`${LOG_PREFIX} ${line}\n`)))
   const startedAt = Date.now()
 
   const restored = await restoreFromStore(control, specs)
@@ -802,11 +812,18 @@ export async function takeover<L extends Record<string, ListenerSpec>>(options: 
     }
     // A refusal may already be on its way (and the socket closed behind
     // it): a failed hello is not the answer, the next message is.
-    await sendJson(predecessor, { type: 'hello', listeners: specs.map((s) => s.name), ...(resolved.migrateConnections ? { migrate: MIGRATION_PROTOCOL_VERSION } : {}) }).catch(() => {})
+    await sendJson(predecessor, {
+      type: 'hello',
+      listeners: specs.map((s) => s.name),
+      ...(resolved.migrateConnections ? { migrate: MIGRATION_PROTOCOL_VERSION } : {}),
+    }).catch(() => {})
     const { json, message } = await receiveJson(predecessor, resolved.connectTimeout, 'the listeners')
     for (const fd of message.fds) received.push(fd.release())
     if (json.type === 'busy') {
-      throw handoffError('ERR_FDPASS_HANDOFF_BUSY', `pid ${String(json.pid)} is already handing over to another new generation (state ${String(json.state)}); try again when it is done`)
+      throw handoffError(
+        'ERR_FDPASS_HANDOFF_BUSY',
+        `pid ${String(json.pid)} is already handing over to another new generation (state ${String(json.state)}); try again when it is done`,
+      )
     }
     if (json.type === 'refused') throw handoffError('ERR_FDPASS_HANDOFF_REFUSED', `pid ${String(json.pid)} refused: ${String(json.reason)}`)
     if (json.type !== 'listeners' || !Array.isArray(json.listeners) || received.length !== json.listeners.length + 1) {

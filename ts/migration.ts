@@ -555,7 +555,8 @@ export class ConnectionMigration {
     const unacked = [...[...this.#inFlight.values()].flat(), ...this.#queued.splice(0)]
     this.#inFlight.clear()
     for (const item of unacked) this.#keepHere(item, 'successor-gone', why)
-    for (const t of this.#tracked) if (t.kind === 'http1') count(this.#summary!.drained, 'successor-gone', t.sockets.size - unacked.filter((u) => u.tracked === t).length)
+    for (const t of this.#tracked)
+      if (t.kind === 'http1') count(this.#summary!.drained, 'successor-gone', t.sockets.size - unacked.filter((u) => u.tracked === t).length)
     this.#finish(why)
     this.#checkSettled()
   }
@@ -578,7 +579,8 @@ export class ConnectionMigration {
 
   /** Successor side: adopt connections of `kind` with `handler`. */
   onMigratedConnection(kind: string, handler: MigratedConnectionHandler, options: MigratedConnectionOptions = {}): void {
-    if (typeof kind !== 'string' || kind === '' || kind === HTTP1_KIND) throw invalidArgValue('kind', kind, `must be a non-empty string other than '${HTTP1_KIND}'`)
+    if (typeof kind !== 'string' || kind === '' || kind === HTTP1_KIND)
+      throw invalidArgValue('kind', kind, `must be a non-empty string other than '${HTTP1_KIND}'`)
     if (typeof handler !== 'function') throw invalidArgType('handler', 'a function', handler)
     const versions = options.versions ?? [1]
     if (!Array.isArray(versions) || !versions.every(Number.isInteger)) throw invalidArgType('options.versions', 'an array of integers', versions)

@@ -181,8 +181,7 @@ function chooseReactor(): Reactor {
 }
 
 /** The JavaScript runtime: Node-API behaves the same in each but for teardown. */
-export const runtimeName: Runtime =
-  typeof Bun !== 'undefined' ? 'bun' : typeof Deno !== 'undefined' ? 'deno' : 'node'
+export const runtimeName: Runtime = typeof Bun !== 'undefined' ? 'bun' : typeof Deno !== 'undefined' ? 'deno' : 'node'
 
 export const reactor = binding.configure(chooseReactor(), runtimeName)
 

@@ -18,5 +18,9 @@ export function takeFd(pid: number, fd: number): ReceivedFd {
   if (!platform.supportsPidfd) {
     throw new FdpassError('ERR_FDPASS_UNSUPPORTED', `pidfd_getfd is not supported on ${process.platform} here (Linux 5.6 or later)`)
   }
-  return new ReceivedFd(callNative(() => binding.takeFd(pid, fd)), true, `takeFd(${pid}, ${fd})`)
+  return new ReceivedFd(
+    callNative(() => binding.takeFd(pid, fd)),
+    true,
+    `takeFd(${pid}, ${fd})`,
+  )
 }

@@ -4,7 +4,20 @@ import * as fs from 'node:fs'
 import * as net from 'node:net'
 import { FdpassError, callNative, fromNative, invalidArgType } from './errors'
 import { nativeReadFs, nativeWriteFs } from './fd-streams'
-import { FD_BATCH, FD_BATCH_SIZE, closeBatch, hot, fdStat, fileStat, fileStatBatch, runtimeLimits, runtimeName, type FdKind, type FdStat, type FileStat } from './native'
+import {
+  FD_BATCH,
+  FD_BATCH_SIZE,
+  closeBatch,
+  hot,
+  fdStat,
+  fileStat,
+  fileStatBatch,
+  runtimeLimits,
+  runtimeName,
+  type FdKind,
+  type FdStat,
+  type FileStat,
+} from './native'
 
 // A ReceivedFd that is garbage-collected while still owning its descriptor
 // closes it and warns, as fs.promises.FileHandle does. The registry holds a
@@ -287,7 +300,10 @@ export class ReceivedFd {
   toNetSocket(options?: Omit<net.SocketConstructorOpts, 'fd'>): net.Socket {
     this.#expectKind('socket', 'toNetSocket')
     if (runtimeLimits.noNetSocketFromFd) {
-      throw unsupported('toNetSocket', "its net.Socket cannot wrap an existing descriptor; for a Unix socket, adopt(received.release(), { raw: true }) gives an FdSocket")
+      throw unsupported(
+        'toNetSocket',
+        'its net.Socket cannot wrap an existing descriptor; for a Unix socket, adopt(received.release(), { raw: true }) gives an FdSocket',
+      )
     }
     return new net.Socket({ readable: true, writable: true, ...options, fd: this.release() })
   }

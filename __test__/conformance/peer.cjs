@@ -52,7 +52,10 @@ async function unrefExits() {
 
 const modes = {
   unref: unrefExits,
-  'connect-and-send': connectAndSend, 'send-then-wait': sendThenWait, load: async () => say({ reactor: fdpass.runtime.reactor }) }
+  'connect-and-send': connectAndSend,
+  'send-then-wait': sendThenWait,
+  load: async () => say({ reactor: fdpass.runtime.reactor }),
+}
 modes[mode]().catch((e) => {
   console.error(e)
   process.exit(1)

@@ -18,8 +18,7 @@ const readline = require('node:readline')
 const fdpass = require('../..')
 
 const runtime = fdpass.runtime.name
-const version =
-  runtime === 'bun' ? globalThis.Bun.version : runtime === 'deno' ? globalThis.Deno.version.deno : process.versions.node
+const version = runtime === 'bun' ? globalThis.Bun.version : runtime === 'deno' ? globalThis.Deno.version.deno : process.versions.node
 const childCommand = process.env.FDPASS_CONFORMANCE_CHILD
   ? JSON.parse(process.env.FDPASS_CONFORMANCE_CHILD)
   : runtime === 'deno'
@@ -216,7 +215,11 @@ test(`${fdpass.MAX_FDS_PER_MESSAGE} fds in one message`, async () => {
     r.close()
   }
   assert.throws(
-    () => a.send('too many', Array.from({ length: fdpass.MAX_FDS_PER_MESSAGE + 1 }, () => 0)),
+    () =>
+      a.send(
+        'too many',
+        Array.from({ length: fdpass.MAX_FDS_PER_MESSAGE + 1 }, () => 0),
+      ),
     (e) => e.code === 'ERR_FDPASS_TOO_MANY_FDS',
   )
   a.close()
@@ -269,9 +272,7 @@ test('a peer that goes away', async () => {
   assert.equal(rest.length, 0)
   await assert.rejects(socket.receive(), (e) => e.code === 'ERR_FDPASS_SOCKET_CLOSED')
   // Sending to the vanished peer is an error, never a SIGPIPE.
-  await assert.rejects(socket.send('anyone?', [0]), (e) =>
-    ['EPIPE', 'ECONNRESET', 'ERR_FDPASS_SOCKET_CLOSED'].includes(e.code),
-  )
+  await assert.rejects(socket.send('anyone?', [0]), (e) => ['EPIPE', 'ECONNRESET', 'ERR_FDPASS_SOCKET_CLOSED'].includes(e.code))
   socket.close()
   await server.close()
 })
@@ -349,7 +350,10 @@ test('sendSync, receiveSync and the batch calls', async () => {
   const stats = fdpass.ReceivedFd.statAll(m.fds)
   assert.equal(stats.length, 64)
   const want = fs.statSync(file)
-  assert.ok(stats.every((s) => s.kind === 'file' && s.ino === want.ino && s.dev === want.dev), 'statAll sees the file sent')
+  assert.ok(
+    stats.every((s) => s.kind === 'file' && s.ino === want.ino && s.dev === want.dev),
+    'statAll sees the file sent',
+  )
   assert.equal(ours(), 64 + 2, 'the 64 received and the pair are open')
   fdpass.ReceivedFd.closeAll(m.fds)
   assert.ok(m.fds.every((f) => f.closed))
@@ -411,7 +415,10 @@ test('converters', async () => {
     const received = await pass(fd)
     closeOwn()
     if (expectUnsupported.includes(name)) {
-      await assert.rejects(async () => use(received), (e) => e.code === 'ERR_FDPASS_UNSUPPORTED')
+      await assert.rejects(
+        async () => use(received),
+        (e) => e.code === 'ERR_FDPASS_UNSUPPORTED',
+      )
       assert.equal(received.kind(), 'socket', 'still owned after the refusal')
       received.close()
       return
@@ -503,7 +510,10 @@ function loadedAddon() {
   } catch {
     return null
   }
-  const names = maps.split('\n').map((l) => l.slice(l.lastIndexOf('/') + 1)).filter((n) => /^fdpass\..*\.node$/.test(n))
+  const names = maps
+    .split('\n')
+    .map((l) => l.slice(l.lastIndexOf('/') + 1))
+    .filter((n) => /^fdpass\..*\.node$/.test(n))
   return [...new Set(names)].join(' ') || null
 }
 

@@ -22,7 +22,15 @@ if (role === 'child') {
     }
     if (m === 'last') {
       setTimeout(() => {
-        process.send({ msgs: count, fds: got, bad: 0, lost: count - got, leaked: openFds() - before, ns: Number(process.hrtime.bigint() - first), cpuUs: cpuUs() - cpu0 })
+        process.send({
+          msgs: count,
+          fds: got,
+          bad: 0,
+          lost: count - got,
+          leaked: openFds() - before,
+          ns: Number(process.hrtime.bigint() - first),
+          cpuUs: cpuUs() - cpu0,
+        })
         process.disconnect()
       }, 50)
     }

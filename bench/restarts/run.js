@@ -133,7 +133,7 @@ function loadGenerator(port, keepAlive) {
         })
       })
       req.on('error', (e) => {
-        const code = e.code === 'ECONNRESET' || e.message === 'socket hang up' ? 'reset' : e.code === 'ECONNREFUSED' ? 'refused' : e.code ?? 'other'
+        const code = e.code === 'ECONNRESET' || e.message === 'socket hang up' ? 'reset' : e.code === 'ECONNREFUSED' ? 'refused' : (e.code ?? 'other')
         errors[code] = (errors[code] ?? 0) + 1
         samples.push([t0, performance.now() - t0, false])
         resolve()
@@ -188,8 +188,14 @@ async function runOne(strategy, keepAlive, port) {
   fs.rmSync(control, { force: true })
 
   const inWindow = (t) => windows.some(([a, b]) => t >= a && t <= b)
-  const during = load.samples.filter((s) => s[2] && inWindow(s[0])).map((s) => s[1]).sort((a, b) => a - b)
-  const steady = load.samples.filter((s) => s[2] && !inWindow(s[0])).map((s) => s[1]).sort((a, b) => a - b)
+  const during = load.samples
+    .filter((s) => s[2] && inWindow(s[0]))
+    .map((s) => s[1])
+    .sort((a, b) => a - b)
+  const steady = load.samples
+    .filter((s) => s[2] && !inWindow(s[0]))
+    .map((s) => s[1])
+    .sort((a, b) => a - b)
   const failed = load.samples.filter((s) => !s[2]).length
   return {
     strategy,
@@ -292,8 +298,14 @@ async function runWebSockets(strategy, port) {
   await Promise.all([current.exited, primary.exited])
   fs.rmSync(control, { force: true })
   const inWindow = (t) => windows.some(([a, b]) => t >= a && t <= b)
-  const during = samples.filter((s) => inWindow(s[0])).map((s) => s[1]).sort((a, b) => a - b)
-  const steady = samples.filter((s) => !inWindow(s[0])).map((s) => s[1]).sort((a, b) => a - b)
+  const during = samples
+    .filter((s) => inWindow(s[0]))
+    .map((s) => s[1])
+    .sort((a, b) => a - b)
+  const steady = samples
+    .filter((s) => !inWindow(s[0]))
+    .map((s) => s[1])
+    .sort((a, b) => a - b)
   return {
     strategy,
     clients: WS_CLIENTS,
@@ -318,14 +330,16 @@ async function runMigrationCost(idle, port) {
   let closed = 0
   for (let i = 0; i < idle; i += 100) {
     await Promise.all(
-      Array.from({ length: Math.min(100, idle - i) }, () =>
-        new Promise((resolve, reject) => {
-          const s = net.connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: b\r\n\r\n'))
-          s.once('data', () => resolve())
-          s.on('error', reject)
-          s.on('close', () => closed++)
-          sockets.push(s)
-        }),
+      Array.from(
+        { length: Math.min(100, idle - i) },
+        () =>
+          new Promise((resolve, reject) => {
+            const s = net.connect(port, '127.0.0.1', () => s.write('GET / HTTP/1.1\r\nHost: b\r\n\r\n'))
+            s.once('data', () => resolve())
+            s.on('error', reject)
+            s.on('close', () => closed++)
+            sockets.push(s)
+          }),
       ),
     )
   }
@@ -347,7 +361,14 @@ async function runMigrationCost(idle, port) {
   await current.exited
   fs.rmSync(control, { force: true })
   const sorted = (a) => [...a].sort((x, y) => x - y)
-  return { idle, handoffs: HANDOFFS, handoffP50: pct(sorted(durations), 0.5), migrationP50: pct(sorted(migrations), 0.5), closedByServer: closed - idle, lastGenerationFds: fds }
+  return {
+    idle,
+    handoffs: HANDOFFS,
+    handoffP50: pct(sorted(durations), 0.5),
+    migrationP50: pct(sorted(migrations), 0.5),
+    closedByServer: closed - idle,
+    lastGenerationFds: fds,
+  }
 }
 
 /** kill -9 the serving process CRASHES times under load; the next one serves (fdpass-run: the supervisor restarts it; restart-loop: we do). */
@@ -418,7 +439,9 @@ async function main() {
         console.log(
           `${(keepAlive ? 'keep-alive' : 'new conn  ').padEnd(10)}  ${strategy.padEnd(12)}  ${String(r.requests).padStart(7)} req  ${String(r.rate).padStart(6)}/s  failed ${String(r.failed).padStart(5)}  refused ${String(r.refused).padStart(5)}  reset ${String(r.reset).padStart(5)}  window p50/p99 ${fmt(r.windowP50)}/${fmt(r.windowP99)} ms  steady ${fmt(r.steadyP50)}/${fmt(r.steadyP99)} ms` +
             (keepAlive ? `  re-dials/restart ${r.redialsPerRestart.toFixed(2)}` : '') +
-            (r.generationFds ? `  generation fds ${r.generationFds.first}..${r.generationFds.last} (min ${r.generationFds.min}, max ${r.generationFds.max})` : ''),
+            (r.generationFds
+              ? `  generation fds ${r.generationFds.first}..${r.generationFds.last} (min ${r.generationFds.min}, max ${r.generationFds.max})`
+              : ''),
         )
       }
     }
@@ -437,7 +460,9 @@ async function main() {
     for (const idle of [0, IDLE]) {
       const r = await runMigrationCost(idle, port++)
       cost.push(r)
-      console.log(`handoff with ${String(idle).padStart(5)} idle keep-alive connections: p50 ${fmt(r.handoffP50)} ms over ${r.handoffs} handoffs (migration p50 ${fmt(r.migrationP50)} ms), closed by the server ${r.closedByServer}, last generation fds ${r.lastGenerationFds}`)
+      console.log(
+        `handoff with ${String(idle).padStart(5)} idle keep-alive connections: p50 ${fmt(r.handoffP50)} ms over ${r.handoffs} handoffs (migration p50 ${fmt(r.migrationP50)} ms), closed by the server ${r.closedByServer}, last generation fds ${r.lastGenerationFds}`,
+      )
     }
     console.log(`migrating ${IDLE} idle connections adds ${fmt(cost[1].handoffP50 - cost[0].handoffP50)} ms to a handoff at p50`)
   }
@@ -456,7 +481,25 @@ async function main() {
   const out = path.join(__dirname, 'out')
   fs.mkdirSync(out, { recursive: true })
   const file = path.join(out, `restarts-${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
-  fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), cpus: os.cpus().length, node: process.version, restarts: RESTARTS, crashes: CRASHES, clients: CLIENTS, results, webSockets, migrationCost: cost, crashResults }, null, 2))
+  fs.writeFileSync(
+    file,
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        cpus: os.cpus().length,
+        node: process.version,
+        restarts: RESTARTS,
+        crashes: CRASHES,
+        clients: CLIENTS,
+        results,
+        webSockets,
+        migrationCost: cost,
+        crashResults,
+      },
+      null,
+      2,
+    ),
+  )
   console.log(`wrote ${path.relative(process.cwd(), file)}`)
   const fdpass = results.filter((r) => isFdpass(r.strategy))
   if (fdpass.some((r) => r.failed > 0)) {

@@ -54,7 +54,13 @@ async function main() {
   } else if (strategy === 'fdpass' || strategy === 'fdpass-drain') {
     const { takeover } = require('../../handoff')
     const migrateConnections = strategy === 'fdpass'
-    const generation = await takeover({ control, listeners: { http: { tcp: { host: '127.0.0.1', port } } }, log: false, drainTimeout: 5000, migrateConnections })
+    const generation = await takeover({
+      control,
+      listeners: { http: { tcp: { host: '127.0.0.1', port } } },
+      log: false,
+      drainTimeout: 5000,
+      migrateConnections,
+    })
     generation.on('handoff', (h) => print({ handoff: h }))
     generation.on('migration', (m) => print({ migration: m }))
     await generation.listen('http', withWebSockets(http.createServer(handler)))

@@ -108,7 +108,9 @@ async function main() {
   console.log(`  ok                ${stats.ok}`)
   console.log(`  failed            ${stats.failed}${Object.keys(stats.errors).length ? ` ${JSON.stringify(stats.errors)}` : ''}`)
   console.log(`  generations       ${stats.generations.size} answered requests`)
-  console.log(`  keep-alive        ${kept} of ${keepAliveDials.first.size} connections kept through every restart, ${keepAliveDials.redials} re-dialled; ${stats.moved} connections moved`)
+  console.log(
+    `  keep-alive        ${kept} of ${keepAliveDials.first.size} connections kept through every restart, ${keepAliveDials.redials} re-dialled; ${stats.moved} connections moved`,
+  )
   console.log(`  handoffs          ${sorted.length}, took median ${pct(0.5)} ms, max ${sorted[sorted.length - 1]} ms`)
   process.exitCode = stats.failed === 0 && sorted.length === RESTARTS ? 0 : 1
 }

@@ -3,7 +3,9 @@ import http from 'node:http'
 import { connect } from 'fdpass'
 
 const socket = await connect('listener.sock')
-const { fds: [listener] } = await socket.receive()
+const {
+  fds: [listener],
+} = await socket.receive()
 socket.close()
 const server = http.createServer((req, res) => res.end(`served by ${process.pid}\n`))
 server.listen({ fd: listener.release() }, () => {
