@@ -140,6 +140,20 @@ const CONNECTIONS_SYMBOL = 'http.server.connections'
  * `server.closeIdleConnections()` closes. null when this Node has none:
  * then that server's connections drain.
  */
+/**
+ * A copy of the descriptor of a socket whose reading was stopped; when no
+ * copy can be made (EMFILE), reading starts again and the error says why.
+ */
+function copyStopped(handle: NonNullable<SocketInternals['_handle']>): number | Error {
+  try {
+    return callNative(() => binding.dupFd(handle.fd!))
+  } catch (e) {
+    handle.readStart?.()
+    handle.reading = true
+    return e as Error
+  }
+}
+
 function connectionList(server: net.Server): Tracked['connections'] {
   const sym = Object.getOwnPropertySymbols(server).find((s) => s.description === CONNECTIONS_SYMBOL)
   const list = sym ? (server as unknown as Record<symbol, unknown>)[sym] : undefined
@@ -330,13 +344,9 @@ export class ConnectionMigration {
           resolve({ migrated: false, reason: 'closed' })
           return
         }
-        let fd: number
-        try {
-          fd = callNative(() => binding.dupFd(handle.fd!))
-        } catch (e) {
-          handle.readStart?.()
-          handle.reading = true
-          resolve({ migrated: false, reason: 'closed', detail: (e as Error).message })
+        const fd = copyStopped(handle)
+        if (typeof fd !== 'number') {
+          resolve({ migrated: false, reason: 'closed', detail: fd.message })
           return
         }
         this.#queued.push({ wire, fd, tracked: null, socket, settle: resolve })
@@ -451,13 +461,9 @@ export class ConnectionMigration {
     if (!handle || typeof handle.fd !== 'number' || handle.fd < 0) return null
     handle.readStop?.()
     handle.reading = false
-    let fd: number
-    try {
-      fd = callNative(() => binding.dupFd(handle.fd!))
-    } catch (e) {
-      handle.readStart?.()
-      handle.reading = true
-      this.#log(`could not copy a connection's descriptor (${(e as Error).message}); it drains here`)
+    const fd = copyStopped(handle)
+    if (typeof fd !== 'number') {
+      this.#log(`could not copy a connection's descriptor (${fd.message}); it drains here`)
       return null
     }
     t.sockets.delete(socket)
