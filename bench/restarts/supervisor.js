@@ -193,7 +193,20 @@ function leakProbe(pid) {
   }
 }
 
-let nextPort = 30000 + (process.pid % 10000)
+/** A port nothing listens on now (the kernel picks it). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = require('node:net').createServer()
+    probe.on('error', reject)
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address()
+      probe.close(() => resolve(port))
+    })
+  })
+}
+
+/** `promise`, or an error when `child` exits first. */
+const unlessExited = (child, what, promise) => Promise.race([promise, child.exited.then((code) => Promise.reject(new Error(`${what} exited (${code}) before it was ready`)))])
 
 // ---- the systems under test --------------------------------------------------
 
@@ -202,9 +215,8 @@ async function startFdpass(port, runArgs, env = {}) {
   const socket = path.join(tmp, `fdpass-${port}.supervisor.sock`)
   const control = path.join(tmp, `fdpass-${port}.sock`)
   const sup = spawnJson([BIN, 'run', '--quiet', '--control', control, '--socket', socket, ...runArgs, '--', process.execPath, SERVER, 'fdpass', String(port)], env)
-  await sup.wait((m) => m.ready)
   const workers = Number(runArgs[runArgs.indexOf('--workers') + 1])
-  for (let i = 1; i < workers; i++) await sup.wait((m) => m.ready)
+  for (let i = 0; i < workers; i++) await unlessExited(sup, 'fdpass run', sup.wait((m) => m.ready))
   return {
     name: 'fdpass run',
     pid: sup.proc.pid,
@@ -225,7 +237,7 @@ async function startFdpass(port, runArgs, env = {}) {
 
 async function startCluster(port) {
   const primary = spawnJson([SERVER, 'cluster', String(port), String(WORKERS)])
-  await primary.wait((m) => m.ready)
+  await unlessExited(primary, 'the cluster primary', primary.wait((m) => m.ready))
   return {
     name: 'node cluster',
     pid: primary.proc.pid,
@@ -276,7 +288,7 @@ async function startPm2(port, name, pm2Args) {
 // ---- rows ---------------------------------------------------------------------
 
 async function workersRow(system) {
-  const port = nextPort++
+  const port = await freePort()
   const sut =
     system === 'fdpass' ? await startFdpass(port, ['--workers', String(WORKERS)]) : system === 'cluster' ? await startCluster(port) : await startPm2(port, 'bench', ['-i', String(WORKERS), '--kill-timeout', '5000'])
   const leaks = system === 'fdpass' ? leakProbe(sut.pid) : null
@@ -330,7 +342,7 @@ async function crashRow(system, keepAlive, sut, port, leaks) {
 }
 
 async function crashRows(system) {
-  const port = nextPort++
+  const port = await freePort()
   // fdpass: each kill is its own crash (--restart-window shorter than the time between kills), as in run.js.
   // pm2: autorestart with no delay; an unlimited restart count, since each process lives less than min_uptime.
   const sut = system === 'fdpass' ? await startFdpass(port, ['--workers', '1', '--restart-window', '20', '--restart-limit', '2']) : await startPm2(port, 'crash', ['--max-restarts', '1000000', '--restart-delay', '0'])
@@ -349,7 +361,7 @@ async function crashRows(system) {
 
 /** DEPLOYS reloads whose new generation dies 1 s after it accepts, inside a 3 s probation; then one good deploy. */
 async function rollbackRow() {
-  const port = nextPort++
+  const port = await freePort()
   const crashFile = path.join(tmp, `crash-${port}`)
   const sut = await startFdpass(port, ['--workers', '1', '--probation', String(PROBATION_MS)], { BENCH_CRASH_FILE: crashFile })
   const leaks = leakProbe(sut.pid)
