@@ -8,7 +8,7 @@
 //            stop accepting, close idle connections, exit when drained.
 //   cluster  a primary with argv[4] workers (plain); SIGHUP replaces them one
 //            after the other (fork the new one, wait for it to listen, then
-//            disconnect the old one) and prints {"rolled":true} when done.
+//            SIGTERM the old one, which drains) and prints {"rolled":true} when done.
 // GET / answers the serving process's pid. Prints {"ready":true,"pid":N}
 // when it accepts (cluster: when every worker listens).
 'use strict'
@@ -41,11 +41,6 @@ async function main() {
     server.listen(port, '127.0.0.1', () => print({ ready: true, pid: process.pid }))
     process.on('SIGINT', () => drainAndExit(server))
     process.on('SIGTERM', () => drainAndExit(server))
-    // cluster: worker.disconnect() closes the server; finish what is in flight, then go.
-    process.on('disconnect', () => {
-      server.closeIdleConnections()
-      setTimeout(() => process.exit(0), 5000).unref()
-    })
   } else if (mode === 'cluster') {
     cluster.setupPrimary({ stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
     const listening = (w) => new Promise((resolve) => w.once('listening', resolve))
@@ -61,7 +56,9 @@ async function main() {
           const old = workers[i]
           workers[i] = next
           const exited = new Promise((resolve) => old.once('exit', resolve))
-          old.disconnect()
+          // As pm2 does: the old worker drains on a signal. (worker.disconnect() waits for
+          // the server to close, which keep-alive clients can hold off for ever.)
+          old.process.kill('SIGTERM')
           await exited
         }
         print({ rolled: true })
