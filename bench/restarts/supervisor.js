@@ -1,0 +1,546 @@
+#!/usr/bin/env node
+// `fdpass run` beside Node's cluster and pm2 (bench/README.md, "Supervisors"):
+//   workers   2 workers each: throughput under closed-loop load, then R (in all) rolling
+//             restarts (`fdpass reload`, cluster worker-by-worker, `pm2 reload`),
+//             with keep-alive and with a new connection per request
+//   crash     kill -9 of the serving process K times under load: `fdpass run`
+//             (fd store) and pm2 fork mode (autorestart); run.js's rows from
+//             its last JSON beside them when there is one
+//   rollback  D deploys whose new generation kills itself 1 s after it
+//             accepts, under `fdpass run --probation 3000`: each must be
+//             reported rolled back by `fdpass reload --json`, 0 failed
+//   leaks     each supervisor's fd count and RSS, at start, every 10
+//             restarts, and at the end
+//
+//   node bench/restarts/supervisor.js [--quick] [--restarts R] [--crashes K]
+//        [--deploys D] [--clients C] [--steady-ms MS] [--only workers,crash,rollback]
+//        [--systems fdpass,cluster,pm2]
+'use strict'
+const { execFile, spawn } = require('node:child_process')
+const fs = require('node:fs')
+const http = require('node:http')
+const os = require('node:os')
+const path = require('node:path')
+const readline = require('node:readline')
+
+const args = process.argv.slice(2)
+const flag = (name, fallback) => {
+  const i = args.indexOf(`--${name}`)
+  return i >= 0 ? args[i + 1] : fallback
+}
+const quick = args.includes('--quick')
+// Totals per system, half under keep-alive load and half under new-connection load.
+const RESTARTS = Number(flag('restarts', quick ? 6 : 100))
+const CRASHES = Number(flag('crashes', quick ? 6 : 100))
+const DEPLOYS = Number(flag('deploys', quick ? 4 : 20))
+const half = (n) => Math.ceil(n / 2)
+const CLIENTS = Number(flag('clients', 16))
+const STEADY_MS = Number(flag('steady-ms', quick ? 2000 : 5000))
+const ONLY = flag('only', 'workers,crash,rollback').split(',')
+const SYSTEMS = flag('systems', 'fdpass,cluster,pm2').split(',')
+const WORKERS = 2
+const PROBATION_MS = 3000
+const SETTLE_MS = 100 // steady state between restarts
+// Flat: over a whole row, the supervisor ends with at most this many more fds and this much more RSS than it started with.
+const FLAT_FDS = 2
+const FLAT_RSS_KB = 16 * 1024
+const ROOT = path.join(__dirname, '../..')
+const BIN = path.join(ROOT, 'bin/fdpass.js')
+const SERVER = path.join(__dirname, 'supervised-server.js')
+const PM2 = path.join(ROOT, 'node_modules/pm2/bin/pm2')
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN)
+const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-')
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fdpass-bench-sup-'))
+// pm2 homes with a daemon that may still run: killed on any exit, so that no daemon is left behind.
+const pm2Homes = new Set()
+process.on('exit', () => {
+  for (const home of pm2Homes) {
+    try {
+      require('node:child_process').execFileSync(process.execPath, [PM2, 'kill'], { env: { ...process.env, PM2_HOME: home }, stdio: 'ignore', timeout: 20000 })
+    } catch {}
+  }
+  fs.rmSync(tmp, { recursive: true, force: true })
+})
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130))
+
+/** A child whose stdout is JSON lines; wait(match) resolves with the first line that matches. */
+function spawnJson(argv, env = {}) {
+  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } })
+  const waiters = []
+  readline.createInterface({ input: proc.stdout }).on('line', (line) => {
+    let msg
+    try {
+      msg = JSON.parse(line)
+    } catch {
+      return
+    }
+    const i = waiters.findIndex((w) => w.match(msg))
+    if (i >= 0) waiters.splice(i, 1)[0].resolve(msg)
+  })
+  const exited = new Promise((resolve) => proc.on('exit', resolve))
+  return { proc, exited, wait: (match) => new Promise((resolve) => waiters.push({ match, resolve })) }
+}
+
+function run(file, argv, env = {}) {
+  return new Promise((resolve) => {
+    execFile(file, argv, { env: { ...process.env, ...env }, maxBuffer: 1 << 24 }, (error, stdout, stderr) =>
+      resolve({ code: error ? (error.code ?? 1) : 0, stdout, stderr }),
+    )
+  })
+}
+
+/** GET / on a new connection: the serving pid, or null when nothing answers. */
+function pidOf(port) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+      let body = ''
+      res.on('data', (d) => (body += d))
+      res.on('end', () => resolve(res.statusCode === 200 ? Number(body) : null))
+    })
+    req.on('error', () => resolve(null))
+    req.setTimeout(2000, () => req.destroy())
+  })
+}
+
+async function servingOtherThan(port, victim) {
+  for (;;) {
+    const pid = await pidOf(port)
+    if (pid && pid !== victim) return pid
+    await sleep(5)
+  }
+}
+
+/** Closed-loop load of CLIENTS clients (bench/restarts/run.js's, with errors by cause). */
+function loadGenerator(port, keepAlive) {
+  const agent = new http.Agent({ keepAlive, maxSockets: CLIENTS })
+  const samples = [] // [startMs, latencyMs, ok]
+  const errors = {}
+  let running = true
+  const one = () =>
+    new Promise((resolve) => {
+      const t0 = performance.now()
+      const req = http.get({ host: '127.0.0.1', port, agent, path: '/' }, (res) => {
+        res.resume()
+        res.on('end', () => {
+          samples.push([t0, performance.now() - t0, res.statusCode === 200])
+          resolve()
+        })
+      })
+      // A request that gets no answer (a connection lost in a hand-over) fails, rather than hang the run.
+      req.setTimeout(10000, () => req.destroy(Object.assign(new Error('no answer in 10 s'), { code: 'timeout' })))
+      req.on('error', (e) => {
+        const code = e.code === 'ECONNRESET' || e.message === 'socket hang up' ? 'reset' : e.code === 'ECONNREFUSED' ? 'refused' : (e.code ?? 'other')
+        errors[code] = (errors[code] ?? 0) + 1
+        samples.push([t0, performance.now() - t0, false])
+        // A refused connect returns at once: don't spin.
+        setTimeout(resolve, code === 'refused' ? 1 : 0)
+      })
+    })
+  const loops = Array.from({ length: CLIENTS }, async () => {
+    while (running) await one()
+  })
+  return {
+    samples,
+    errors,
+    async stop() {
+      running = false
+      await Promise.all(loops)
+      agent.destroy()
+    },
+    summary() {
+      return {
+        requests: samples.length,
+        failed: samples.filter((s) => !s[2]).length,
+        refused: errors.refused ?? 0,
+        reset: errors.reset ?? 0,
+        otherErrors: Object.fromEntries(Object.entries(errors).filter(([k]) => k !== 'refused' && k !== 'reset')),
+      }
+    },
+  }
+}
+
+/** Successful requests per second with `keepAlive`, after a 1 s warm-up. */
+async function throughput(port, keepAlive) {
+  const load = loadGenerator(port, keepAlive)
+  await sleep(1000)
+  const from = load.samples.length
+  const t0 = performance.now()
+  await sleep(STEADY_MS)
+  const ok = load.samples.slice(from).filter((s) => s[2]).length
+  const seconds = (performance.now() - t0) / 1000
+  await load.stop()
+  return Math.round(ok / seconds)
+}
+
+/** The supervisor's open fds and VmRSS (kB), sampled at start, every 10 restarts and at the end. */
+function leakProbe(pid) {
+  const samples = []
+  const sample = () => {
+    const fds = fs.readdirSync(`/proc/${pid}/fd`).length
+    const rssKb = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1])
+    samples.push({ fds, rssKb })
+  }
+  const stats = (key) => {
+    const v = samples.map((s) => s[key])
+    return { first: v[0], last: v[v.length - 1], min: Math.min(...v), max: Math.max(...v) }
+  }
+  return {
+    sample,
+    result() {
+      const fds = stats('fds')
+      const rssKb = stats('rssKb')
+      return { samples: samples.length, fds, rssKb, flat: fds.last - fds.first <= FLAT_FDS && rssKb.last - rssKb.first <= FLAT_RSS_KB }
+    },
+  }
+}
+
+/** A port nothing listens on now (the kernel picks it). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = require('node:net').createServer()
+    probe.on('error', reject)
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address()
+      probe.close(() => resolve(port))
+    })
+  })
+}
+
+/** `promise`, or an error when `child` exits first. */
+const unlessExited = (child, what, promise) =>
+  Promise.race([promise, child.exited.then((code) => Promise.reject(new Error(`${what} exited (${code}) before it was ready`)))])
+
+// ---- the systems under test --------------------------------------------------
+
+/** `fdpass run` with `runArgs`; reload() runs `fdpass reload --json`. */
+async function startFdpass(port, runArgs, env = {}) {
+  const socket = path.join(tmp, `fdpass-${port}.supervisor.sock`)
+  const control = path.join(tmp, `fdpass-${port}.sock`)
+  const sup = spawnJson(
+    [BIN, 'run', '--quiet', '--control', control, '--socket', socket, ...runArgs, '--', process.execPath, SERVER, 'fdpass', String(port)],
+    env,
+  )
+  const workers = Number(runArgs[runArgs.indexOf('--workers') + 1])
+  for (let i = 0; i < workers; i++)
+    await unlessExited(
+      sup,
+      'fdpass run',
+      sup.wait((m) => m.ready),
+    )
+  return {
+    name: 'fdpass run',
+    pid: sup.proc.pid,
+    async reload() {
+      const r = await run(process.execPath, [BIN, 'reload', '--socket', socket, '--json'])
+      let answer = null
+      try {
+        answer = JSON.parse(r.stdout)
+      } catch {}
+      return { ok: r.code === 0, code: r.code, answer }
+    },
+    async stop() {
+      sup.proc.kill('SIGTERM')
+      await sup.exited
+    },
+  }
+}
+
+async function startCluster(port) {
+  const primary = spawnJson([SERVER, 'cluster', String(port), String(WORKERS)])
+  await unlessExited(
+    primary,
+    'the cluster primary',
+    primary.wait((m) => m.ready),
+  )
+  return {
+    name: 'node cluster',
+    pid: primary.proc.pid,
+    async reload() {
+      const rolled = primary.wait((m) => m.rolled)
+      primary.proc.kill('SIGHUP')
+      await rolled
+      return { ok: true }
+    },
+    async stop() {
+      primary.proc.kill('SIGTERM')
+      await primary.exited
+    },
+  }
+}
+
+/** A pm2 daemon of our own (PM2_HOME in a temp dir), killed by stop(). */
+async function startPm2(port, name, pm2Args) {
+  const home = fs.mkdtempSync(path.join(tmp, 'pm2-'))
+  const env = { PM2_HOME: home }
+  const pm2 = (...a) => run(process.execPath, [PM2, ...a], env)
+  pm2Homes.add(home)
+  const started = await pm2('start', SERVER, '--name', name, ...pm2Args, '--', 'plain', String(port))
+  if (started.code !== 0) throw new Error(`pm2 start: exit ${started.code}: ${started.stderr || started.stdout}`)
+  while (!(await pidOf(port))) await sleep(20)
+  const daemonPid = Number(fs.readFileSync(path.join(home, 'pm2.pid'), 'utf8'))
+  return {
+    name: pm2Args.includes('-i') ? 'pm2 cluster' : 'pm2 fork',
+    pid: daemonPid,
+    async reload() {
+      const r = await pm2('reload', name)
+      return { ok: r.code === 0, code: r.code, stderr: r.stderr }
+    },
+    async stop() {
+      await pm2('kill')
+      pm2Homes.delete(home)
+      // No daemon left behind, whatever `pm2 kill` did.
+      for (const pid of [daemonPid]) {
+        try {
+          process.kill(pid, 0)
+          process.kill(pid, 'SIGKILL')
+        } catch {}
+      }
+    },
+  }
+}
+
+// ---- rows ---------------------------------------------------------------------
+
+async function workersRow(system) {
+  const port = await freePort()
+  const sut =
+    system === 'fdpass'
+      ? await startFdpass(port, ['--workers', String(WORKERS)])
+      : system === 'cluster'
+        ? await startCluster(port)
+        : await startPm2(port, 'bench', ['-i', String(WORKERS), '--kill-timeout', '5000'])
+  const leaks = system === 'fdpass' ? leakProbe(sut.pid) : null
+  leaks?.sample()
+  const rows = []
+  try {
+    for (const keepAlive of [true, false]) {
+      const rate = await throughput(port, keepAlive)
+      const load = loadGenerator(port, keepAlive)
+      const durations = []
+      const reloadErrors = []
+      for (let r = 0; r < half(RESTARTS); r++) {
+        await sleep(SETTLE_MS)
+        const t0 = performance.now()
+        const result = await sut.reload()
+        durations.push(performance.now() - t0)
+        if (!result.ok) reloadErrors.push(result)
+        if (leaks && (r + 1) % 10 === 0) leaks.sample()
+      }
+      await sleep(SETTLE_MS)
+      await load.stop()
+      durations.sort((a, b) => a - b)
+      rows.push({
+        system: sut.name,
+        keepAlive,
+        rate,
+        restarts: half(RESTARTS),
+        ...load.summary(),
+        reloadP50: pct(durations, 0.5),
+        reloadMax: durations[durations.length - 1],
+        reloadErrors: reloadErrors.length,
+        firstReloadError: reloadErrors[0] ?? null,
+      })
+    }
+    leaks?.sample()
+  } finally {
+    await sut.stop()
+  }
+  return { rows, leaks: leaks?.result() ?? null }
+}
+
+/** kill -9 the serving process CRASHES times under load; time from each kill to a request served by its successor. */
+async function crashRow(system, keepAlive, sut, port, leaks) {
+  const load = loadGenerator(port, keepAlive)
+  const kills = []
+  for (let r = 0; r < half(CRASHES); r++) {
+    await sleep(SETTLE_MS)
+    const victim = await servingOtherThan(port, 0)
+    const t0 = performance.now()
+    kills.push(t0)
+    process.kill(victim, 'SIGKILL')
+    await servingOtherThan(port, victim)
+    if (leaks && (r + 1) % 10 === 0) leaks.sample()
+  }
+  await sleep(SETTLE_MS)
+  await load.stop()
+  // From each kill to the end of the first request started after it that succeeded (as run.js).
+  const ok = load.samples.filter((s) => s[2])
+  const recover = kills.map((t0) => ok.filter((s) => s[0] >= t0).reduce((best, s) => Math.min(best, s[0] + s[1]), Infinity) - t0).sort((a, b) => a - b)
+  return { system, keepAlive, crashes: half(CRASHES), ...load.summary(), servingAgainP50: pct(recover, 0.5), servingAgainMax: recover[recover.length - 1] }
+}
+
+async function crashRows(system) {
+  const port = await freePort()
+  // fdpass: each kill is its own crash (--restart-window shorter than the time between kills), as in run.js.
+  // pm2: autorestart with no delay; an unlimited restart count, since each process lives less than min_uptime.
+  const sut =
+    system === 'fdpass'
+      ? await startFdpass(port, ['--workers', '1', '--restart-window', '20', '--restart-limit', '2'])
+      : await startPm2(port, 'crash', ['--max-restarts', '1000000', '--restart-delay', '0'])
+  const name = system === 'fdpass' ? 'fdpass run' : 'pm2 fork'
+  const leaks = system === 'fdpass' ? leakProbe(sut.pid) : null
+  leaks?.sample()
+  const rows = []
+  try {
+    for (const keepAlive of [true, false]) rows.push(await crashRow(name, keepAlive, sut, port, leaks))
+    leaks?.sample()
+  } finally {
+    await sut.stop()
+  }
+  return { rows, leaks: leaks?.result() ?? null }
+}
+
+/** DEPLOYS reloads whose new generation dies 1 s after it accepts, inside a 3 s probation; then one good deploy. */
+async function rollbackRow() {
+  const port = await freePort()
+  const crashFile = path.join(tmp, `crash-${port}`)
+  const sut = await startFdpass(port, ['--workers', '1', '--probation', String(PROBATION_MS)], { BENCH_CRASH_FILE: crashFile })
+  const leaks = leakProbe(sut.pid)
+  leaks.sample()
+  const rows = []
+  try {
+    for (const keepAlive of [true, false]) {
+      const load = loadGenerator(port, keepAlive)
+      const outcomes = {}
+      fs.writeFileSync(crashFile, '')
+      for (let d = 0; d < half(DEPLOYS); d++) {
+        await sleep(SETTLE_MS)
+        const r = await sut.reload()
+        const outcome = r.answer?.outcome ?? `exit ${r.code}`
+        outcomes[outcome] = (outcomes[outcome] ?? 0) + 1
+        if (d % 10 === 9) leaks.sample()
+      }
+      fs.rmSync(crashFile)
+      // The gate does not refuse everything: a deploy that does not crash commits.
+      const good = await sut.reload()
+      await sleep(SETTLE_MS)
+      await load.stop()
+      rows.push({
+        system: 'fdpass run',
+        keepAlive,
+        deploys: half(DEPLOYS),
+        rolledBack: outcomes['rolled-back'] ?? 0,
+        outcomes,
+        goodDeploy: good.answer?.outcome ?? `exit ${good.code}`,
+        ...load.summary(),
+      })
+    }
+    leaks.sample()
+  } finally {
+    await sut.stop()
+  }
+  return { rows, leaks: leaks.result() }
+}
+
+// ---- main ---------------------------------------------------------------------
+
+const loadName = (keepAlive) => (keepAlive ? 'keep-alive' : 'new conn  ')
+const count = (r) =>
+  `failed ${String(r.failed).padStart(5)}  refused ${String(r.refused).padStart(5)}  reset ${String(r.reset).padStart(5)}` +
+  (Object.keys(r.otherErrors).length ? `  other ${JSON.stringify(r.otherErrors)}` : '')
+const leakLine = (what, l) =>
+  `leaks       ${what.padEnd(22)}  ${String(l.samples).padStart(3)} samples  fds first/last/min/max ${l.fds.first}/${l.fds.last}/${l.fds.min}/${l.fds.max}  RSS MiB ${fmt(l.rssKb.first / 1024)}/${fmt(l.rssKb.last / 1024)}/${fmt(l.rssKb.min / 1024)}/${fmt(l.rssKb.max / 1024)}  ${l.flat ? 'flat' : 'NOT FLAT'}`
+
+async function main() {
+  const out = {
+    date: new Date().toISOString(),
+    cpus: os.cpus().length,
+    node: process.version,
+    loadavg: os.loadavg(),
+    clients: CLIENTS,
+    restarts: RESTARTS,
+    crashes: CRASHES,
+    deploys: DEPLOYS,
+    steadyMs: STEADY_MS,
+    flat: { fds: FLAT_FDS, rssKb: FLAT_RSS_KB },
+    workers: [],
+    crash: [],
+    rollback: [],
+    leaks: {},
+  }
+  const pm2Version = JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules/pm2/package.json'), 'utf8')).version
+  console.log(`supervisors: ${CLIENTS} clients, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}, node ${process.version}, pm2 ${pm2Version}`)
+  let failedGoal = false
+  if (ONLY.includes('workers')) {
+    console.log(`workers: ${WORKERS} each; req/s over ${STEADY_MS} ms, then ${RESTARTS} rolling restarts (${half(RESTARTS)} per load)`)
+    for (const system of SYSTEMS) {
+      const { rows, leaks } = await workersRow(system)
+      for (const r of rows) {
+        out.workers.push(r)
+        console.log(
+          `${loadName(r.keepAlive)}  ${r.system.padEnd(12)}  ${String(r.rate).padStart(6)} req/s  restarts ${r.restarts}: ${String(r.requests).padStart(7)} req  ${count(r)}  restart p50/max ${fmt(r.reloadP50, 0)}/${fmt(r.reloadMax, 0)} ms` +
+            (r.reloadErrors ? `  restart errors ${r.reloadErrors}` : ''),
+        )
+        if (system === 'fdpass' && (r.failed > 0 || r.reloadErrors > 0)) failedGoal = true
+      }
+      if (leaks) {
+        out.leaks.workers = leaks
+        console.log(leakLine(`workers (${2 * half(RESTARTS)} reloads)`, leaks))
+      }
+    }
+  }
+  if (ONLY.includes('crash')) {
+    console.log(`crash: kill -9 of the serving process ${CRASHES} times (${half(CRASHES)} per load), 1 process`)
+    for (const system of ['fdpass', 'pm2'].filter((s) => SYSTEMS.includes(s))) {
+      const { rows, leaks } = await crashRows(system)
+      for (const r of rows) {
+        out.crash.push(r)
+        console.log(
+          `${loadName(r.keepAlive)}  ${r.system.padEnd(12)}  ${String(r.requests).padStart(7)} req  ${count(r)}  kill to serving again p50/max ${fmt(r.servingAgainP50)}/${fmt(r.servingAgainMax)} ms`,
+        )
+        if (system === 'fdpass' && r.refused > 0) failedGoal = true
+      }
+      if (leaks) {
+        out.leaks.crash = leaks
+        console.log(leakLine(`crash (${2 * half(CRASHES)} kills)`, leaks))
+      }
+    }
+    // run.js's crash rows (its fdpass-run and restart-loop) from its latest output, when there is one.
+    const dir = path.join(__dirname, 'out')
+    const latest = fs.existsSync(dir)
+      ? fs
+          .readdirSync(dir)
+          .filter((f) => /^restarts-.*\.json$/.test(f))
+          .sort()
+          .pop()
+      : undefined
+    const prior = latest ? JSON.parse(fs.readFileSync(path.join(dir, latest), 'utf8')) : null
+    for (const r of prior?.crashResults ?? [])
+      console.log(
+        `${loadName(r.keepAlive)}  ${r.strategy.padEnd(12)}  ${String(r.requests).padStart(7)} req  ${count(r)}  kill to serving again p50/max ${fmt(r.servingAgainP50)}/${fmt(r.servingAgainMax)} ms  (run.js, ${r.crashes} kills, ${prior.date})`,
+      )
+  }
+  if (ONLY.includes('rollback') && SYSTEMS.includes('fdpass')) {
+    console.log(
+      `rollback: ${DEPLOYS} deploys (${half(DEPLOYS)} per load) whose new generation dies 1 s after it accepts, --probation ${PROBATION_MS}, then one good deploy`,
+    )
+    const { rows, leaks } = await rollbackRow()
+    for (const r of rows) {
+      out.rollback.push(r)
+      console.log(
+        `${loadName(r.keepAlive)}  ${r.system.padEnd(12)}  ${String(r.requests).padStart(7)} req  ${count(r)}  rolled back ${r.rolledBack}/${r.deploys} (${JSON.stringify(r.outcomes)})  good deploy ${r.goodDeploy}`,
+      )
+      if (r.failed > 0 || r.rolledBack !== r.deploys || r.goodDeploy !== 'committed') failedGoal = true
+    }
+    out.leaks.rollback = leaks
+    console.log(leakLine(`rollback (${2 * half(DEPLOYS) + 2} deploys)`, leaks))
+  }
+  for (const l of Object.values(out.leaks)) if (!l.flat) failedGoal = true
+  const dir = path.join(ROOT, 'bench/out')
+  fs.mkdirSync(dir, { recursive: true })
+  const file = path.join(dir, `supervisor-${out.date.replace(/[:.]/g, '-')}.json`)
+  fs.writeFileSync(file, JSON.stringify(out, null, 2))
+  console.log(`flat: last - first <= ${FLAT_FDS} fds and <= ${FLAT_RSS_KB / 1024} MiB RSS; wrote ${path.relative(process.cwd(), file)}`)
+  if (failedGoal) {
+    console.log('fdpass run: a failed request, a failed reload, a refused connection after a crash, a deploy not rolled back, or a leak: goal missed')
+    process.exitCode = 1
+  }
+}
+
+main()
+  .catch((e) => {
+    console.error(e)
+    process.exitCode = 1
+  })
+  .finally(() => process.exit())
