@@ -360,6 +360,11 @@ export class Supervisor {
       NOTIFY_SOCKET: slot.notifyPath,
       FDSTORE: String(FD_STORE_MAX),
     }
+    // Workers accept from one shared queue, and libuv accepts every
+    // connection waiting at once: one worker could take a burst of
+    // keep-alive clients and keep them. One accept per turn, with a yield
+    // between (libuv's UV_TCP_SINGLE_ACCEPT), lets the others take their share.
+    if (this.#o.workers > 1 && env.UV_TCP_SINGLE_ACCEPT === undefined) env.UV_TCP_SINGLE_ACCEPT = '1'
     if (cause === 'reload' && (this.#o.health || this.#o.probation > 0)) {
       env.FDPASS_GATE = this.#o.socket
       if (this.#o.health && /^https?:\/\//.test(this.#o.health)) env.FDPASS_PID_HEADER = '1'
