@@ -8,7 +8,8 @@
 //! - `socket.rs`: a connection tied to its environment and readiness watch.
 //! - `deliver.rs`: a connection's outcomes as calls into JavaScript.
 //! - `native_socket.rs`: the `NativeSocket` class.
-//! - `hot.rs`: the per-message calls, as plain Node-API callbacks.
+//! - `hot.rs`: the per-message calls, as plain Node-API callbacks;
+//!   `hot_args.rs`: how they read and check their arguments.
 //! - `server.rs`: the `NativeServer` class (listening sockets).
 //! - `listeners.rs`: TCP/UDP descriptors for a runtime's own servers.
 //! - `fd_io.rs`: descriptor reads and writes on the thread pool.
@@ -24,6 +25,7 @@ mod deliver;
 mod env_state;
 pub mod fd_io;
 mod hot;
+mod hot_args;
 mod js;
 pub mod listeners;
 mod native_socket;
