@@ -32,12 +32,9 @@ const os = require('node:os')
 const path = require('node:path')
 const readline = require('node:readline')
 
-const args = process.argv.slice(2)
-const flag = (name, fallback) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? args[i + 1] : fallback
-}
-const quick = args.includes('--quick')
+const { options, pct, windowLatencies } = require('./common')
+
+const { flag, quick } = options(process.argv.slice(2))
 const RESTARTS = Number(flag('restarts', quick ? 10 : 100))
 const CLIENTS = Number(flag('clients', 16))
 const STRATEGIES = flag('strategies', 'naive,reuseport,cluster,fdpass-drain,fdpass').split(',').filter(Boolean)
@@ -160,8 +157,6 @@ function loadGenerator(port, keepAlive) {
   }
 }
 
-const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN)
-
 async function runOne(strategy, keepAlive, port) {
   const control = path.join(os.tmpdir(), `fdpass-bench-restarts-${process.pid}-${port}.sock`)
   fs.rmSync(control, { force: true })
@@ -187,15 +182,6 @@ async function runOne(strategy, keepAlive, port) {
   await Promise.all([current.exited, primary.exited])
   fs.rmSync(control, { force: true })
 
-  const inWindow = (t) => windows.some(([a, b]) => t >= a && t <= b)
-  const during = load.samples
-    .filter((s) => s[2] && inWindow(s[0]))
-    .map((s) => s[1])
-    .sort((a, b) => a - b)
-  const steady = load.samples
-    .filter((s) => s[2] && !inWindow(s[0]))
-    .map((s) => s[1])
-    .sort((a, b) => a - b)
   const failed = load.samples.filter((s) => !s[2]).length
   return {
     strategy,
@@ -211,10 +197,11 @@ async function runOne(strategy, keepAlive, port) {
     refused: load.errors.refused ?? 0,
     reset: load.errors.reset ?? 0,
     otherErrors: Object.fromEntries(Object.entries(load.errors).filter(([k]) => k !== 'refused' && k !== 'reset')),
-    windowP50: pct(during, 0.5),
-    windowP99: pct(during, 0.99),
-    steadyP50: pct(steady, 0.5),
-    steadyP99: pct(steady, 0.99),
+    // Over the requests that succeeded.
+    ...windowLatencies(
+      load.samples.filter((s) => s[2]),
+      windows,
+    ),
   }
 }
 
@@ -297,25 +284,13 @@ async function runWebSockets(strategy, port) {
   primary.proc.kill('SIGTERM')
   await Promise.all([current.exited, primary.exited])
   fs.rmSync(control, { force: true })
-  const inWindow = (t) => windows.some(([a, b]) => t >= a && t <= b)
-  const during = samples
-    .filter((s) => inWindow(s[0]))
-    .map((s) => s[1])
-    .sort((a, b) => a - b)
-  const steady = samples
-    .filter((s) => !inWindow(s[0]))
-    .map((s) => s[1])
-    .sort((a, b) => a - b)
   return {
     strategy,
     clients: WS_CLIENTS,
     restarts: WS_RESTARTS,
     ...stats,
     rate: Math.round(stats.received / seconds),
-    windowP50: pct(during, 0.5),
-    windowP99: pct(during, 0.99),
-    steadyP50: pct(steady, 0.5),
-    steadyP99: pct(steady, 0.99),
+    ...windowLatencies(samples, windows),
   }
 }
 

@@ -23,12 +23,9 @@ const os = require('node:os')
 const path = require('node:path')
 const readline = require('node:readline')
 
-const args = process.argv.slice(2)
-const flag = (name, fallback) => {
-  const i = args.indexOf(`--${name}`)
-  return i >= 0 ? args[i + 1] : fallback
-}
-const quick = args.includes('--quick')
+const { options, pct } = require('./common')
+
+const { flag, quick } = options(process.argv.slice(2))
 // Totals per system, half under keep-alive load and half under new-connection load.
 const RESTARTS = Number(flag('restarts', quick ? 6 : 100))
 const CRASHES = Number(flag('crashes', quick ? 6 : 100))
@@ -49,7 +46,6 @@ const BIN = path.join(ROOT, 'bin/fdpass.js')
 const SERVER = path.join(__dirname, 'supervised-server.js')
 const PM2 = path.join(ROOT, 'node_modules/pm2/bin/pm2')
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-const pct = (sorted, p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN)
 const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-')
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fdpass-bench-sup-'))
 // pm2 homes with a daemon that may still run: killed on any exit, so that no daemon is left behind.
