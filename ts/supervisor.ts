@@ -10,6 +10,7 @@ import * as http from 'node:http'
 import * as https from 'node:https'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import type { FdpassError } from './errors'
 import { bind, listen } from './open'
 import { hot } from './native'
 import { notify } from './notify'
@@ -603,7 +604,9 @@ export class Supervisor {
       else answer = { error: `unknown command ${String(request.cmd)}` }
       await conn.send(JSON.stringify(answer))
     } catch (e) {
-      this.#log(`a status/reload client: ${(e as Error).message}`)
+      // A client that closes before it asks anything (`fdpass status`
+      // looking for a live supervisor) is not worth a line.
+      if ((e as FdpassError).code !== 'ERR_FDPASS_SOCKET_CLOSED') this.#log(`a status/reload client: ${(e as Error).message}`)
     } finally {
       conn.close()
     }

@@ -11,7 +11,8 @@ const path = require('node:path')
 const { takeover } = require('fdpass/handoff')
 
 const port = Number(process.env.PORT ?? 8080)
-const control = process.env.CONTROL ?? path.join(os.tmpdir(), `fdpass-hot-restart-${port}.sock`)
+// Under `fdpass run`, the supervisor's control path ($FDPASS_CONTROL).
+const control = process.env.CONTROL ?? process.env.FDPASS_CONTROL ?? path.join(os.tmpdir(), `fdpass-hot-restart-${port}.sock`)
 
 async function main() {
   const generation = await takeover({
