@@ -505,11 +505,89 @@ describe('fdpass run --health and --probation', { timeout: 90_000 }, () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'rolled-back', generation: 2, reason: 'rolled back: exited (code 1) during probation' })
     await traffic.served(30)
     await traffic.stop()
-    expect(traffic.stats.errors.ECONNREFUSED ?? 0).toBe(0)
-    // Only what the crashed canary held fails.
-    expect(traffic.failed()).toBeLessThanOrEqual(4)
+    // It died of an exception: what it had accepted and not begun went back to the old generation.
+    expect(traffic.failed()).toBe(0)
     const st = await status(s.socket)
     expect(st).toMatchObject({ serving: 1, restarts: 0, reloads: { rolledBack: 1 } })
     expect(alive(first.pid)).toBe(true)
   })
+
+  // The canary's keep-alive connections: each is asked again, on the same connection, once the canary is gone.
+  for (const [how, args, config] of [
+    ['dies of an uncaught exception during probation', ['--probation', '8000'], { crashAfterListenMs: 2500 }],
+    ['fails its health check', ['--health', 'sleep 2.5; test "$FDPASS_GENERATION" != 2'], {}],
+  ] as const) {
+    test(`a new generation that ${how} gives its idle keep-alive connections back: their next requests reach the old generation on the same connection`, async () => {
+      const s = supervise([...args])
+      const first = await readyLine(s.sup, 1)
+      s.setConfig(config)
+      const reload = cli(['reload', '--socket', s.socket, '--json'])
+      const canary = await nextWhere(s.sup, (l) => l.took && l.generation === 2, 'generation 2 took the listeners')
+      // The kernel splits the accepts between the two: keep the connections the canary answered.
+      const onCanary: KeepAlive[] = []
+      for (let i = 0; i < 400 && onCanary.length < 4; i++) {
+        const c = await keepAlive(first.port)
+        if ((await c.get()) === String(canary.pid)) onCanary.push(c)
+        else c.close()
+      }
+      expect(onCanary.length).toBe(4)
+      const r = await reload
+      expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'rolled-back', generation: 2 })
+      await until(() => !alive(canary.pid), 'the canary exits')
+      for (const c of onCanary) {
+        expect(await c.get()).toBe(String(first.pid))
+        c.close()
+      }
+      expect(s.sup.stderr()).toMatch(/gave \d+ connections back/)
+    })
+  }
 })
+
+interface KeepAlive {
+  /** GET / on this one connection: the answer's body (the serving pid). */
+  get(): Promise<string>
+  close(): void
+}
+
+/** One HTTP/1.1 keep-alive connection, never redialled: a request on a closed one fails. */
+async function keepAlive(port: number): Promise<KeepAlive> {
+  const socket = net.connect(port, '127.0.0.1')
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject))
+  let buffered = ''
+  let waiter: ((body: string) => void) | null = null
+  let failed: ((e: Error) => void) | null = null
+  socket.setEncoding('utf8')
+  socket.on('data', (d: string) => {
+    buffered += d
+    const end = buffered.indexOf('\r\n\r\n')
+    const length = /content-length: (\d+)/i.exec(buffered)
+    if (end < 0 || !length || buffered.length < end + 4 + Number(length[1])) return
+    const body = buffered.slice(end + 4, end + 4 + Number(length[1]))
+    buffered = buffered.slice(end + 4 + Number(length[1]))
+    waiter?.(body)
+  })
+  let closed: Error | null = null
+  const gone = (e?: Error) => {
+    closed ??= e ?? new Error('the connection closed')
+    failed?.(closed)
+  }
+  socket.on('error', gone)
+  socket.on('close', () => gone())
+  return {
+    get: () =>
+      new Promise((resolve, reject) => {
+        if (closed) return reject(closed)
+        const timer = setTimeout(() => reject(new Error('no answer within 10 s')), 10_000)
+        waiter = (body) => {
+          clearTimeout(timer)
+          resolve(body)
+        }
+        failed = (e) => {
+          clearTimeout(timer)
+          reject(e)
+        }
+        socket.write('GET / HTTP/1.1\r\nHost: test\r\n\r\n')
+      }),
+    close: () => socket.destroy(),
+  }
+}

@@ -309,7 +309,12 @@ function parseMessage(message: Message, waitingFor: string): Record<string, unkn
 }
 
 function controlChannel(socket: FdSocket): ControlChannel {
-  return { socket, send: (body, fds) => sendJson(socket, body, fds), parse: parseMessage }
+  return {
+    socket,
+    send: (body, fds) => sendJson(socket, body, fds),
+    sendSync: (body, fds) => socket.sendSync(JSON.stringify({ v: HANDOFF_PROTOCOL_VERSION, pid: process.pid, ...body }), fds ?? []),
+    parse: parseMessage,
+  }
 }
 
 function sendJson(socket: FdSocket, body: Record<string, unknown>, fds: number[] = []): Promise<void> {
@@ -375,9 +380,46 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     this.#migration = new ConnectionMigration(
       log,
       (event, ...args) => this.emit(event, ...args),
-      () => this.#state === 'serving',
+      // Handing off, it still adopts: what its predecessor migrates, or a turned-down successor gives back.
+      () => this.#state === 'serving' || this.#state === 'handing-off',
     )
-    if (!predecessor) this.#serveControl()
+    if (predecessor) {
+      process.on('uncaughtExceptionMonitor', this.#onFatalException)
+      process.on('exit', this.#onExit)
+    } else this.#serveControl()
+  }
+
+  /**
+   * Until it takes over, a new generation that dies of an uncaught
+   * exception (or exits) gives its idle connections back to the
+   * predecessor, which serves on: the requests its clients send next are
+   * not lost with it.
+   */
+  readonly #onFatalException = (): void => {
+    // An 'uncaughtException' listener (or capture callback) keeps the process alive.
+    if (process.listenerCount('uncaughtException') > 0 || process.hasUncaughtExceptionCaptureCallback()) return
+    this.#giveBackAsItDies()
+  }
+
+  readonly #onExit = (): void => this.#giveBackAsItDies()
+
+  #giveBackAsItDies(): void {
+    const predecessor = this.#predecessor
+    this.#forgetPredecessor()
+    if (!predecessor) return
+    try {
+      const given = this.#migration.giveBack(controlChannel(predecessor))
+      if (given > 0) this.#log(`dying before it took over: gave ${given} connections back to pid ${this.previousPid}`)
+    } catch {
+      // Nothing more can be done for them in a dying process.
+    }
+  }
+
+  /** The control connection to the predecessor is no longer this generation's to use. */
+  #forgetPredecessor(): void {
+    this.#predecessor = null
+    process.off('uncaughtExceptionMonitor', this.#onFatalException)
+    process.off('exit', this.#onExit)
   }
 
   /** 'starting', 'serving', 'handing-off', 'draining' or 'closed'. */
@@ -478,7 +520,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     const predecessor = this.#predecessor
     if (predecessor) {
       if (!(await this.#supervisorGate())) return this.#rollBack(predecessor)
-      this.#predecessor = null
+      this.#forgetPredecessor()
       const record: HandoffRecord = { role: 'successor', peerPid: this.previousPid, outcome: 'completed', durationMs: 0 }
       let migrating = false
       try {
@@ -516,6 +558,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     const ownsControl = this.#state === 'serving' || (this.#state === 'starting' && !this.#predecessor)
     this.#state = 'closed'
     this.#predecessor?.close()
+    this.#forgetPredecessor()
     const stopping = this.#stopAccepting()
     if (ownsControl) fs.rmSync(this.#options.control, { force: true })
     await stopping
@@ -569,12 +612,19 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     }
   }
 
-  /** The supervisor said no: the predecessor serves on (it sees us go before "ready"); stop accepting, drain, exit. */
+  /**
+   * The supervisor said no: the predecessor serves on (it sees us go
+   * before "ready"). Stop accepting, give connections back to it as they
+   * turn idle, drain the rest, exit.
+   */
   async #rollBack(predecessor: FdSocket): Promise<void> {
-    this.#predecessor = null
-    predecessor.close()
+    this.#forgetPredecessor()
     this.#state = 'draining'
-    await this.#drain(this.#stopAccepting())
+    const stopping = this.#stopAccepting()
+    const given = await this.#migration.giveBackWhileDraining(controlChannel(predecessor), Date.now() + this.#options.drainTimeout)
+    if (given > 0) this.#log(`gave ${given} connections back to pid ${this.previousPid}`)
+    predecessor.close()
+    await this.#drain(stopping)
     process.exit(0)
   }
 
@@ -640,8 +690,22 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
       const listeners: WireListener[] = entries.map((e) => ({ name: e.name, key: e.key, kind: e.kind }))
       const control = this.#control?.fd ?? -1
       await sendJson(conn, { type: 'listeners', listeners }, [control, ...entries.map((e) => e.fd)])
-      const { json: ready } = await receiveJson(conn, this.#options.readyTimeout, 'ready')
-      if (ready.type !== 'ready') throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected ready, got ${String(ready.type)}`)
+      const deadline = Date.now() + this.#options.readyTimeout
+      for (;;) {
+        const { json: ready, message: m } = await receiveJson(conn, Math.max(1, deadline - Date.now()), 'ready')
+        if (ready.type === 'returned') {
+          // The successor, turned down at the gate or dying, gives connections back.
+          const { adopted } = this.#migration.adoptReturned(
+            ready,
+            m.fds.map((fd) => fd.release()),
+            creds.pid,
+          )
+          this.#log(`pid ${creds.pid} gave ${adopted} connections back`)
+          continue
+        }
+        if (ready.type !== 'ready') throw handoffError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected ready, got ${String(ready.type)}`)
+        break
+      }
     } catch (e) {
       record.reason = (e as Error).message
       record.durationMs = Date.now() - started

@@ -88,6 +88,8 @@ export interface MigrationSummary {
 export interface ControlChannel {
   socket: FdSocket
   send(body: Record<string, unknown>, fds?: number[]): Promise<void>
+  /** Blocking send: for a process that may have no event loop turn left. */
+  sendSync(body: Record<string, unknown>, fds?: number[]): void
   parse(message: Message, waitingFor: string): Record<string, unknown>
 }
 
@@ -174,6 +176,18 @@ interface SocketInternals {
   _handle?: { fd?: number; readStop?(): number; readStart?(): number; reading?: boolean } | null
 }
 
+/**
+ * Sockets of an HTTP/1.1 server whose parser has no message begun (Node
+ * counts a connection that has sent nothing yet as active, so those are
+ * added by bytesRead). #detachIdleHttp checks the rest.
+ */
+function idleCandidates(t: Tracked): Set<net.Socket> {
+  const candidates = new Set<net.Socket>()
+  for (const parser of t.connections?.idle() ?? []) if (parser.socket && t.sockets.has(parser.socket)) candidates.add(parser.socket)
+  for (const socket of t.sockets) if (socket.bytesRead === 0) candidates.add(socket)
+  return candidates
+}
+
 function closeQuietly(fd: number): void {
   try {
     hot.closeFd(fd)
@@ -214,6 +228,8 @@ export class ConnectionMigration {
   #startedAt = 0
   #settledWaiters: Array<() => void> = []
   #sweep: NodeJS.Timeout | null = null
+  /** New side, turned down at the gate: connections go back to the predecessor as they turn idle. */
+  #givingBack = false
 
   constructor(log: (line: string) => void, emit: (event: string, ...args: unknown[]) => void, isServing: () => boolean) {
     this.#log = log
@@ -265,7 +281,7 @@ export class ConnectionMigration {
   /** Whether responses on `server` should keep their connection alive (it is migrating). */
   keepsAlive(server: net.Server): boolean {
     const t = this.#tracked.find((x) => x.server === server)
-    return this.#sending && t !== undefined && t.kind === 'http1' && t.connections !== null && !t.drainOnly
+    return (this.#sending || this.#givingBack) && t !== undefined && t.kind === 'http1' && t.connections !== null && !t.drainOnly
   }
 
   // ---------------------------------------------------------------- old side
@@ -432,12 +448,7 @@ export class ConnectionMigration {
     for (const t of this.#tracked) {
       if (batch.length >= MAX_CONNECTIONS_PER_BATCH) break
       if (t.kind !== 'http1' || t.drainOnly || !t.connections || t.sockets.size === 0) continue
-      // Idle: the parser has no message begun (Node counts a connection
-      // that has sent nothing yet as active, so those are added by bytesRead).
-      const candidates = new Set<net.Socket>()
-      for (const parser of t.connections.idle()) if (parser.socket && t.sockets.has(parser.socket)) candidates.add(parser.socket)
-      for (const socket of t.sockets) if (socket.bytesRead === 0) candidates.add(socket)
-      for (const socket of candidates) {
+      for (const socket of idleCandidates(t)) {
         if (batch.length >= MAX_CONNECTIONS_PER_BATCH) break
         const item = this.#detachIdleHttp(t, socket)
         if (item) batch.push(item)
@@ -584,6 +595,92 @@ export class ConnectionMigration {
     const channel = this.#channel
     this.#channel = null
     channel?.socket.close()
+  }
+
+  /**
+   * Old side, while its successor waits at `fdpass run`'s gate: the
+   * successor was turned down or is dying, and gives its idle HTTP/1.1
+   * connections back (a 'returned' message). Serve them here; bytes a
+   * client sent meanwhile waited in the kernel and come with them.
+   */
+  adoptReturned(json: Record<string, unknown>, fds: number[], fromPid: number | null): { adopted: number; declined: number } {
+    const wires = Array.isArray(json.connections) ? (json.connections as WireConnection[]) : []
+    if (wires.length !== fds.length) {
+      for (const fd of fds) closeQuietly(fd)
+      throw new FdpassError('ERR_FDPASS_HANDOFF_PROTOCOL', `expected returned connections with one descriptor each, got ${wires.length} for ${fds.length}`)
+    }
+    let adopted = 0
+    wires.forEach((wire, i) => {
+      // Only HTTP/1.1 comes back: an app's connection needs its state, which the dying side cannot hand over.
+      if (wire.kind === HTTP1_KIND && this.#adopt(wire, fds[i], fromPid) === null) adopted++
+      else if (wire.kind !== HTTP1_KIND) closeQuietly(fds[i])
+    })
+    const result = { adopted, declined: wires.length - adopted }
+    this.#emit('connections-received', { ...result, fromPid })
+    return result
+  }
+
+  // ---------------------------------------------------------------- new side
+
+  /**
+   * Before this generation took over (it waits at `fdpass run`'s gate
+   * while its predecessor still serves): hand every idle HTTP/1.1
+   * connection back to the predecessor now. Blocking sends and no
+   * acknowledgement, so that it also works while the process dies of an
+   * uncaught exception, with no turn of the event loop left: a descriptor
+   * in flight keeps its connection open until the predecessor takes it.
+   * Connections with a request in progress stay here. Returns how many
+   * went back.
+   */
+  giveBack(channel: ControlChannel): number {
+    let given = 0
+    for (const t of this.#tracked) {
+      if (t.kind !== 'http1' || t.drainOnly || t.sockets.size === 0) continue
+      t.connections ??= connectionList(t.server)
+      if (!t.connections) continue
+      const items: InFlight[] = []
+      for (const socket of idleCandidates(t)) {
+        const item = this.#detachIdleHttp(t, socket)
+        if (item) items.push(item)
+      }
+      for (let i = 0; i < items.length; i += MAX_CONNECTIONS_PER_BATCH) {
+        const batch = items.slice(i, i + MAX_CONNECTIONS_PER_BATCH)
+        try {
+          channel.sendSync(
+            { type: 'returned', connections: batch.map((b) => b.wire) },
+            batch.map((b) => b.fd),
+          )
+        } catch (e) {
+          // The predecessor is gone: these are served here after all.
+          this.#log(`could not give connections back (${(e as Error).message}); they are served here`)
+          for (const b of items.slice(i)) t.server.emit('connection', new net.Socket({ fd: b.fd, readable: true, writable: true }))
+          return given
+        }
+        for (const b of batch) closeQuietly(b.fd)
+        given += batch.length
+      }
+    }
+    return given
+  }
+
+  /**
+   * Turned down at the gate and draining: give idle connections back now
+   * and each one as its response is written (responses keep their
+   * connection meanwhile), until none is left here or `deadline` passes.
+   */
+  async giveBackWhileDraining(channel: ControlChannel, deadline: number): Promise<number> {
+    this.#givingBack = true
+    let given = 0
+    try {
+      for (;;) {
+        given += this.giveBack(channel)
+        const left = this.#tracked.some((t) => t.kind === 'http1' && !t.drainOnly && t.connections && [...t.sockets].some((s) => !s.destroyed))
+        if (!left || Date.now() >= deadline) return given
+        await new Promise((resolve) => setTimeout(resolve, SWEEP_INTERVAL_MS))
+      }
+    } finally {
+      this.#givingBack = false
+    }
   }
 
   // ---------------------------------------------------------------- new side

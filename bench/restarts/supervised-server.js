@@ -1,8 +1,9 @@
 // The HTTP server of bench/restarts/supervisor.js. Mode by argv[2]:
 //   fdpass   under `fdpass run`: takeover() with the supervisor's control path
 //            ($FDPASS_CONTROL, per worker). When the file named by
-//            $BENCH_CRASH_FILE exists at start, the generation kills itself
-//            (SIGKILL) 1 s after it accepts: the rollback row's bad deploy.
+//            $BENCH_CRASH_FILE exists at start, the generation dies 1 s after
+//            it accepts: the rollback row's bad deploy. The file says how:
+//            'kill -9' (SIGKILL), else an uncaught exception.
 //   plain    listen(port) itself: for pm2 (fork and cluster mode) and for the
 //            workers of `cluster`. SIGINT (pm2's stop signal) or SIGTERM:
 //            stop accepting, close idle connections, exit when drained.
@@ -33,7 +34,12 @@ async function main() {
     const generation = await takeover({ listeners: { http: { tcp: { host: '127.0.0.1', port } } }, log: false, drainTimeout: 5000 })
     await generation.listen('http', http.createServer(handler))
     const crashFile = process.env.BENCH_CRASH_FILE
-    if (crashFile && fs.existsSync(crashFile)) setTimeout(() => process.kill(process.pid, 'SIGKILL'), 1000)
+    const crash = crashFile && fs.existsSync(crashFile) ? fs.readFileSync(crashFile, 'utf8') : null
+    if (crash === 'kill -9') setTimeout(() => process.kill(process.pid, 'SIGKILL'), 1000)
+    else if (crash !== null)
+      setTimeout(() => {
+        throw new Error('a bad deploy')
+      }, 1000)
     await generation.ready()
     print({ ready: true, pid: process.pid })
   } else if (mode === 'plain' || (mode === 'cluster' && cluster.isWorker)) {
