@@ -4,6 +4,8 @@ import { once } from 'node:events'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as net from 'node:net'
+import { Duplex } from 'node:stream'
+import * as tls from 'node:tls'
 import { tmpdir } from 'node:os'
 import { afterEach, describe, expect, test } from 'vitest'
 import { spawnSync } from 'node:child_process'
@@ -286,7 +288,9 @@ describe('converters', () => {
     closedUdp.bind(0, '127.0.0.1')
     await once(closedUdp, 'listening')
     await new Promise<void>((resolve) => closedUdp.close(resolve))
-    const owners = [net.createServer(), new net.Socket(), dgram.createSocket('udp4'), closedServer, destroyedSocket, closedUdp, closedHandle, c]
+    // TLS over a JavaScript stream: open, and its handle says it has no descriptor (-1).
+    const overStream = new tls.TLSSocket(new Duplex({ read() {}, write: (_chunk, _encoding, done) => done() }))
+    const owners = [net.createServer(), new net.Socket(), dgram.createSocket('udp4'), closedServer, destroyedSocket, closedUdp, overStream, closedHandle, c]
     for (const owner of owners) {
       expect(() => a.send('x', [owner as never])).toThrow(
         expect.objectContaining({ code: 'ERR_FDPASS_INVALID_FD', message: expect.stringContaining('has no open descriptor') }),
@@ -297,6 +301,7 @@ describe('converters', () => {
     fs.closeSync(nul)
     r.close()
     expect(() => a.send('x', [r])).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_FD_CLOSED' }))
+    overStream.destroy()
     for (const s of [a, b, d]) s.close()
   })
 

@@ -64,8 +64,12 @@ function runtimeLabel(): string {
   return runtimeName === 'bun' ? `Bun ${process.versions.bun} (process.version ${process.version})` : `Node ${process.version}`
 }
 
-/** The error for a net/dgram object in which fdpass found no descriptor. */
-function noDescriptor(obj: object, name: string): FdpassError {
+/**
+ * The error for a net/dgram object in which fdpass found no descriptor:
+ * `handleHasNone` when it found the handle and the handle says it has
+ * none (-1), rather than finding no handle.
+ */
+function noDescriptor(obj: object, name: string, handleHasNone: boolean): FdpassError {
   if (runtimeName === 'deno') {
     return new FdpassError(
       'ERR_FDPASS_UNSUPPORTED',
@@ -73,6 +77,12 @@ function noDescriptor(obj: object, name: string): FdpassError {
     )
   }
   const open = openNodeObject(obj)
+  if (open && handleHasNone) {
+    return new FdpassError(
+      'ERR_FDPASS_INVALID_FD',
+      `${name} has no open descriptor: it is ${open} whose handle has none (a socket over a JavaScript stream, such as TLS over a Duplex); send the socket underneath it`,
+    )
+  }
   if (open) {
     const where = obj instanceof dgram.Socket ? "the handle in its 'state symbol' property" : 'its `_handle`'
     return new FdpassError(
@@ -94,7 +104,7 @@ export function fdOf(x: unknown, name: string): number {
   if (x !== null && typeof x === 'object') {
     const fromHandle = handleFd(x)
     if (fromHandle !== undefined) {
-      if (fromHandle < 0) throw noDescriptor(x, name)
+      if (fromHandle < 0) throw noDescriptor(x, name, true)
       return fromHandle
     }
     const fd = (x as { fd?: unknown }).fd
@@ -102,7 +112,7 @@ export function fdOf(x: unknown, name: string): number {
       if (fd < 0) throw new FdpassError('ERR_FDPASS_INVALID_FD', `${name} has no open descriptor (it was closed)`)
       return fdOf(fd, name)
     }
-    if (fd === undefined && ('listening' in x || 'remoteAddress' in x || 'address' in x)) throw noDescriptor(x, name)
+    if (fd === undefined && ('listening' in x || 'remoteAddress' in x || 'address' in x)) throw noDescriptor(x, name, false)
   }
   throw invalidArgType(name, 'a file descriptor number or an object that owns one (net.Server, net.Socket, dgram.Socket, FileHandle, ReceivedFd)', x)
 }
