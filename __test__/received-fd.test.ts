@@ -4,6 +4,8 @@ import { once } from 'node:events'
 import * as fs from 'node:fs'
 import * as http from 'node:http'
 import * as net from 'node:net'
+import { Duplex } from 'node:stream'
+import * as tls from 'node:tls'
 import { tmpdir } from 'node:os'
 import { afterEach, describe, expect, test } from 'vitest'
 import { spawnSync } from 'node:child_process'
@@ -276,15 +278,93 @@ describe('converters', () => {
     await closedHandle.close()
     const [c, d] = socketpair()
     c.close()
-    for (const owner of [net.createServer(), new net.Socket(), dgram.createSocket('udp4'), closedHandle, c]) {
-      expect(() => a.send('x', [owner as never])).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_INVALID_FD' }))
+    const closedServer = net.createServer().listen(0, '127.0.0.1')
+    await once(closedServer, 'listening')
+    const destroyedSocket = net.connect((closedServer.address() as net.AddressInfo).port, '127.0.0.1')
+    await once(destroyedSocket, 'connect')
+    destroyedSocket.destroy()
+    await new Promise((resolve) => closedServer.close(resolve))
+    const closedUdp = dgram.createSocket('udp4')
+    closedUdp.bind(0, '127.0.0.1')
+    await once(closedUdp, 'listening')
+    await new Promise<void>((resolve) => closedUdp.close(resolve))
+    // TLS over a JavaScript stream: open, and its handle says it has no descriptor (-1).
+    const overStream = new tls.TLSSocket(new Duplex({ read() {}, write: (_chunk, _encoding, done) => done() }))
+    const owners = [net.createServer(), new net.Socket(), dgram.createSocket('udp4'), closedServer, destroyedSocket, closedUdp, overStream, closedHandle, c]
+    for (const owner of owners) {
+      expect(() => a.send('x', [owner as never])).toThrow(
+        expect.objectContaining({ code: 'ERR_FDPASS_INVALID_FD', message: expect.stringContaining('has no open descriptor') }),
+      )
     }
     const nul = devnull()
     const [r] = await pass([nul])
     fs.closeSync(nul)
     r.close()
     expect(() => a.send('x', [r])).toThrow(expect.objectContaining({ code: 'ERR_FDPASS_FD_CLOSED' }))
+    overStream.destroy()
     for (const s of [a, b, d]) s.close()
+  })
+
+  // A Node that moves its internals: the handle is no longer where fdpass
+  // looks, while the public state (listening, pending, address()) still
+  // follows it, as Node's own getters would. Each object is restored and
+  // sent afterwards, so the test also shows the error came from the move.
+  test('a listening net.Server, connected net.Socket or bound dgram.Socket whose handle fdpass cannot find is ERR_FDPASS_UNSUPPORTED naming the Node version', async () => {
+    const tcp = net.createServer().listen(0, '127.0.0.1')
+    await once(tcp, 'listening')
+    const client = net.connect((tcp.address() as net.AddressInfo).port, '127.0.0.1')
+    await once(client, 'connect')
+    const udp = dgram.createSocket('udp4')
+    udp.bind(0, '127.0.0.1')
+    await once(udp, 'listening')
+    const [a, b] = socketpair()
+    const unsupported = (what: string, where: string) =>
+      expect.objectContaining({
+        code: 'ERR_FDPASS_UNSUPPORTED',
+        message: expect.stringMatching(
+          new RegExp(
+            `^fds\\[0\\] is ${what}, but fdpass found no descriptor in ${where}: Node ${process.version.replace(/\./g, '\\.')} keeps it somewhere fdpass does not know\\. Send a FileHandle, an FdSocket/FdServer`,
+          ),
+        ),
+      })
+
+    const moveHandle = (obj: net.Server | net.Socket, publicKey: 'listening' | 'pending', publicValue: (moved: unknown) => boolean) => {
+      const moved = (obj as unknown as { _handle: unknown })._handle
+      expect(moved).toBeTruthy()
+      Object.defineProperty(obj, '_handle', { value: undefined, configurable: true, writable: true })
+      Object.defineProperty(obj, publicKey, { get: () => publicValue(moved), configurable: true })
+      return () => {
+        delete (obj as unknown as Record<string, unknown>)[publicKey]
+        Object.defineProperty(obj, '_handle', { value: moved, configurable: true, writable: true, enumerable: true })
+      }
+    }
+    let restore = moveHandle(tcp, 'listening', (moved) => moved !== null)
+    expect(() => a.send('x', [tcp])).toThrow(unsupported('a listening net.Server', 'its `_handle`'))
+    restore()
+    restore = moveHandle(client, 'pending', (moved) => moved === null || client.connecting)
+    expect(() => a.send('x', [client])).toThrow(unsupported('a connected net.Socket', 'its `_handle`'))
+    restore()
+
+    // dgram's state moves to another symbol; address() reads it there, as Node's would.
+    const stateKey = Object.getOwnPropertySymbols(udp).find((k) => k.description === 'state symbol')!
+    const state = (udp as unknown as Record<symbol, unknown>)[stateKey]
+    const movedKey = Symbol('moved state')
+    delete (udp as unknown as Record<symbol, unknown>)[stateKey]
+    Object.assign(udp, { [movedKey]: state, address: () => dgram.Socket.prototype.address.call({ [stateKey]: state } as never) })
+    expect(() => a.send('x', [udp])).toThrow(unsupported('a bound dgram.Socket', "the handle in its 'state symbol' property"))
+    delete (udp as unknown as Record<symbol | string, unknown>)[movedKey]
+    delete (udp as unknown as Record<string, unknown>).address
+    ;(udp as unknown as Record<symbol, unknown>)[stateKey] = state
+
+    await a.send('restored', [tcp, client, udp])
+    const m = await b.receive()
+    expect(m.fds.map((f) => f.kind())).toEqual(['socket', 'socket', 'socket'])
+    for (const f of m.fds) f.close()
+    client.destroy()
+    tcp.close()
+    udp.close()
+    a.close()
+    b.close()
   })
 
   // dgram.Socket's `_handle` is a deprecated getter (DEP0112): fdOf must not touch it.

@@ -1,7 +1,7 @@
 // Turning what users pass as "an fd" into a descriptor number.
-import type * as dgram from 'node:dgram'
+import * as dgram from 'node:dgram'
 import type { FileHandle } from 'node:fs/promises'
-import type * as net from 'node:net'
+import * as net from 'node:net'
 import { FdpassError, invalidArgType, outOfRange } from './errors'
 import { binding, platform, runtimeName } from './native'
 import { ReceivedFd } from './received-fd'
@@ -21,18 +21,78 @@ interface WithHandle {
   _handle?: { fd?: number } | null
 }
 
+/**
+ * The descriptor of a Node net or dgram object, read from Node's internals
+ * (no public API gives it): the number, -1 for a handle without an open
+ * descriptor, undefined where no handle is found. noDescriptor() tells a
+ * closed object from one whose internals moved.
+ */
 function handleFd(obj: object): number | undefined {
-  // dgram.Socket keeps its handle in an internal state object; its
-  // `_handle` is a deprecated getter (DEP0112), so look there first.
-  const stateKey = Object.getOwnPropertySymbols(obj).find((s) => s.description === 'state symbol')
-  if (stateKey) {
-    const handle = (obj as Record<symbol, { handle?: { fd?: number } }>)[stateKey]?.handle
-    return handle && typeof handle.fd === 'number' ? handle.fd : -1
+  if (obj instanceof dgram.Socket) {
+    // Its handle is in an internal state object; its `_handle` is a
+    // deprecated getter (DEP0112) that warns, so it is never read.
+    const stateKey = Object.getOwnPropertySymbols(obj).find((s) => s.description === 'state symbol')
+    const handle = stateKey && (obj as unknown as Record<symbol, { handle?: { fd?: unknown } | null } | undefined>)[stateKey]?.handle
+    return handle && typeof handle.fd === 'number' ? handle.fd : undefined
   }
-  // net.Server and net.Socket keep their libuv handle in `_handle`.
+  // net.Server and net.Socket (and their subclasses) keep their libuv handle in `_handle`.
   const h = (obj as WithHandle)._handle
-  if (h && typeof h.fd === 'number') return h.fd
-  return undefined
+  return h && typeof h.fd === 'number' ? h.fd : undefined
+}
+
+/**
+ * What Node's public state says `obj` is when it must own a descriptor
+ * (a listening server, a connected socket, a bound datagram socket), or
+ * null. These getters follow Node's internals wherever they move, so they
+ * tell "closed" from "fdpass looked in the wrong place".
+ */
+function openNodeObject(obj: object): string | null {
+  if (obj instanceof net.Server) return obj.listening ? 'a listening net.Server' : null
+  if (obj instanceof net.Socket) return !obj.destroyed && !obj.pending ? 'a connected net.Socket' : null
+  if (obj instanceof dgram.Socket) {
+    try {
+      obj.address() // throws unless bound: EBADF before bind, ERR_SOCKET_DGRAM_NOT_RUNNING once closed
+      return 'a bound dgram.Socket'
+    } catch {
+      return null
+    }
+  }
+  return null
+}
+
+function runtimeLabel(): string {
+  return runtimeName === 'bun' ? `Bun ${process.versions.bun} (process.version ${process.version})` : `Node ${process.version}`
+}
+
+/**
+ * The error for a net/dgram object in which fdpass found no descriptor:
+ * `handleHasNone` when it found the handle and the handle says it has
+ * none (-1), rather than finding no handle.
+ */
+function noDescriptor(obj: object, name: string, handleHasNone: boolean): FdpassError {
+  if (runtimeName === 'deno') {
+    return new FdpassError(
+      'ERR_FDPASS_UNSUPPORTED',
+      `${name}: Deno's net and dgram objects have no file descriptor to send (Deno keeps its own resource ids); send a FileHandle, a ReceivedFd, an FdSocket/FdServer or a descriptor number instead`,
+    )
+  }
+  const open = openNodeObject(obj)
+  if (open && handleHasNone) {
+    return new FdpassError(
+      'ERR_FDPASS_INVALID_FD',
+      `${name} has no open descriptor: it is ${open} whose handle has none (a socket over a JavaScript stream, such as TLS over a Duplex); send the socket underneath it`,
+    )
+  }
+  if (open) {
+    const where = obj instanceof dgram.Socket ? "the handle in its 'state symbol' property" : 'its `_handle`'
+    return new FdpassError(
+      'ERR_FDPASS_UNSUPPORTED',
+      `${name} is ${open}, but fdpass found no descriptor in ${where}: ${runtimeLabel()} keeps it somewhere fdpass does not know. ` +
+        'Send a FileHandle, an FdSocket/FdServer (fdpass.listen/connect/bind) or a descriptor number instead, ' +
+        `and report this runtime version at https://github.com/fdpass/fdpass/issues`,
+    )
+  }
+  return new FdpassError('ERR_FDPASS_INVALID_FD', `${name} has no open descriptor: it is closed, or not listening, connected or bound yet`)
 }
 
 export function fdOf(x: unknown, name: string): number {
@@ -44,7 +104,7 @@ export function fdOf(x: unknown, name: string): number {
   if (x !== null && typeof x === 'object') {
     const fromHandle = handleFd(x)
     if (fromHandle !== undefined) {
-      if (fromHandle < 0) throw new FdpassError('ERR_FDPASS_INVALID_FD', `${name} has no open descriptor (closed, or not listening/bound yet)`)
+      if (fromHandle < 0) throw noDescriptor(x, name, true)
       return fromHandle
     }
     const fd = (x as { fd?: unknown }).fd
@@ -52,15 +112,7 @@ export function fdOf(x: unknown, name: string): number {
       if (fd < 0) throw new FdpassError('ERR_FDPASS_INVALID_FD', `${name} has no open descriptor (it was closed)`)
       return fdOf(fd, name)
     }
-    if (fd === undefined && ('listening' in x || 'remoteAddress' in x || 'address' in x)) {
-      if (runtimeName === 'deno') {
-        throw new FdpassError(
-          'ERR_FDPASS_UNSUPPORTED',
-          `${name}: Deno's net and dgram objects have no file descriptor to send (Deno keeps its own resource ids); send a FileHandle, a ReceivedFd, an FdSocket/FdServer or a descriptor number instead`,
-        )
-      }
-      throw new FdpassError('ERR_FDPASS_INVALID_FD', `${name} has no descriptor yet: wait until it is listening, connected or bound`)
-    }
+    if (fd === undefined && ('listening' in x || 'remoteAddress' in x || 'address' in x)) throw noDescriptor(x, name, false)
   }
   throw invalidArgType(name, 'a file descriptor number or an object that owns one (net.Server, net.Socket, dgram.Socket, FileHandle, ReceivedFd)', x)
 }
@@ -108,8 +160,8 @@ function fdNumbers(fds: unknown): Int32Array {
 /**
  * fdOf() for element `i` of a send's fds, with the two kinds sent most
  * (numbers, and received descriptors sent on) first: the general path
- * looks for a dgram socket's state symbol, and its argument name is a
- * string built for each element.
+ * checks the object's class and looks in Node's internals, and its
+ * argument name is a string built for each element.
  */
 function fdAt(x: unknown, i: number): number {
   if (typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= 0x7fffffff) return x
