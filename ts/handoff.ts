@@ -20,6 +20,7 @@ import {
   type MigratedConnectionOptions,
   type MigrationResult,
   type MigrationState,
+  type MigrationSummary,
 } from './migration'
 import { notify } from './notify'
 import { type ListenFd, listenFds } from './systemd'
@@ -327,6 +328,17 @@ export interface GenerationEvents {
   drain: []
   drained: [result: { durationMs: number; timedOut: boolean }]
   error: [error: Error]
+  /** Old side: one handoff's connections, by outcome. */
+  migration: [summary: MigrationSummary]
+  /** New side per batch of migrated connections; old side per message of connections given back. */
+  'connections-received': [received: ConnectionsReceived]
+}
+
+/** A batch of connections adopted from another generation (`fromPid`). */
+export interface ConnectionsReceived {
+  adopted: number
+  declined: number
+  fromPid: number | null
 }
 
 /**
@@ -337,7 +349,8 @@ export interface GenerationEvents {
  * Events: `'handoff'` (HandoffRecord), `'drain'`, `'drained'`
  * ({ durationMs, timedOut }), `'error'`; with connection migration
  * (docs/handoff-connections.md) `'migration'` (MigrationSummary, old side)
- * and `'connections-received'` ({ adopted, declined, fromPid }, new side).
+ * and `'connections-received'` ({ adopted, declined, fromPid }, new side; on
+ * the old side for connections a turned-down successor gives back).
  */
 export class Generation<Names extends string = string> extends Emitter<GenerationEvents> {
   /** True when the listeners came from a previous generation. */

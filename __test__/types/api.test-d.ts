@@ -18,7 +18,7 @@ import {
   runtime,
   socketpair,
 } from '../../index'
-import { type Generation, type HandoffRecord, takeover } from '../../handoff'
+import { type Generation, type HandoffRecord, type MigrationSummary, takeover } from '../../handoff'
 
 declare const socket: FdSocket
 declare const server: FdServer
@@ -114,6 +114,8 @@ describe('handoff', () => {
     const generation = await takeover({ listeners: {} })
     generation.on('handoff', (record) => expectTypeOf(record).toEqualTypeOf<HandoffRecord>())
     generation.on('drained', (r) => expectTypeOf(r.timedOut).toEqualTypeOf<boolean>())
+    generation.on('migration', (m) => expectTypeOf(m).toEqualTypeOf<MigrationSummary>())
+    generation.on('connections-received', (r) => expectTypeOf(r.fromPid).toEqualTypeOf<number | null>())
     // @ts-expect-error: no such event
     generation.on('drainded', () => {})
   })
