@@ -17,7 +17,7 @@
 //! - `js.rs`: raw Node-API helpers.
 //! - `contract.rs`: the constants the TypeScript layer reads from here.
 //! - `watched.rs`: what the two classes share of their readiness
-//!   registration (`start`, `setRef`).
+//!   registration (`start`, and the state changes the watch follows).
 //! - `reactor/`: the two readiness mechanisms (`uv.rs`, `thread.rs`).
 
 #![allow(clippy::new_without_default)]

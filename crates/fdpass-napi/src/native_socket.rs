@@ -79,7 +79,7 @@ impl NativeSocket {
   /// and `(event, a, b, c)`; see the EV_* codes.
   #[napi(ts_args_type = "receiver: object")]
   pub fn start(&self, env: Env, receiver: Unknown<'_>) -> Result<()> {
-    watched::start(&self.cell.0, &env, receiver)
+    watched::start(&self.cell.0, &env, receiver, |c, r| c.receiver = Some(r))
   }
 
   /// Start or stop reading (backpressure). Returns true when reading
@@ -100,7 +100,7 @@ impl NativeSocket {
   /// Whether an active socket keeps the event loop alive.
   #[napi]
   pub fn set_ref(&self, refed: bool) {
-    watched::set_ref(&self.cell.0, refed);
+    rewatch(&self.cell.0, |c| c.refed = refed);
   }
 
   /// Send one datagram to `address`.

@@ -46,14 +46,6 @@ pub struct ServerCore {
 pub struct ServerCell(RefCell<ServerCore>);
 
 impl Watched for ServerCore {
-  fn listener(&mut self) -> &mut Option<JsRef> {
-    &mut self.callback
-  }
-
-  fn refed(&mut self) -> &mut bool {
-    &mut self.refed
-  }
-
   fn update_watch(&mut self) {
     let readable = self.accepting && self.callback.is_some();
     if let Some(w) = &mut self.watch {
@@ -210,7 +202,7 @@ impl NativeServer {
   /// wait, and with EV_ERROR and the error when they can no longer be watched.
   #[napi(ts_args_type = "callback: (event: number, error?: Error) => void")]
   pub fn start(&self, env: Env, callback: Unknown<'_>) -> Result<()> {
-    watched::start(&self.cell.0, &env, callback)
+    watched::start(&self.cell.0, &env, callback, |c, r| c.callback = Some(r))
   }
 
   #[napi]
@@ -220,7 +212,7 @@ impl NativeServer {
 
   #[napi]
   pub fn set_ref(&self, refed: bool) {
-    watched::set_ref(&self.cell.0, refed);
+    rewatch(&self.cell.0, |c| c.refed = refed);
   }
 
   /// One pending connection, or null when the backlog is empty.

@@ -74,14 +74,6 @@ impl SocketCell {
 }
 
 impl Watched for SocketCore {
-  fn listener(&mut self) -> &mut Option<JsRef> {
-    &mut self.receiver
-  }
-
-  fn refed(&mut self) -> &mut bool {
-    &mut self.refed
-  }
-
   fn update_watch(&mut self) {
     let Some(conn) = &self.conn else {
       return;

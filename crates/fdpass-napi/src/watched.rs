@@ -1,6 +1,7 @@
 //! What `NativeSocket` and `NativeServer` share of their readiness
-//! registration: `start()` (the JavaScript value that hears the events),
-//! `setRef()`, and any change of state that the watch's interest follows.
+//! registration: `start()` (holding the JavaScript value that hears the
+//! events), and any change of state that the watch's interest follows
+//! (`setRef()`, `setReading()`, `setAccepting()`).
 
 use crate::js::JsRef;
 use napi::bindgen_prelude::*;
@@ -8,10 +9,6 @@ use std::cell::RefCell;
 
 /// A socket's or server's core, as far as its readiness watch goes.
 pub(crate) trait Watched {
-  /// The JavaScript value this core's events go to, once started.
-  fn listener(&mut self) -> &mut Option<JsRef>;
-  /// Whether an active watch keeps the event loop alive.
-  fn refed(&mut self) -> &mut bool;
   /// Set the watch's interest from the core's state.
   fn update_watch(&mut self);
 }
@@ -24,16 +21,17 @@ pub(crate) fn rewatch<C: Watched, R>(core: &RefCell<C>, change: impl FnOnce(&mut
   result
 }
 
-/// `start(listener)`: hold `listener` and watch for the events it wants.
-pub(crate) fn start<C: Watched>(core: &RefCell<C>, env: &Env, listener: Unknown<'_>) -> Result<()> {
+/// `start(listener)`: `hold` keeps a reference to `listener` in the core,
+/// and the watch starts asking for the events it wants.
+pub(crate) fn start<C: Watched>(
+  core: &RefCell<C>,
+  env: &Env,
+  listener: Unknown<'_>,
+  hold: impl FnOnce(&mut C, JsRef),
+) -> Result<()> {
   // SAFETY: `listener` is a handle of the napi call that passed it, made
   // on this env's JS thread and live until that call returns.
   let r = unsafe { JsRef::new(env.raw(), listener.raw())? };
-  rewatch(core, |c| *c.listener() = Some(r));
+  rewatch(core, |c| hold(c, r));
   Ok(())
-}
-
-/// `setRef(refed)`: whether an active watch keeps the event loop alive.
-pub(crate) fn set_ref<C: Watched>(core: &RefCell<C>, refed: bool) {
-  rewatch(core, |c| *c.refed() = refed);
 }
