@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import { afterEach, describe, expect, test } from 'vitest'
 import { FdpassError, adopt, adoptServer, bind, connect, listen, runtime, socketpair } from '..'
 import { takeover } from '../handoff'
-import { MESSAGE_TYPE, cleanup, openFdCount, openFdsTo, run, sleep, tempFile, tmpPath, waitFor } from './helpers'
+import { MESSAGE_TYPE, cleanup, closeAll, expectDelivered, openFdCount, openFdsTo, run, sleep, tempFile, tmpPath, waitFor } from './helpers'
 
 afterEach(cleanup)
 
@@ -208,11 +208,8 @@ describe('connect({ wait })', () => {
     const server = await listen(address)
     const client = await connecting
     const accepted = await server.accept()
-    await client.send('hello')
-    expect((await accepted.receive()).data.toString()).toBe('hello')
-    client.close()
-    accepted.close()
-    await server.close()
+    await expectDelivered(client, accepted, 'hello')
+    await closeAll(server, client, accepted)
   })
 
   test('waits past a stale socket file (ECONNREFUSED) until a server replaces it', async () => {
@@ -607,11 +604,8 @@ describe('FdServer', () => {
     const client = await connect(address, { type: 'seqpacket' })
     const socket = await server.accept()
     expect(socket.localAddress).toEqual(address)
-    await client.send('abstract')
-    expect((await socket.receive()).data.toString()).toBe('abstract')
-    client.close()
-    socket.close()
-    await server.close()
+    await expectDelivered(client, socket, 'abstract')
+    await closeAll(server, client, socket)
   })
 
   test("peerCredentials() equals the child's pid, uid and gid", async () => {

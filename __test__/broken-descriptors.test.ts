@@ -35,13 +35,28 @@ const failOnRead = `
 // Each case chooses its reactor in the child: run it in that reactor's project only.
 const project = process.env.FDPASS_REACTOR
 
+/**
+ * A case that runs `body` in a child on `reactor`, in that reactor's
+ * project only (uv's cases: Linux only, where libuv's one watcher per
+ * descriptor number makes uv_poll_start say EEXIST), and checks its report.
+ */
+function reactorCase(reactor: 'uv' | 'thread', title: string, body: string, check: (result: Record<string, unknown>) => void): void {
+  test.skipIf(project !== reactor || (reactor === 'uv' && process.platform !== 'linux'))(title, () => check(runChild(reactor, body)), 70_000)
+}
+
+/** The thread reactor's poller refused a change for a descriptor closed behind it: `result` says so like a system error. */
+function expectPollerRefused(result: Record<string, unknown>, fields: Record<string, unknown>): void {
+  expect(result).toMatchObject({ ...fields, syscall: process.platform === 'linux' ? 'epoll_ctl' : 'kevent' })
+  // epoll says ENOENT once the number is free of its registration, EBADF for a number not open.
+  expect(['EBADF', 'ENOENT']).toContain(result.code)
+  expect(typeof result.errno).toBe('number')
+}
+
 describe('a socket the reactor cannot watch emits error', () => {
-  test.skipIf(process.platform !== 'linux' || project !== 'uv')(
+  reactorCase(
+    'uv',
     'uv: another libuv handle watches the same number (uv_poll_start says EEXIST)',
-    () => {
-      const result = runChild(
-        'uv',
-        `
+    `
       const [a, b] = f.socketpair()
       // Paused, a stops its uv_poll handle; then a net.Socket on the same
       // number starts reading. libuv keeps one watcher per descriptor
@@ -51,18 +66,13 @@ describe('a socket the reactor cannot watch emits error', () => {
       other.on('error', () => {})
       a.resume()
       ${failOnRead}`,
-      )
-      expect(result).toEqual({ code: 'EEXIST', errno: -17, syscall: 'uv_poll_start', name: 'FdpassError', hadError: true })
-    },
-    70_000,
+    (result) => expect(result).toEqual({ code: 'EEXIST', errno: -17, syscall: 'uv_poll_start', name: 'FdpassError', hadError: true }),
   )
 
-  test.skipIf(project !== 'thread')(
+  reactorCase(
+    'thread',
     'thread: the descriptor was closed behind the socket (the poller refuses the change)',
-    () => {
-      const result = runChild(
-        'thread',
-        `
+    `
       const [a, b] = f.socketpair()
       // Paused, then closed: reading again asks the poller for interest in
       // a descriptor it no longer has.
@@ -70,14 +80,7 @@ describe('a socket the reactor cannot watch emits error', () => {
       fs.closeSync(a.fd)
       a.resume()
       ${failOnRead}`,
-      )
-      const syscall = process.platform === 'linux' ? 'epoll_ctl' : 'kevent'
-      expect(result).toMatchObject({ syscall, name: 'FdpassError', hadError: true })
-      // epoll says ENOENT once the number is free of its registration, EBADF for a number not open.
-      expect(['EBADF', 'ENOENT']).toContain(result.code)
-      expect(typeof result.errno).toBe('number')
-    },
-    70_000,
+    (result) => expectPollerRefused(result, { name: 'FdpassError', hadError: true }),
   )
 })
 
@@ -95,24 +98,18 @@ const failOnAccept = (breakIt: string) => `
     setImmediate(() => server.setAccepting(true))`
 
 describe('a listening socket the reactor cannot watch reports the error to its callback', () => {
-  test.skipIf(process.platform !== 'linux' || project !== 'uv')(
+  reactorCase(
+    'uv',
     'uv: a net.Server listens on the same number (uv_poll_start says EEXIST)',
-    () => {
-      const result = runChild('uv', failOnAccept(`net.createServer().on('error', () => {}).listen({ fd: server.fd })`))
-      expect(result).toEqual({ error: true, code: 'EEXIST', errno: -17, syscall: 'uv_poll_start' })
-    },
-    70_000,
+    failOnAccept(`net.createServer().on('error', () => {}).listen({ fd: server.fd })`),
+    (result) => expect(result).toEqual({ error: true, code: 'EEXIST', errno: -17, syscall: 'uv_poll_start' }),
   )
 
-  test.skipIf(project !== 'thread')(
+  reactorCase(
+    'thread',
     'thread: the descriptor was closed behind the server (the poller refuses the change)',
-    () => {
-      const result = runChild('thread', failOnAccept('fs.closeSync(server.fd)'))
-      expect(result).toMatchObject({ error: true, syscall: process.platform === 'linux' ? 'epoll_ctl' : 'kevent' })
-      expect(['EBADF', 'ENOENT']).toContain(result.code)
-      expect(typeof result.errno).toBe('number')
-    },
-    70_000,
+    failOnAccept('fs.closeSync(server.fd)'),
+    (result) => expectPollerRefused(result, { error: true }),
   )
 })
 

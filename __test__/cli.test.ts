@@ -190,6 +190,21 @@ function load(port: number, clients = 4) {
   }
 }
 
+/**
+ * A supervisor whose generation 1 serves under load while `fdpass reload`
+ * starts generation 2, which says ready `delayReadyMs` after it took the
+ * listeners: resolves once it took them.
+ */
+async function reloadUnderLoad(delayReadyMs: number) {
+  const s = supervise()
+  const first = await readyLine(s.sup, 1)
+  s.setConfig({ delayReadyMs })
+  const traffic = load(first.port)
+  const reload = cli(['reload', '--socket', s.socket])
+  const took = await nextWhere(s.sup, (l) => l.took && l.generation === 2)
+  return { s, first, traffic, reload, took }
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0)
@@ -228,12 +243,7 @@ describe('fdpass run keeps the sockets', { timeout: 90_000 }, () => {
   })
 
   test('kill -9 of the new generation during a handoff: the reload fails (exit 1), is logged, and the old one serves on', async () => {
-    const s = supervise()
-    const first = await readyLine(s.sup, 1)
-    s.setConfig({ delayReadyMs: 60_000 })
-    const traffic = load(first.port)
-    const reload = cli(['reload', '--socket', s.socket])
-    const took = await nextWhere(s.sup, (l) => l.took && l.generation === 2)
+    const { s, traffic, reload, took } = await reloadUnderLoad(60_000)
     await traffic.served(20)
     process.kill(took.pid, 'SIGKILL')
     const r = await reload
@@ -249,12 +259,7 @@ describe('fdpass run keeps the sockets', { timeout: 90_000 }, () => {
   })
 
   test('kill -9 of the old generation during a handoff: the new one takes over; no connection refused', async () => {
-    const s = supervise()
-    const first = await readyLine(s.sup, 1)
-    s.setConfig({ delayReadyMs: 1500 })
-    const traffic = load(first.port)
-    const reload = cli(['reload', '--socket', s.socket])
-    await nextWhere(s.sup, (l) => l.took && l.generation === 2) // it has the listeners
+    const { s, first, traffic, reload } = await reloadUnderLoad(1500) // generation 2 has the listeners
     process.kill(first.pid, 'SIGKILL')
     expect((await reload).code).toBe(0)
     const second = await readyLine(s.sup, 2)

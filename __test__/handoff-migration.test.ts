@@ -156,6 +156,16 @@ class RawHttp {
   }
 }
 
+/** A first generation on a control socket of its own, and `count` keep-alive connections to it that each had a response. */
+async function keepAliveClients(count: number): Promise<{ control: string; first: Gen; port: number; clients: RawHttp[] }> {
+  const control = tmpPath()
+  const first = generation({ control })
+  const { port } = await ready(first)
+  const clients = await Promise.all(Array.from({ length: count }, () => RawHttp.open(port)))
+  for (const c of clients) expect(await c.get()).toMatchObject({ body: String(first.pid), closes: false })
+  return { control, first, port, clients }
+}
+
 async function handOver(from: Gen, config: Record<string, unknown>): Promise<{ next: Gen; migration: any }> {
   const next = generation(config)
   expect(await ready(next)).toMatchObject({ ready: true, inherited: true })
@@ -166,11 +176,7 @@ async function handOver(from: Gen, config: Record<string, unknown>): Promise<{ n
 describe('handoff: connection migration', () => {
   describe('HTTP/1.1 keep-alive', () => {
     test('idle keep-alive connections move to the successor: no close, no Connection: close, the next request is served there', async () => {
-      const control = tmpPath()
-      const first = generation({ control })
-      const { port } = await ready(first)
-      const clients = await Promise.all(Array.from({ length: 20 }, () => RawHttp.open(port)))
-      for (const c of clients) expect(await c.get()).toMatchObject({ body: String(first.pid), closes: false })
+      const { control, first, clients } = await keepAliveClients(20)
       const { next, migration } = await handOver(first, { control })
       expect(migration).toMatchObject({ migrated: { http1: 20 }, drained: {}, batches: 1 })
       for (const c of clients) expect(await c.get()).toMatchObject({ body: String(next.pid), closes: false })
@@ -398,11 +404,7 @@ describe('handoff: connection migration', () => {
 
   describe('crashes mid-migration', () => {
     test('the successor SIGKILLed before it acknowledged: the old generation keeps the connections and serves them (Connection: close)', async () => {
-      const control = tmpPath()
-      const first = generation({ control })
-      const { port } = await ready(first)
-      const clients = await Promise.all(Array.from({ length: 5 }, () => RawHttp.open(port)))
-      for (const c of clients) await c.get()
+      const { control, first, clients } = await keepAliveClients(5)
       const doomed = generation({ control, holdAckMs: 30_000 })
       await doomed.line((l) => l.received, 'the batch received')
       doomed.child.proc.kill('SIGKILL')
@@ -413,11 +415,7 @@ describe('handoff: connection migration', () => {
     })
 
     test('the old generation SIGKILLed after sending, before the ack: the successor has the connections and serves on, leaking nothing', async () => {
-      const control = tmpPath()
-      const first = generation({ control })
-      const { port } = await ready(first)
-      const clients = await Promise.all(Array.from({ length: 5 }, () => RawHttp.open(port)))
-      for (const c of clients) expect((await c.get()).body).toBe(String(first.pid))
+      const { control, first, port, clients } = await keepAliveClients(5)
       const next = generation({ control, holdAckMs: 1000 })
       await next.line((l) => l.received, 'the batch received')
       first.child.proc.kill('SIGKILL')

@@ -7,6 +7,8 @@ import * as fs from 'node:fs'
 import * as os from 'node:os'
 import * as path from 'node:path'
 import * as readline from 'node:readline'
+import { expect } from 'vitest'
+import type { FdServer, FdSocket } from '..'
 
 export const root = path.resolve(__dirname, '..')
 export const fixture = (name: string) => path.join(__dirname, 'fixtures', name)
@@ -200,4 +202,16 @@ export async function nextWhere(child: Child, pred: (line: any) => boolean, what
     })
     if (pred(line)) return line
   }
+}
+
+/** `from` sends `text`, and the next message `to` receives is that text. */
+export async function expectDelivered(from: FdSocket, to: FdSocket, text: string): Promise<void> {
+  await from.send(text)
+  expect((await to.receive()).data.toString()).toBe(text)
+}
+
+/** Close `sockets`, then `server`. */
+export async function closeAll(server: FdServer, ...sockets: FdSocket[]): Promise<void> {
+  for (const s of sockets) s.close()
+  await server.close()
 }

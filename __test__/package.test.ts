@@ -320,13 +320,26 @@ describe('the contract between the addon and the TypeScript layer is defined onc
   })
 })
 
-test('the fast calls hot.rs defines are the ones its declarations (hot.d.ts, heading binding.d.ts) describe', () => {
+test('the fast calls hot.rs defines are the ones binding-hot.d.ts declares, and binding.d.ts re-exports them from its header', () => {
   const rust = fs.readFileSync(path.join(root, 'crates/fdpass-napi/src/hot.rs'), 'utf8')
-  const header = fs.readFileSync(path.join(root, 'crates/fdpass-napi/hot.d.ts'), 'utf8')
+  const hot = fs.readFileSync(path.join(root, 'binding-hot.d.ts'), 'utf8')
   const defined = [...rust.slice(rust.indexOf('pub fn exports()')).matchAll(/\(c"(\w+)", Some\(/g)].map((m) => m[1]).sort()
-  const declared = [...header.matchAll(/^export declare function (\w+)\(/gm)].map((m) => m[1]).sort()
+  const declared = [...hot.matchAll(/^export declare function (\w+)\(/gm)].map((m) => m[1]).sort()
   expect(defined.length).toBeGreaterThan(5)
   expect(declared).toEqual(defined)
+  const headerFile = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).napi.dtsHeaderFile
+  const header = fs.readFileSync(path.join(root, headerFile), 'utf8')
+  expect(header).toMatch(/^export \* from '\.\/binding-hot'$/m)
   expect(fs.readFileSync(path.join(root, 'binding.d.ts'), 'utf8').startsWith(header)).toBe(true)
-  expect(JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).napi.dtsHeaderFile).toBe('crates/fdpass-napi/hot.d.ts')
+})
+
+test('every file the published declarations import is in the package', () => {
+  const files: string[] = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).files
+  const dts = fs.readFileSync(path.join(root, 'binding.d.ts'), 'utf8')
+  const imported = [...dts.matchAll(/^(?:import|export)\b[^'\n]*from '\.\/([^']+)'/gm)].map((m) => `${m[1].replace(/\.js$/, '')}.d.ts`)
+  expect(imported).toContain('binding-hot.d.ts')
+  for (const file of imported) {
+    expect(fs.existsSync(path.join(root, file)), file).toBe(true)
+    expect(files, file).toContain(file)
+  }
 })

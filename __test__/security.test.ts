@@ -4,7 +4,7 @@ import * as fs from 'node:fs'
 import * as net from 'node:net'
 import { afterEach, describe, expect, test } from 'vitest'
 import { connect, listen, runtime, socketpair, type PeerCredentials } from '..'
-import { cleanup, tmpPath } from './helpers'
+import { cleanup, closeAll, expectDelivered, tmpPath } from './helpers'
 
 afterEach(cleanup)
 
@@ -29,11 +29,8 @@ describe('peer-credentials filter', () => {
       const server = await listen(address, { allow })
       const client = await connect(address)
       const socket = await server.accept()
-      await client.send('allowed')
-      expect((await socket.receive()).data.toString()).toBe('allowed')
-      client.close()
-      socket.close()
-      await server.close()
+      await expectDelivered(client, socket, 'allowed')
+      await closeAll(server, client, socket)
     }
   })
 

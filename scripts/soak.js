@@ -47,8 +47,8 @@ if (argv[0] === '--child') {
   let received = 0
   let fds = 0
   let wrong = 0
-  let rssAfterWarmup = 0
-  let heapAfterWarmup = 0
+  // Memory once warmed up: what the rest of the run may grow from.
+  let warm = { rss: 0, heapUsed: 0 }
   let expectedFds = 0
   for (let i = 0; i < MESSAGES; i++) expectedFds += i % 3 === 0 ? 3 : 1
   const deadline = setTimeout(() => {
@@ -65,15 +65,14 @@ if (argv[0] === '--child') {
     received++
     if (received === Math.min(50_000, MESSAGES >> 2)) {
       global.gc?.()
-      rssAfterWarmup = process.memoryUsage().rss
-      heapAfterWarmup = process.memoryUsage().heapUsed
+      warm = process.memoryUsage()
     }
   })
   mine.on('close', () => {
     clearTimeout(deadline)
     child.on('close', () => {
       global.gc?.()
-      const rssGrowthMiB = (process.memoryUsage().rss - rssAfterWarmup) / 2 ** 20
+      const rssGrowthMiB = (process.memoryUsage().rss - warm.rss) / 2 ** 20
       const report = {
         messages: received,
         fds,
@@ -83,7 +82,7 @@ if (argv[0] === '--child') {
         leakedSender: JSON.parse(childReport.trim() || '{"leaked":null}').leaked,
         rssGrowthMiB: Number(rssGrowthMiB.toFixed(2)),
         rssBoundMiB: RSS_MIB,
-        heapGrowthMiB: Number(((process.memoryUsage().heapUsed - heapAfterWarmup) / 2 ** 20).toFixed(2)),
+        heapGrowthMiB: Number(((process.memoryUsage().heapUsed - warm.heapUsed) / 2 ** 20).toFixed(2)),
         seconds: (Date.now() - started) / 1000,
         reactor: fdpass.runtime.reactor,
         type: TYPE,

@@ -126,7 +126,7 @@ export const binding: Binding = load()
 /**
  * The per-message and per-descriptor calls, as plain Node-API callbacks
  * (crates/fdpass-napi/src/hot.rs: napi-rs's glue cost 4–10 times their
- * own price), declared in binding.d.ts by crates/fdpass-napi/hot.d.ts.
+ * own price), declared in binding-hot.d.ts, which binding.d.ts re-exports.
  * A socket is the handle its NativeSocket's hotHandle() made.
  */
 export const hot = binding

@@ -32,7 +32,7 @@ const os = require('node:os')
 const path = require('node:path')
 const readline = require('node:readline')
 
-const { options, pct, windowLatencies } = require('./common')
+const { httpLoad, options, pct, windowLatencies } = require('./common')
 
 const { flag, quick } = options(process.argv.slice(2))
 const RESTARTS = Number(flag('restarts', quick ? 10 : 100))
@@ -106,56 +106,16 @@ async function restart(strategy, current, primary, port, control, mode) {
   return next
 }
 
-function loadGenerator(port, keepAlive) {
-  const agent = new http.Agent({ keepAlive, maxSockets: CLIENTS })
-  // Count the load generator's own dials: with keep-alive, each client's
-  // first is expected; any other means the server closed a connection.
-  let dials = 0
-  const createConnection = agent.createConnection.bind(agent)
-  agent.createConnection = (...a) => {
-    dials++
-    return createConnection(...a)
-  }
-  const samples = [] // [startMs, latencyMs, ok]
-  const errors = {}
-  let running = true
-  const one = () =>
-    new Promise((resolve) => {
-      const t0 = performance.now()
-      const req = http.get({ host: '127.0.0.1', port, agent, path: '/' }, (res) => {
-        res.resume()
-        res.on('end', () => {
-          samples.push([t0, performance.now() - t0, res.statusCode === 200])
-          resolve()
-        })
-      })
-      req.on('error', (e) => {
-        const code = e.code === 'ECONNRESET' || e.message === 'socket hang up' ? 'reset' : e.code === 'ECONNREFUSED' ? 'refused' : (e.code ?? 'other')
-        errors[code] = (errors[code] ?? 0) + 1
-        samples.push([t0, performance.now() - t0, false])
-        resolve()
-      })
-    })
-  const loops = Array.from({ length: CLIENTS }, async () => {
-    while (running) {
-      await one()
-      // A refused connect returns at once: don't spin.
-      if (!running) break
-    }
-  })
-  return {
-    samples,
-    errors,
-    get dials() {
-      return dials
-    },
-    async stop() {
-      running = false
-      await Promise.all(loops)
-      agent.destroy()
-    },
-  }
+/** SIGTERM to the serving generation and to `primary` (cluster: the primary; the others: the first generation, which is the serving one when none followed), then remove the control socket. */
+async function stopServing(current, primary, control) {
+  current.proc.kill('SIGTERM')
+  primary.proc.kill('SIGTERM')
+  await Promise.all([current.exited, primary.exited])
+  fs.rmSync(control, { force: true })
 }
+
+/** Closed-loop load of CLIENTS clients. */
+const loadGenerator = (port, keepAlive) => httpLoad(port, { keepAlive, clients: CLIENTS })
 
 async function runOne(strategy, keepAlive, port) {
   const control = path.join(os.tmpdir(), `fdpass-bench-restarts-${process.pid}-${port}.sock`)
@@ -177,12 +137,8 @@ async function runOne(strategy, keepAlive, port) {
   await new Promise((res) => setTimeout(res, SETTLE_MS))
   const seconds = (performance.now() - started) / 1000
   await load.stop()
-  current.proc.kill('SIGTERM')
-  primary.proc.kill('SIGTERM')
-  await Promise.all([current.exited, primary.exited])
-  fs.rmSync(control, { force: true })
+  await stopServing(current, primary, control)
 
-  const failed = load.samples.filter((s) => !s[2]).length
   return {
     strategy,
     keepAlive,
@@ -191,12 +147,8 @@ async function runOne(strategy, keepAlive, port) {
     redialsPerRestart: keepAlive ? (load.dials - CLIENTS) / RESTARTS : null,
     // The serving generation's fd count after each restart (fdpass): flat when nothing leaks.
     generationFds: fds.length ? { first: fds[0], last: fds[fds.length - 1], min: Math.min(...fds), max: Math.max(...fds) } : null,
-    requests: load.samples.length,
+    ...load.summary(),
     rate: Math.round(load.samples.length / seconds),
-    failed,
-    refused: load.errors.refused ?? 0,
-    reset: load.errors.reset ?? 0,
-    otherErrors: Object.fromEntries(Object.entries(load.errors).filter(([k]) => k !== 'refused' && k !== 'reset')),
     // Over the requests that succeeded.
     ...windowLatencies(
       load.samples.filter((s) => s[2]),
@@ -280,10 +232,7 @@ async function runWebSockets(strategy, port) {
     stats.lost += c.sent - c.expected
     c.ws.terminate()
   }
-  current.proc.kill('SIGTERM')
-  primary.proc.kill('SIGTERM')
-  await Promise.all([current.exited, primary.exited])
-  fs.rmSync(control, { force: true })
+  await stopServing(current, primary, control)
   return {
     strategy,
     clients: WS_CLIENTS,
@@ -387,11 +336,7 @@ async function runCrashes(strategy, keepAlive, port) {
     strategy,
     keepAlive,
     crashes: CRASHES,
-    requests: load.samples.length,
-    failed: load.samples.filter((s) => !s[2]).length,
-    refused: load.errors.refused ?? 0,
-    reset: load.errors.reset ?? 0,
-    otherErrors: Object.fromEntries(Object.entries(load.errors).filter(([k]) => k !== 'refused' && k !== 'reset')),
+    ...load.summary(),
     servingAgainP50: pct(recover, 0.5),
     servingAgainMax: recover[recover.length - 1],
   }

@@ -25,7 +25,7 @@ const os = require('node:os')
 const path = require('node:path')
 const readline = require('node:readline')
 
-const { options, pct } = require('./common')
+const { httpLoad, options, pct } = require('./common')
 
 const { flag, quick } = options(process.argv.slice(2))
 // Totals per system, half under keep-alive load and half under new-connection load.
@@ -109,54 +109,8 @@ async function servingOtherThan(port, victim) {
   }
 }
 
-/** Closed-loop load of CLIENTS clients (bench/restarts/run.js's, with errors by cause). */
-function loadGenerator(port, keepAlive) {
-  const agent = new http.Agent({ keepAlive, maxSockets: CLIENTS })
-  const samples = [] // [startMs, latencyMs, ok]
-  const errors = {}
-  let running = true
-  const one = () =>
-    new Promise((resolve) => {
-      const t0 = performance.now()
-      const req = http.get({ host: '127.0.0.1', port, agent, path: '/' }, (res) => {
-        res.resume()
-        res.on('end', () => {
-          samples.push([t0, performance.now() - t0, res.statusCode === 200])
-          resolve()
-        })
-      })
-      // A request that gets no answer (a connection lost in a hand-over) fails, rather than hang the run.
-      req.setTimeout(10000, () => req.destroy(Object.assign(new Error('no answer in 10 s'), { code: 'timeout' })))
-      req.on('error', (e) => {
-        const code = e.code === 'ECONNRESET' || e.message === 'socket hang up' ? 'reset' : e.code === 'ECONNREFUSED' ? 'refused' : (e.code ?? 'other')
-        errors[code] = (errors[code] ?? 0) + 1
-        samples.push([t0, performance.now() - t0, false])
-        // A refused connect returns at once: don't spin.
-        setTimeout(resolve, code === 'refused' ? 1 : 0)
-      })
-    })
-  const loops = Array.from({ length: CLIENTS }, async () => {
-    while (running) await one()
-  })
-  return {
-    samples,
-    errors,
-    async stop() {
-      running = false
-      await Promise.all(loops)
-      agent.destroy()
-    },
-    summary() {
-      return {
-        requests: samples.length,
-        failed: samples.filter((s) => !s[2]).length,
-        refused: errors.refused ?? 0,
-        reset: errors.reset ?? 0,
-        otherErrors: Object.fromEntries(Object.entries(errors).filter(([k]) => k !== 'refused' && k !== 'reset')),
-      }
-    },
-  }
-}
+/** Closed-loop load of CLIENTS clients; a request with no answer in 10 s fails, and a client pauses 1 ms after a failure. */
+const loadGenerator = (port, keepAlive) => httpLoad(port, { keepAlive, clients: CLIENTS, timeoutMs: 10000, errorPauseMs: 1 })
 
 /** Successful requests per second with `keepAlive`, after a 1 s warm-up. */
 async function throughput(port, keepAlive) {
@@ -205,9 +159,20 @@ function freePort() {
   })
 }
 
-/** `promise`, or an error when `child` exits first. */
-const unlessExited = (child, what, promise) =>
-  Promise.race([promise, child.exited.then((code) => Promise.reject(new Error(`${what} exited (${code}) before it was ready`)))])
+/** The next ready line of `child` (spawnJson), or an error when it exits first. */
+const ready = (child, what) =>
+  Promise.race([child.wait((m) => m.ready), child.exited.then((code) => Promise.reject(new Error(`${what} exited (${code}) before it was ready`)))])
+
+/** A system under test whose supervisor is `child` (spawnJson): reload() is `reload`; stop() ends the supervisor with SIGTERM. */
+const supervisedBy = (child, name, reload) => ({
+  name,
+  pid: child.proc.pid,
+  reload,
+  async stop() {
+    child.proc.kill('SIGTERM')
+    await child.exited
+  },
+})
 
 // ---- the systems under test --------------------------------------------------
 
@@ -220,51 +185,26 @@ async function startFdpass(port, runArgs, env = {}) {
     env,
   )
   const workers = Number(runArgs[runArgs.indexOf('--workers') + 1])
-  for (let i = 0; i < workers; i++)
-    await unlessExited(
-      sup,
-      'fdpass run',
-      sup.wait((m) => m.ready),
-    )
-  return {
-    name: 'fdpass run',
-    pid: sup.proc.pid,
-    async reload() {
-      const r = await run(process.execPath, [BIN, 'reload', '--socket', socket, '--json'])
-      let answer = null
-      try {
-        answer = JSON.parse(r.stdout)
-      } catch {}
-      return { ok: r.code === 0, code: r.code, answer }
-    },
-    async stop() {
-      sup.proc.kill('SIGTERM')
-      await sup.exited
-    },
-  }
+  for (let i = 0; i < workers; i++) await ready(sup, 'fdpass run')
+  return supervisedBy(sup, 'fdpass run', async () => {
+    const r = await run(process.execPath, [BIN, 'reload', '--socket', socket, '--json'])
+    let answer = null
+    try {
+      answer = JSON.parse(r.stdout)
+    } catch {}
+    return { ok: r.code === 0, code: r.code, answer }
+  })
 }
 
 async function startCluster(port) {
   const primary = spawnJson([SERVER, 'cluster', String(port), String(WORKERS)])
-  await unlessExited(
-    primary,
-    'the cluster primary',
-    primary.wait((m) => m.ready),
-  )
-  return {
-    name: 'node cluster',
-    pid: primary.proc.pid,
-    async reload() {
-      const rolled = primary.wait((m) => m.rolled)
-      primary.proc.kill('SIGHUP')
-      await rolled
-      return { ok: true }
-    },
-    async stop() {
-      primary.proc.kill('SIGTERM')
-      await primary.exited
-    },
-  }
+  await ready(primary, 'the cluster primary')
+  return supervisedBy(primary, 'node cluster', async () => {
+    const rolled = primary.wait((m) => m.rolled)
+    primary.proc.kill('SIGHUP')
+    await rolled
+    return { ok: true }
+  })
 }
 
 /** A pm2 daemon of our own (PM2_HOME in a temp dir), killed by stop(). */

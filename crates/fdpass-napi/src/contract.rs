@@ -89,36 +89,29 @@ impl From<InetKind> for listener::InetKind {
   }
 }
 
-/// Socket event: messages arrived; the callback gets their data, their
-/// metadata and, for datagrams, their senders.
-#[napi]
-pub const EV_MESSAGES: i64 = crate::deliver::EV_MESSAGES;
-/// Socket event: this many queued sends reached the kernel.
-#[napi]
-pub const EV_SENT: i64 = crate::deliver::EV_SENT;
-/// Socket event: queued sends failed; the error, then how many.
-#[napi]
-pub const EV_SEND_FAILED: i64 = crate::deliver::EV_SEND_FAILED;
-/// Socket event: the peer closed its side.
-#[napi]
-pub const EV_END: i64 = crate::deliver::EV_END;
-/// Socket or server event: the connection or the watch failed; the error follows.
-#[napi]
-pub const EV_ERROR: i64 = crate::deliver::EV_ERROR;
-/// Server event: connections wait to be accepted.
-#[napi]
-pub const EV_ACCEPTABLE: i64 = crate::server::EV_ACCEPTABLE;
+/// Each `NAME: type = value, "doc";` as a documented `#[napi]` constant:
+/// a value of binding.js, a `const` of binding.d.ts. (The doc is a string:
+/// a `///` comment passed through a macro reaches napi-derive as a raw
+/// string, which it would write into binding.d.ts as `r"…`.)
+macro_rules! napi_consts {
+  ($($name:ident: $ty:ident = $value:expr, $doc:literal;)*) => {
+    $(#[doc = $doc] #[napi] pub const $name: $ty = $value;)*
+  };
+}
 
-/// Per-message flag in the metadata: the data was longer than the buffer and was cut.
-#[napi]
-pub const FLAG_DATA_TRUNCATED: i32 = reader::FLAG_DATA_TRUNCATED;
-/// Per-message flag in the metadata: the kernel dropped descriptors (MSG_CTRUNC).
-#[napi]
-pub const FLAG_FDS_TRUNCATED: i32 = reader::FLAG_FDS_TRUNCATED;
+napi_consts! {
+  EV_MESSAGES: i64 = crate::deliver::EV_MESSAGES, "Socket event: messages arrived; the callback gets their data, their metadata and, for datagrams, their senders.";
+  EV_SENT: i64 = crate::deliver::EV_SENT, "Socket event: this many queued sends reached the kernel.";
+  EV_SEND_FAILED: i64 = crate::deliver::EV_SEND_FAILED, "Socket event: queued sends failed; the error, then how many.";
+  EV_END: i64 = crate::deliver::EV_END, "Socket event: the peer closed its side.";
+  EV_ERROR: i64 = crate::deliver::EV_ERROR, "Socket or server event: the connection or the watch failed; the error follows.";
+  EV_ACCEPTABLE: i64 = crate::server::EV_ACCEPTABLE, "Server event: connections wait to be accepted.";
 
-/// The most descriptors one message may carry.
-#[napi]
-pub const MAX_FDS_PER_MESSAGE: u32 = fdpass_core::MAX_FDS_PER_MESSAGE as u32;
+  FLAG_DATA_TRUNCATED: i32 = reader::FLAG_DATA_TRUNCATED, "Per-message flag in the metadata: the data was longer than the buffer and was cut.";
+  FLAG_FDS_TRUNCATED: i32 = reader::FLAG_FDS_TRUNCATED, "Per-message flag in the metadata: the kernel dropped descriptors (MSG_CTRUNC).";
+
+  MAX_FDS_PER_MESSAGE: u32 = fdpass_core::MAX_FDS_PER_MESSAGE as u32, "The most descriptors one message may carry.";
+}
 
 /// The names of the kinds of file a descriptor can refer to, indexed as
 /// the stat calls report a kind.

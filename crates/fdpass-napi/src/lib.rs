@@ -16,6 +16,8 @@
 //! - `env_state.rs`: per-environment state, lent buffers and teardown.
 //! - `js.rs`: raw Node-API helpers.
 //! - `contract.rs`: the constants the TypeScript layer reads from here.
+//! - `watched.rs`: what the two classes share of their readiness
+//!   registration (`start`, and the state changes the watch follows).
 //! - `reactor/`: the two readiness mechanisms (`uv.rs`, `thread.rs`).
 
 #![allow(clippy::new_without_default)]
@@ -32,6 +34,7 @@ mod native_socket;
 mod reactor;
 mod server;
 mod socket;
+mod watched;
 
 use fdpass_core::socket::{BindOptions, SocketType};
 use js::OrThrow;

@@ -2,8 +2,9 @@
 //! argument types its methods take.
 
 use crate::env_state::{self, EnvState};
-use crate::js::{self, JsRef, OrThrow};
+use crate::js::{self, OrThrow};
 use crate::socket::SocketCell;
+use crate::watched::{self, rewatch};
 use fdpass_core::{Error as CoreError, SocketAddress};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -78,12 +79,7 @@ impl NativeSocket {
   /// and `(event, a, b, c)`; see the EV_* codes.
   #[napi(ts_args_type = "receiver: object")]
   pub fn start(&self, env: Env, receiver: Unknown<'_>) -> Result<()> {
-    // SAFETY: receiver is a live handle of this call.
-    let r = unsafe { JsRef::new(env.raw(), receiver.raw())? };
-    let mut c = self.cell.0.borrow_mut();
-    c.receiver = Some(r);
-    c.update_watch();
-    Ok(())
+    watched::start(&self.cell.0, &env, receiver, |c, r| c.receiver = Some(r))
   }
 
   /// Start or stop reading (backpressure). Returns true when reading
@@ -91,10 +87,8 @@ impl NativeSocket {
   /// soon, since the kernel will not report them as readable.
   #[napi]
   pub fn set_reading(&self, reading: bool) -> bool {
-    let mut c = self.cell.0.borrow_mut();
-    c.reading = reading;
-    c.update_watch();
-    c.has_buffered_frame()
+    rewatch(&self.cell.0, |c| c.reading = reading);
+    self.cell.0.borrow().has_buffered_frame()
   }
 
   /// Deliver messages that are already buffered (see `setReading`).
@@ -106,9 +100,7 @@ impl NativeSocket {
   /// Whether an active socket keeps the event loop alive.
   #[napi]
   pub fn set_ref(&self, refed: bool) {
-    let mut c = self.cell.0.borrow_mut();
-    c.refed = refed;
-    c.update_watch();
+    rewatch(&self.cell.0, |c| c.refed = refed);
   }
 
   /// Send one datagram to `address`.

@@ -7,6 +7,7 @@ use crate::js::{self, JsRef, OrThrow};
 use crate::native_socket::NativeSocket;
 use crate::reactor::{Ready, Watch};
 use crate::socket::SocketCell;
+use crate::watched::{self, rewatch, Watched};
 use fdpass_core::{SocketAddress, SocketType};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -44,14 +45,16 @@ pub struct ServerCore {
 
 pub struct ServerCell(RefCell<ServerCore>);
 
-impl ServerCore {
+impl Watched for ServerCore {
   fn update_watch(&mut self) {
     let readable = self.accepting && self.callback.is_some();
     if let Some(w) = &mut self.watch {
       w.set(readable, false, self.refed);
     }
   }
+}
 
+impl ServerCore {
   fn close(&mut self, unlink: bool) -> fdpass_core::Result<()> {
     if let Some(mut w) = self.watch.take() {
       w.close();
@@ -199,26 +202,17 @@ impl NativeServer {
   /// wait, and with EV_ERROR and the error when they can no longer be watched.
   #[napi(ts_args_type = "callback: (event: number, error?: Error) => void")]
   pub fn start(&self, env: Env, callback: Unknown<'_>) -> Result<()> {
-    // SAFETY: callback is a live handle of this call.
-    let r = unsafe { JsRef::new(env.raw(), callback.raw())? };
-    let mut c = self.cell.0.borrow_mut();
-    c.callback = Some(r);
-    c.update_watch();
-    Ok(())
+    watched::start(&self.cell.0, &env, callback, |c, r| c.callback = Some(r))
   }
 
   #[napi]
   pub fn set_accepting(&self, accepting: bool) {
-    let mut c = self.cell.0.borrow_mut();
-    c.accepting = accepting;
-    c.update_watch();
+    rewatch(&self.cell.0, |c| c.accepting = accepting);
   }
 
   #[napi]
   pub fn set_ref(&self, refed: bool) {
-    let mut c = self.cell.0.borrow_mut();
-    c.refed = refed;
-    c.update_watch();
+    rewatch(&self.cell.0, |c| c.refed = refed);
   }
 
   /// One pending connection, or null when the backlog is empty.

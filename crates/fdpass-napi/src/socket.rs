@@ -10,6 +10,7 @@ use crate::deliver::Via;
 use crate::env_state::{EnvState, Resource};
 use crate::js::{self, JsRef, RawEnv};
 use crate::reactor::{Ready, Watch};
+use crate::watched::Watched;
 use fdpass_core::engine::spare::{outcomes, recycle_outcomes};
 use fdpass_core::engine::{Connection, Outcome};
 use fdpass_core::{Error as CoreError, SocketType};
@@ -72,8 +73,8 @@ impl SocketCell {
   }
 }
 
-impl SocketCore {
-  pub(crate) fn update_watch(&mut self) {
+impl Watched for SocketCore {
+  fn update_watch(&mut self) {
     let Some(conn) = &self.conn else {
       return;
     };
@@ -83,7 +84,9 @@ impl SocketCore {
       w.set(readable, writable, self.refed);
     }
   }
+}
 
+impl SocketCore {
   /// Close the socket now. Returns how many queued sends were dropped.
   pub(crate) fn close(&mut self) -> u32 {
     // The watch goes before the descriptor it watches.
