@@ -16,6 +16,24 @@ afterEach(cleanup)
 
 const devnull = () => fs.openSync('/dev/null', 'r')
 
+/** A listening net.Server, a net.Socket connected to it and a bound dgram.Socket: the Node objects that own a descriptor. */
+async function openNetObjects(): Promise<{ tcp: net.Server; client: net.Socket; udp: dgram.Socket }> {
+  const tcp = net.createServer().listen(0, '127.0.0.1')
+  await once(tcp, 'listening')
+  const client = net.connect((tcp.address() as net.AddressInfo).port, '127.0.0.1')
+  await once(client, 'connect')
+  const udp = dgram.createSocket('udp4')
+  udp.bind(0, '127.0.0.1')
+  await once(udp, 'listening')
+  return { tcp, client, udp }
+}
+
+function closeNetObjects({ tcp, client, udp }: { tcp: net.Server; client: net.Socket; udp: dgram.Socket }): void {
+  client.destroy()
+  tcp.close()
+  udp.close()
+}
+
 async function pass(fd: Parameters<ReturnType<typeof socketpair>[0]['send']>[1]): Promise<ReceivedFd[]> {
   const [a, b] = socketpair()
   await a.send('x', fd)
@@ -233,13 +251,7 @@ describe('converters', () => {
   })
 
   test('every kind of descriptor owner can be sent: number, net.Server, net.Socket, dgram.Socket, FileHandle, ReceivedFd, FdSocket, FdServer, { fd }', async () => {
-    const tcp = net.createServer().listen(0, '127.0.0.1')
-    await once(tcp, 'listening')
-    const client = net.connect((tcp.address() as net.AddressInfo).port, '127.0.0.1')
-    await once(client, 'connect')
-    const udp = dgram.createSocket('udp4')
-    udp.bind(0, '127.0.0.1')
-    await once(udp, 'listening')
+    const { tcp, client, udp } = await openNetObjects()
     const handle = await fs.promises.open(__filename, 'r')
     const [x, y] = socketpair()
     const fdServer = await listen(tmpPath())
@@ -264,9 +276,7 @@ describe('converters', () => {
     received.close()
     fs.closeSync(nul)
     await handle.close()
-    client.destroy()
-    tcp.close()
-    udp.close()
+    closeNetObjects({ tcp, client, udp })
     x.close()
     y.close()
     await fdServer.close()
@@ -310,13 +320,7 @@ describe('converters', () => {
   // follows it, as Node's own getters would. Each object is restored and
   // sent afterwards, so the test also shows the error came from the move.
   test('a listening net.Server, connected net.Socket or bound dgram.Socket whose handle fdpass cannot find is ERR_FDPASS_UNSUPPORTED naming the Node version', async () => {
-    const tcp = net.createServer().listen(0, '127.0.0.1')
-    await once(tcp, 'listening')
-    const client = net.connect((tcp.address() as net.AddressInfo).port, '127.0.0.1')
-    await once(client, 'connect')
-    const udp = dgram.createSocket('udp4')
-    udp.bind(0, '127.0.0.1')
-    await once(udp, 'listening')
+    const { tcp, client, udp } = await openNetObjects()
     const [a, b] = socketpair()
     const unsupported = (what: string, where: string) =>
       expect.objectContaining({
@@ -360,9 +364,7 @@ describe('converters', () => {
     const m = await b.receive()
     expect(m.fds.map((f) => f.kind())).toEqual(['socket', 'socket', 'socket'])
     for (const f of m.fds) f.close()
-    client.destroy()
-    tcp.close()
-    udp.close()
+    closeNetObjects({ tcp, client, udp })
     a.close()
     b.close()
   })
