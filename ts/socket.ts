@@ -100,11 +100,11 @@ export class FdSocket extends Emitter<FdSocketEvents> {
   #queuedFds = 0
   #waiters: Waiter[] | null = null
   #sends: Pending[] | null = null
-  #drained: Array<() => void> | null = null
+  /** What few sockets need: one field for both, made when first needed. */
+  #rare: { drained: Array<() => void> | null; origin: SocketOrigin | null } | null = null
   /** Flags, one bit each (STATE_*): one field rather than five. */
   #state = STATE_READING_NATIVE
   #fd: number
-  #origin: SocketOrigin | null = null
 
   /** @internal Use connect(), socketpair(), bind() or adopt(). */
   constructor(native: NativeSocket, settings: SocketSettings) {
@@ -399,7 +399,7 @@ export class FdSocket extends Emitter<FdSocketEvents> {
 
   /** Wait for queued sends to reach the kernel (or fail), then close. */
   async end(): Promise<void> {
-    if (this.pendingSends > 0) await new Promise<void>((resolve) => (this.#drained ??= []).push(resolve))
+    if (this.pendingSends > 0) await new Promise<void>((resolve) => ((this.#rare ??= { drained: null, origin: null }).drained ??= []).push(resolve))
     this.close()
   }
 
@@ -418,7 +418,7 @@ export class FdSocket extends Emitter<FdSocketEvents> {
 
   /** Where this socket's descriptors come from, for FDPASS_UNCLOSED_FD; made at the first delivery. */
   #fdOrigin(): SocketOrigin {
-    return (this.#origin ??= new SocketOrigin(this))
+    return ((this.#rare ??= { drained: null, origin: null }).origin ??= new SocketOrigin(this))
   }
 
   #hot(): object {
@@ -435,7 +435,8 @@ export class FdSocket extends Emitter<FdSocketEvents> {
       if (error) p.reject(error)
       else p.resolve()
     }
-    if (this.#sends.length === 0 && this.#drained !== null) for (const done of this.#drained.splice(0)) done()
+    const drained = this.#rare?.drained
+    if (this.#sends.length === 0 && drained) for (const done of drained.splice(0)) done()
   }
 
   /** The next item; at the end DONE, or the rejection `closedError` makes. */
