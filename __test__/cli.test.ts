@@ -528,14 +528,7 @@ describe('fdpass run --health and --probation', { timeout: 90_000 }, () => {
       s.setConfig(config)
       const reload = cli(['reload', '--socket', s.socket, '--json'])
       const canary = await nextWhere(s.sup, (l) => l.took && l.generation === 2, 'generation 2 took the listeners')
-      // The kernel splits the accepts between the two: keep the connections the canary answered.
-      const onCanary: KeepAlive[] = []
-      for (let i = 0; i < 400 && onCanary.length < 4; i++) {
-        const c = await keepAlive(first.port)
-        if ((await c.get()) === String(canary.pid)) onCanary.push(c)
-        else c.close()
-      }
-      expect(onCanary.length).toBe(4)
+      const onCanary = await connectionsTo(first.port, canary.pid, 4)
       const r = await reload
       expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'rolled-back', generation: 2 })
       await until(() => !alive(canary.pid), 'the canary exits')
@@ -546,11 +539,39 @@ describe('fdpass run --health and --probation', { timeout: 90_000 }, () => {
       expect(s.sup.stderr()).toMatch(/gave \d+ connections back/)
     })
   }
+
+  test('fdpass run stopped while a new generation is on probation: a request in progress on the new generation completes', async () => {
+    const s = supervise(['--probation', '8000'])
+    const first = await readyLine(s.sup, 1)
+    void cli(['reload', '--socket', s.socket])
+    const canary = await nextWhere(s.sup, (l) => l.took && l.generation === 2, 'generation 2 took the listeners')
+    const [c] = await connectionsTo(first.port, canary.pid, 1)
+    const slow = c.get('/slow?ms=1500')
+    await sleep(300)
+    s.sup.proc.kill('SIGTERM')
+    expect(await slow).toBe(`slow ${canary.pid}`)
+    expect((await s.sup.exit).code).toBe(0)
+    expect(alive(canary.pid)).toBe(false)
+    expect(alive(first.pid)).toBe(false)
+    c.close()
+  })
 })
 
+/** `count` keep-alive connections that `pid` answered (the kernel splits the accepts between two generations). */
+async function connectionsTo(port: number, pid: number, count: number): Promise<KeepAlive[]> {
+  const found: KeepAlive[] = []
+  for (let i = 0; i < 400 && found.length < count; i++) {
+    const c = await keepAlive(port)
+    if ((await c.get()) === String(pid)) found.push(c)
+    else c.close()
+  }
+  expect(found.length).toBe(count)
+  return found
+}
+
 interface KeepAlive {
-  /** GET / on this one connection: the answer's body (the serving pid). */
-  get(): Promise<string>
+  /** GET `urlPath` on this one connection: the answer's body (the serving pid). */
+  get(urlPath?: string): Promise<string>
   close(): void
 }
 
@@ -579,7 +600,7 @@ async function keepAlive(port: number): Promise<KeepAlive> {
   socket.on('error', gone)
   socket.on('close', () => gone())
   return {
-    get: () =>
+    get: (urlPath = '/') =>
       new Promise((resolve, reject) => {
         if (closed) return reject(closed)
         const timer = setTimeout(() => reject(new Error('no answer within 10 s')), 10_000)
@@ -591,7 +612,7 @@ async function keepAlive(port: number): Promise<KeepAlive> {
           clearTimeout(timer)
           reject(e)
         }
-        socket.write('GET / HTTP/1.1\r\nHost: test\r\n\r\n')
+        socket.write(`GET ${urlPath} HTTP/1.1\r\nHost: test\r\n\r\n`)
       }),
     close: () => socket.destroy(),
   }

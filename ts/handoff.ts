@@ -399,7 +399,23 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     if (predecessor) {
       process.on('uncaughtExceptionMonitor', this.#onFatalException)
       process.on('exit', this.#onExit)
+      if (process.env.FDPASS_RUN) process.once('SIGTERM', this.#onStopBeforeTakeover)
     } else this.#serveControl()
+  }
+
+  /**
+   * `fdpass run` stops while this generation waits at its gate: the
+   * predecessor is stopping too, so nothing is given back; drain what this
+   * generation accepted (as a serving one does on SIGTERM) and exit.
+   */
+  readonly #onStopBeforeTakeover = (): void => {
+    const predecessor = this.#predecessor
+    if (this.#state !== 'starting' || !predecessor) return
+    this.#forgetPredecessor()
+    predecessor.close()
+    this.#log('SIGTERM before it took over: stopping; draining')
+    this.#state = 'draining'
+    void this.#drain(this.#stopAccepting()).then(() => process.exit(0))
   }
 
   /**
@@ -433,6 +449,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     this.#predecessor = null
     process.off('uncaughtExceptionMonitor', this.#onFatalException)
     process.off('exit', this.#onExit)
+    process.off('SIGTERM', this.#onStopBeforeTakeover)
   }
 
   /** 'starting', 'serving', 'handing-off', 'draining' or 'closed'. */
@@ -532,7 +549,9 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     if (this.#state !== 'starting') return
     const predecessor = this.#predecessor
     if (predecessor) {
-      if (!(await this.#supervisorGate())) return this.#rollBack(predecessor)
+      const go = await this.#supervisorGate()
+      if (this.#state !== 'starting') return // stopped meanwhile
+      if (!go) return this.#rollBack(predecessor)
       this.#forgetPredecessor()
       const record: HandoffRecord = { role: 'successor', peerPid: this.previousPid, outcome: 'completed', durationMs: 0 }
       let migrating = false
