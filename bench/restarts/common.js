@@ -46,7 +46,7 @@ function windowLatencies(samples, windows) {
  * connections the clients opened: under keep-alive each client's first is
  * expected, any other means the server closed a connection.
  */
-function httpLoad(port, { keepAlive, clients, timeoutMs = 0, errorPauseMs = 0 }) {
+function httpLoad(port, { keepAlive, clients, timeoutMs = 0, errorPauseMs = 0, urlPath = '/' }) {
   const agent = new http.Agent({ keepAlive, maxSockets: clients })
   let dials = 0
   const createConnection = agent.createConnection.bind(agent)
@@ -60,7 +60,7 @@ function httpLoad(port, { keepAlive, clients, timeoutMs = 0, errorPauseMs = 0 })
   const one = () =>
     new Promise((resolve) => {
       const t0 = performance.now()
-      const req = http.get({ host: '127.0.0.1', port, agent, path: '/' }, (res) => {
+      const req = http.get({ host: '127.0.0.1', port, agent, path: urlPath }, (res) => {
         res.resume()
         res.on('end', () => {
           samples.push([t0, performance.now() - t0, res.statusCode === 200])

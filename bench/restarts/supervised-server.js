@@ -10,7 +10,7 @@
 //   cluster  a primary with argv[4] workers (plain); SIGHUP replaces them one
 //            after the other (fork the new one, wait for it to listen, then
 //            SIGTERM the old one, which drains) and prints {"rolled":true} when done.
-// GET / answers the serving process's pid. Prints {"ready":true,"pid":N}
+// GET / answers the serving process's pid; GET /work?us=N too, after N µs of CPU. Prints {"ready":true,"pid":N}
 // when it accepts (cluster: when every worker listens).
 'use strict'
 const cluster = require('node:cluster')
@@ -20,7 +20,12 @@ const http = require('node:http')
 const [mode, portArg, workersArg] = process.argv.slice(2)
 const port = Number(portArg)
 const print = (v) => process.stdout.write(JSON.stringify(v) + '\n')
-const handler = (req, res) => res.end(String(process.pid))
+function handler(req, res) {
+  // GET /work?us=N: N µs of CPU before the answer, as an app that renders something.
+  const work = /^\/work\?us=(\d+)$/.exec(req.url)
+  if (work) for (const until = performance.now() + Number(work[1]) / 1000; performance.now() < until; );
+  res.end(String(process.pid))
+}
 
 function drainAndExit(server) {
   server.close(() => process.exit(0))

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `fdpass run` beside Node's cluster and pm2 (bench/README.md, "Supervisors"):
-//   workers   2 workers each: throughput under closed-loop load, then R (in all) rolling
-//             restarts (`fdpass reload`, cluster worker-by-worker, `pm2 reload`),
-//             with keep-alive and with a new connection per request
+//   workers   2 workers each: throughput under closed-loop load (GET /, and
+//             GET /work, which burns --work-us of CPU per request), then R (in
+//             all) rolling restarts (`fdpass reload`, cluster worker-by-worker,
+//             `pm2 reload`), with keep-alive and with a new connection per request
 //   crash     kill -9 of the serving process K times under load: `fdpass run`
 //             (fd store) and pm2 fork mode (autorestart); run.js's rows from
 //             its last JSON beside them when there is one
@@ -15,7 +16,7 @@
 //             restarts, and at the end
 //
 //   node bench/restarts/supervisor.js [--quick] [--restarts R] [--crashes K]
-//        [--deploys D] [--clients C] [--steady-ms MS] [--only workers,crash,rollback]
+//        [--deploys D] [--clients C] [--steady-ms MS] [--work-us US] [--only workers,crash,rollback]
 //        [--systems fdpass,cluster,pm2]
 'use strict'
 const { execFile, spawn } = require('node:child_process')
@@ -38,6 +39,9 @@ const STEADY_MS = Number(flag('steady-ms', quick ? 2000 : 5000))
 const ONLY = flag('only', 'workers,crash,rollback').split(',')
 const SYSTEMS = flag('systems', 'fdpass,cluster,pm2').split(',')
 const WORKERS = 2
+// CPU time each request of the workers row's second throughput burns in the app:
+// with it, the servers rather than the load generator are what is saturated.
+const WORK_US = Number(flag('work-us', 200))
 const PROBATION_MS = 3000
 const SETTLE_MS = 100 // steady state between restarts
 // Flat: over a whole row, the supervisor ends with at most this many more fds and this much more RSS than it started with.
@@ -110,11 +114,11 @@ async function servingOtherThan(port, victim) {
 }
 
 /** Closed-loop load of CLIENTS clients; a request with no answer in 10 s fails, and a client pauses 1 ms after a failure. */
-const loadGenerator = (port, keepAlive) => httpLoad(port, { keepAlive, clients: CLIENTS, timeoutMs: 10000, errorPauseMs: 1 })
+const loadGenerator = (port, keepAlive, urlPath = '/') => httpLoad(port, { keepAlive, clients: CLIENTS, timeoutMs: 10000, errorPauseMs: 1, urlPath })
 
-/** Successful requests per second with `keepAlive`, after a 1 s warm-up. */
-async function throughput(port, keepAlive) {
-  const load = loadGenerator(port, keepAlive)
+/** Successful requests per second with `keepAlive` (GET `urlPath`), after a 1 s warm-up. */
+async function throughput(port, keepAlive, urlPath = '/') {
+  const load = loadGenerator(port, keepAlive, urlPath)
   await sleep(1000)
   const from = load.samples.length
   const t0 = performance.now()
@@ -254,6 +258,7 @@ async function workersRow(system) {
   try {
     for (const keepAlive of [true, false]) {
       const rate = await throughput(port, keepAlive)
+      const workRate = await throughput(port, keepAlive, `/work?us=${WORK_US}`)
       const load = loadGenerator(port, keepAlive)
       const durations = []
       const reloadErrors = []
@@ -272,6 +277,7 @@ async function workersRow(system) {
         system: sut.name,
         keepAlive,
         rate,
+        workRate,
         restarts: half(RESTARTS),
         ...load.summary(),
         reloadP50: pct(durations, 0.5),
@@ -407,13 +413,15 @@ async function main() {
   console.log(`supervisors: ${CLIENTS} clients, ${os.cpus().length} CPUs, load ${os.loadavg()[0].toFixed(2)}, node ${process.version}, pm2 ${pm2Version}`)
   let failedGoal = false
   if (ONLY.includes('workers')) {
-    console.log(`workers: ${WORKERS} each; req/s over ${STEADY_MS} ms, then ${RESTARTS} rolling restarts (${half(RESTARTS)} per load)`)
+    console.log(
+      `workers: ${WORKERS} each; req/s over ${STEADY_MS} ms of GET / and of GET /work (${WORK_US} µs of CPU each), then ${RESTARTS} rolling restarts (${half(RESTARTS)} per load)`,
+    )
     for (const system of SYSTEMS) {
       const { rows, leaks } = await workersRow(system)
       for (const r of rows) {
         out.workers.push(r)
         console.log(
-          `${loadName(r.keepAlive)}  ${r.system.padEnd(12)}  ${String(r.rate).padStart(6)} req/s  restarts ${r.restarts}: ${String(r.requests).padStart(7)} req  ${count(r)}  restart p50/max ${fmt(r.reloadP50, 0)}/${fmt(r.reloadMax, 0)} ms` +
+          `${loadName(r.keepAlive)}  ${r.system.padEnd(12)}  ${String(r.rate).padStart(6)} req/s  /work ${String(r.workRate).padStart(6)} req/s  restarts ${r.restarts}: ${String(r.requests).padStart(7)} req  ${count(r)}  restart p50/max ${fmt(r.reloadP50, 0)}/${fmt(r.reloadMax, 0)} ms` +
             (r.reloadErrors ? `  restart errors ${r.reloadErrors}` : ''),
         )
         if (system === 'fdpass' && (r.failed > 0 || r.reloadErrors > 0)) failedGoal = true
