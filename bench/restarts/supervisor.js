@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `fdpass run` beside Node's cluster and pm2 (bench/README.md, "Supervisors"):
 //   workers   2 workers each: throughput under closed-loop load (GET /, and
-//             GET /work, which burns --work-us of CPU per request), then R (in
+//             GET /work, which burns --work-us of CPU per request), in
+//             --rounds interleaved rounds with every system started; then R (in
 //             all) rolling restarts (`fdpass reload`, cluster worker-by-worker,
 //             `pm2 reload`), with keep-alive and with a new connection per request
 //   crash     kill -9 of the serving process K times under load: `fdpass run`
@@ -16,7 +17,7 @@
 //             restarts, and at the end
 //
 //   node bench/restarts/supervisor.js [--quick] [--restarts R] [--crashes K]
-//        [--deploys D] [--clients C] [--steady-ms MS] [--work-us US] [--only workers,crash,rollback]
+//        [--deploys D] [--clients C] [--steady-ms MS] [--rounds N] [--work-us US] [--only workers,crash,rollback]
 //        [--systems fdpass,cluster,pm2]
 'use strict'
 const { execFile, spawn } = require('node:child_process')
@@ -36,6 +37,8 @@ const DEPLOYS = Number(flag('deploys', quick ? 4 : 20))
 const half = (n) => Math.ceil(n / 2)
 const CLIENTS = Number(flag('clients', 16))
 const STEADY_MS = Number(flag('steady-ms', quick ? 2000 : 5000))
+// Interleaved throughput rounds per system (the median is reported).
+const ROUNDS = Number(flag('rounds', quick ? 1 : 3))
 const ONLY = flag('only', 'workers,crash,rollback').split(',')
 const SYSTEMS = flag('systems', 'fdpass,cluster,pm2').split(',')
 const WORKERS = 2
@@ -244,53 +247,73 @@ async function startPm2(port, name, pm2Args) {
 
 // ---- rows ---------------------------------------------------------------------
 
-async function workersRow(system) {
-  const port = await freePort()
-  const sut =
-    system === 'fdpass'
-      ? await startFdpass(port, ['--workers', String(WORKERS)])
-      : system === 'cluster'
-        ? await startCluster(port)
-        : await startPm2(port, 'bench', ['-i', String(WORKERS), '--kill-timeout', '5000'])
-  const leaks = system === 'fdpass' ? leakProbe(sut.pid) : null
+/** `system` with WORKERS workers on `port`. */
+function startWorkers(system, port) {
+  if (system === 'fdpass') return startFdpass(port, ['--workers', String(WORKERS)])
+  if (system === 'cluster') return startCluster(port)
+  return startPm2(port, 'bench', ['-i', String(WORKERS), '--kill-timeout', '5000'])
+}
+
+const median = (v) => [...v].sort((a, b) => a - b)[Math.floor((v.length - 1) / 2)]
+
+/**
+ * Throughput of every system, measured in ROUNDS interleaved rounds with all
+ * of them started (an idle server costs nothing): for each load and path,
+ * each system in turn, the order rotated each round. A machine that gets
+ * slower or faster during the run then weighs on every system alike.
+ * Returns rates[system][load][path] = [req/s per round].
+ */
+async function throughputRounds(started) {
+  const rates = {}
+  const loads = [
+    ['keep-alive', true],
+    ['new conn', false],
+  ]
+  const paths = [
+    ['/', '/'],
+    ['/work', `/work?us=${WORK_US}`],
+  ]
+  for (const { system } of started) rates[system] = { 'keep-alive': { '/': [], '/work': [] }, 'new conn': { '/': [], '/work': [] } }
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = started.map((_, i) => started[(i + round) % started.length])
+    for (const [load, keepAlive] of loads)
+      for (const [name, urlPath] of paths) for (const { system, port } of order) rates[system][load][name].push(await throughput(port, keepAlive, urlPath))
+  }
+  return rates
+}
+
+/** R/2 rolling restarts under each load, with `sut` serving on `port`. */
+async function rollingRestarts(sut, port, leaks) {
   leaks?.sample()
   const rows = []
-  try {
-    for (const keepAlive of [true, false]) {
-      const rate = await throughput(port, keepAlive)
-      const workRate = await throughput(port, keepAlive, `/work?us=${WORK_US}`)
-      const load = loadGenerator(port, keepAlive)
-      const durations = []
-      const reloadErrors = []
-      for (let r = 0; r < half(RESTARTS); r++) {
-        await sleep(SETTLE_MS)
-        const t0 = performance.now()
-        const result = await sut.reload()
-        durations.push(performance.now() - t0)
-        if (!result.ok) reloadErrors.push(result)
-        if (leaks && (r + 1) % 10 === 0) leaks.sample()
-      }
+  for (const keepAlive of [true, false]) {
+    const load = loadGenerator(port, keepAlive)
+    const durations = []
+    const reloadErrors = []
+    for (let r = 0; r < half(RESTARTS); r++) {
       await sleep(SETTLE_MS)
-      await load.stop()
-      durations.sort((a, b) => a - b)
-      rows.push({
-        system: sut.name,
-        keepAlive,
-        rate,
-        workRate,
-        restarts: half(RESTARTS),
-        ...load.summary(),
-        reloadP50: pct(durations, 0.5),
-        reloadMax: durations[durations.length - 1],
-        reloadErrors: reloadErrors.length,
-        firstReloadError: reloadErrors[0] ?? null,
-      })
+      const t0 = performance.now()
+      const result = await sut.reload()
+      durations.push(performance.now() - t0)
+      if (!result.ok) reloadErrors.push(result)
+      if (leaks && (r + 1) % 10 === 0) leaks.sample()
     }
-    leaks?.sample()
-  } finally {
-    await sut.stop()
+    await sleep(SETTLE_MS)
+    await load.stop()
+    durations.sort((a, b) => a - b)
+    rows.push({
+      system: sut.name,
+      keepAlive,
+      restarts: half(RESTARTS),
+      ...load.summary(),
+      reloadP50: pct(durations, 0.5),
+      reloadMax: durations[durations.length - 1],
+      reloadErrors: reloadErrors.length,
+      firstReloadError: reloadErrors[0] ?? null,
+    })
   }
-  return { rows, leaks: leaks?.result() ?? null }
+  leaks?.sample()
+  return rows
 }
 
 /** kill -9 the serving process CRASHES times under load; time from each kill to a request served by its successor. */
@@ -403,6 +426,7 @@ async function main() {
     crashes: CRASHES,
     deploys: DEPLOYS,
     steadyMs: STEADY_MS,
+    rounds: ROUNDS,
     flat: { fds: FLAT_FDS, rssKb: FLAT_RSS_KB },
     workers: [],
     crash: [],
@@ -414,22 +438,42 @@ async function main() {
   let failedGoal = false
   if (ONLY.includes('workers')) {
     console.log(
-      `workers: ${WORKERS} each; req/s over ${STEADY_MS} ms of GET / and of GET /work (${WORK_US} µs of CPU each), then ${RESTARTS} rolling restarts (${half(RESTARTS)} per load)`,
+      `workers: ${WORKERS} each; req/s over ${STEADY_MS} ms of GET / and of GET /work (${WORK_US} µs of CPU each), ${ROUNDS} interleaved round(s), median [min–max]; then ${RESTARTS} rolling restarts (${half(RESTARTS)} per load)`,
     )
-    for (const system of SYSTEMS) {
-      const { rows, leaks } = await workersRow(system)
-      for (const r of rows) {
-        out.workers.push(r)
-        console.log(
-          `${loadName(r.keepAlive)}  ${r.system.padEnd(12)}  ${String(r.rate).padStart(6)} req/s  /work ${String(r.workRate).padStart(6)} req/s  restarts ${r.restarts}: ${String(r.requests).padStart(7)} req  ${count(r)}  restart p50/max ${fmt(r.reloadP50, 0)}/${fmt(r.reloadMax, 0)} ms` +
-            (r.reloadErrors ? `  restart errors ${r.reloadErrors}` : ''),
-        )
-        if (system === 'fdpass' && (r.failed > 0 || r.reloadErrors > 0)) failedGoal = true
+    const started = []
+    try {
+      for (const system of SYSTEMS) {
+        const port = await freePort()
+        started.push({ system, port, sut: await startWorkers(system, port) })
       }
-      if (leaks) {
-        out.leaks.workers = leaks
-        console.log(leakLine(`workers (${2 * half(RESTARTS)} reloads)`, leaks))
+      const rates = await throughputRounds(started)
+      out.workersThroughput = rates
+      const span = (v) => `${String(median(v)).padStart(6)} [${Math.min(...v)}–${Math.max(...v)}]`
+      for (const load of ['keep-alive', 'new conn'])
+        for (const { system, sut } of started)
+          console.log(
+            `${load.padEnd(10)}  ${sut.name.padEnd(12)}  GET / ${span(rates[system][load]['/'])} req/s  GET /work ${span(rates[system][load]['/work'])} req/s`,
+          )
+      for (const { system, port, sut } of started) {
+        const leaks = system === 'fdpass' ? leakProbe(sut.pid) : null
+        for (const r of await rollingRestarts(sut, port, leaks)) {
+          const load = r.keepAlive ? 'keep-alive' : 'new conn'
+          const rate = median(rates[system][load]['/'])
+          const workRate = median(rates[system][load]['/work'])
+          out.workers.push({ ...r, rate, workRate })
+          console.log(
+            `${loadName(r.keepAlive)}  ${r.system.padEnd(12)}  restarts ${r.restarts}: ${String(r.requests).padStart(7)} req  ${count(r)}  restart p50/max ${fmt(r.reloadP50, 0)}/${fmt(r.reloadMax, 0)} ms` +
+              (r.reloadErrors ? `  restart errors ${r.reloadErrors}` : ''),
+          )
+          if (system === 'fdpass' && (r.failed > 0 || r.reloadErrors > 0)) failedGoal = true
+        }
+        if (leaks) {
+          out.leaks.workers = leaks.result()
+          console.log(leakLine(`workers (${2 * half(RESTARTS)} reloads)`, out.leaks.workers))
+        }
       }
+    } finally {
+      for (const { sut } of started) await sut.stop()
     }
   }
   if (ONLY.includes('crash')) {
