@@ -113,7 +113,8 @@ interface Supervised {
   setConfig(config: Record<string, unknown>): void
 }
 
-function supervise(args: string[] = [], config: Record<string, unknown> = {}, env: Record<string, string> = {}): Supervised {
+/** `ownGroup`: the supervisor leads a process group of its own, as a shell's job does, so a test can send what a terminal's Ctrl-C sends. */
+function supervise(args: string[] = [], config: Record<string, unknown> = {}, env: Record<string, string> = {}, { ownGroup = false } = {}): Supervised {
   const control = tmpPath()
   const socket = tmpPath()
   const configPath = tmpPath('cfg')
@@ -122,6 +123,7 @@ function supervise(args: string[] = [], config: Record<string, unknown> = {}, en
   const proc = spawn(process.execPath, [bin, 'run', '--control', control, '--socket', socket, ...args, '--', process.execPath, app], {
     env: { ...process.env, APP_CONFIG: configPath, APP_LOG: '1', NOTIFY_SOCKET: '', FDSTORE: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: ownGroup,
   })
   const sup = wrap(proc)
   supervisors.push(proc)
@@ -341,6 +343,17 @@ describe('fdpass run keeps the sockets', { timeout: 90_000 }, () => {
     expect((await s.sup.exit).code).toBe(0)
   })
 
+  test('Ctrl-C (SIGINT to the whole process group, as a terminal sends it) drains: an in-flight 1 s request completes', async () => {
+    const s = supervise([], {}, {}, { ownGroup: true })
+    const first = await readyLine(s.sup, 1)
+    const slow = request(first.port, '/slow?ms=1000')
+    await sleep(200)
+    process.kill(-s.sup.proc.pid!, 'SIGINT')
+    expect(await slow).toBe(`slow ${first.pid}`)
+    expect((await s.sup.exit).code).toBe(0)
+    expect(alive(first.pid)).toBe(false)
+  })
+
   test('--watch survives atomic saves of a file and watches a directory recursively', async () => {
     const dir = tmpPath('watch')
     fs.mkdirSync(path.join(dir, 'sub'), { recursive: true })
@@ -540,15 +553,19 @@ describe('fdpass run --health and --probation', { timeout: 90_000 }, () => {
     })
   }
 
-  test('fdpass run stopped while a new generation is on probation: a request in progress on the new generation completes', async () => {
-    const s = supervise(['--probation', '8000'])
+  test.each([
+    ['SIGTERM to the supervisor', false],
+    ['Ctrl-C to the process group', true],
+  ])('fdpass run stopped (%s) while a new generation is on probation: a request in progress on the new generation completes', async (_how, ctrlC) => {
+    const s = supervise(['--probation', '8000'], {}, {}, { ownGroup: ctrlC })
     const first = await readyLine(s.sup, 1)
     void cli(['reload', '--socket', s.socket])
     const canary = await nextWhere(s.sup, (l) => l.took && l.generation === 2, 'generation 2 took the listeners')
     const [c] = await connectionsTo(first.port, canary.pid, 1)
     const slow = c.get('/slow?ms=1500')
     await sleep(300)
-    s.sup.proc.kill('SIGTERM')
+    if (ctrlC) process.kill(-s.sup.proc.pid!, 'SIGINT')
+    else s.sup.proc.kill('SIGTERM')
     expect(await slow).toBe(`slow ${canary.pid}`)
     expect((await s.sup.exit).code).toBe(0)
     expect(alive(canary.pid)).toBe(false)

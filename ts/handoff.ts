@@ -126,6 +126,9 @@ function normalize(name: string, spec: ListenerSpec): { kind: Kind; key: string 
   throw invalidArgValue(`listeners.${name}`, spec, 'must have one of tcp, unix or udp')
 }
 
+/** What stops a generation under `fdpass run`: the supervisor's SIGTERM, and a terminal's Ctrl-C. */
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT'] as const
+
 let activated: ListenFd[] | null = null
 
 function systemdFd(name: string): number {
@@ -399,7 +402,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     if (predecessor) {
       process.on('uncaughtExceptionMonitor', this.#onFatalException)
       process.on('exit', this.#onExit)
-      if (process.env.FDPASS_RUN) process.once('SIGTERM', this.#onStopBeforeTakeover)
+      if (process.env.FDPASS_RUN) for (const signal of STOP_SIGNALS) process.once(signal, this.#onStopBeforeTakeover)
     } else this.#serveControl()
   }
 
@@ -408,12 +411,14 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
    * predecessor is stopping too, so nothing is given back; drain what this
    * generation accepted (as a serving one does on SIGTERM) and exit.
    */
-  readonly #onStopBeforeTakeover = (): void => {
+  readonly #onStopBeforeTakeover = (signal: NodeJS.Signals): void => {
     const predecessor = this.#predecessor
     if (this.#state !== 'starting' || !predecessor) return
     this.#forgetPredecessor()
     predecessor.close()
-    this.#log('SIGTERM before it took over: stopping; draining')
+    this.#log(`${signal} before it took over: stopping; draining`)
+    // After a Ctrl-C the supervisor's SIGTERM follows: it must not end this drain.
+    if (signal !== 'SIGTERM') process.once('SIGTERM', () => {})
     this.#state = 'draining'
     void this.#drain(this.#stopAccepting()).then(() => process.exit(0))
   }
@@ -449,7 +454,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     this.#predecessor = null
     process.off('uncaughtExceptionMonitor', this.#onFatalException)
     process.off('exit', this.#onExit)
-    process.off('SIGTERM', this.#onStopBeforeTakeover)
+    for (const signal of STOP_SIGNALS) process.off(signal, this.#onStopBeforeTakeover)
   }
 
   /** 'starting', 'serving', 'handing-off', 'draining' or 'closed'. */
@@ -663,17 +668,22 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
   /**
    * Under `fdpass run` ($FDPASS_RUN), SIGTERM means "stop": stop accepting
    * and drain as after a handoff (bounded by drainTimeout), then exit, so
-   * in-flight requests complete.
+   * in-flight requests complete. SIGINT too: a Ctrl-C in a terminal reaches
+   * the whole process group, the generations as well as the supervisor,
+   * and must not kill a request the supervisor's stop would let finish.
+   * The supervisor's SIGTERM that follows a Ctrl-C finds this drain under
+   * way; a second Ctrl-C kills (Node's default again, as `once` leaves it).
    */
   #drainOnStopSignal(): void {
     if (!process.env.FDPASS_RUN) return
-    process.once('SIGTERM', () => {
+    const stop = (signal: NodeJS.Signals) => {
       if (this.#state !== 'serving' && this.#state !== 'handing-off') return
-      this.#log(`SIGTERM: stopping; draining`)
+      this.#log(`${signal}: stopping; draining`)
       this.#state = 'draining'
       const stopping = this.#stopAccepting()
       void this.#drain(stopping).then(() => process.exit(0))
-    })
+    }
+    for (const signal of STOP_SIGNALS) process.once(signal, stop)
   }
 
   /** The named listener's entry, which must be of one of `kinds` when they are given. */
