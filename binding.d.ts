@@ -75,6 +75,36 @@ export declare class NativeSocket {
 }
 
 /**
+ * Per worker, its open connections and the connections passed to it that
+ * it has not taken, shared with every process that maps the same file.
+ */
+export declare class SharedCounters {
+  /** The bytes the file must hold for `workers` workers. */
+  static fileLen(workers: number): number
+  /**
+   * Map the counts of `workers` workers from the file `fd`. The caller
+   * keeps owning `fd`; the mapping outlives it.
+   */
+  constructor(fd: number, workers: number)
+  /** `worker`'s open connections, never below 0. */
+  connections(worker: number): number
+  /** Add `delta` to `worker`'s open connections. */
+  addConnections(worker: number, delta: number): void
+  /** Set `worker`'s open connections, with none passed and untaken. */
+  reset(worker: number, connections: number): void
+  /**
+   * The worker to pass a just-accepted connection to, or -1 to keep it:
+   * the one with the fewest open connections among those with fewer than
+   * `maxUntaken` passed and not taken, when `me` holds at least `margin`
+   * more. Its counts are raised at once; it calls `taken` when the
+   * connection arrives.
+   */
+  place(me: number, margin: number, maxUntaken: number): number
+  /** `me` took a connection passed to it (then counts it as its own). */
+  taken(me: number): void
+}
+
+/**
  * Take ownership of an inherited Unix socket descriptor (child stdio,
  * LISTEN_FDS, a received fd). It becomes non-blocking and close-on-exec.
  */

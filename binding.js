@@ -837,6 +837,7 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeServer = nativeBinding.NativeServer
 module.exports.NativeSocket = nativeBinding.NativeSocket
+module.exports.SharedCounters = nativeBinding.SharedCounters
 module.exports.adopt = nativeBinding.adopt
 module.exports.bindDatagram = nativeBinding.bindDatagram
 module.exports.bindInetSocket = nativeBinding.bindInetSocket

@@ -399,6 +399,36 @@ describe('fdpass run keeps the sockets', { timeout: 90_000 }, () => {
 })
 
 describe('fdpass run --workers', { timeout: 90_000 }, () => {
+  test('workers balance their connections: bursts of 16 connections made at once end up within 2 of even, every one served', async () => {
+    const s = supervise(['--workers', '2'])
+    const ready = [await readyLine(s.sup), await readyLine(s.sup)]
+    const port = ready[0].port
+    for (let burst = 0; burst < 5; burst++) {
+      const answers = (await burstOf(port, 16)).map((a) => a.body)
+      const byPid = countBy(answers)
+      expect(answers.length).toBe(16)
+      expect(Object.keys(byPid).sort()).toEqual(ready.map((r) => String(r.pid)).sort())
+      expect(Math.max(...Object.values(byPid))).toBeLessThanOrEqual(9)
+      await sleep(300) // their closes reach the counts
+    }
+  })
+
+  test('a worker whose event loop is blocked is passed at most 8 connections: the others are served at once', async () => {
+    const s = supervise(['--workers', '2'])
+    const ready = [await readyLine(s.sup), await readyLine(s.sup)]
+    const [port, blocked, free] = [ready[0].port, ready.find((r) => r.worker === 1).pid, ready.find((r) => r.worker === 0).pid]
+    const [c] = await connectionsTo(port, blocked, 1)
+    const block = c.get('/block?ms=2000')
+    await sleep(100)
+    // 40 connections held open: by counts alone, the free worker would pass about half of them on.
+    const answers = await burstOf(port, 40)
+    const atOnce = answers.filter((a) => a.ms < 1000)
+    expect(atOnce.length).toBeGreaterThanOrEqual(32)
+    expect(atOnce.every((a) => a.body === String(free))).toBe(true)
+    expect(await block).toBe(`blocked ${blocked}`)
+    c.close()
+  })
+
   test('two workers serve the same listening socket; a killed one restarts from the store while the other serves; no connection refused', async () => {
     const s = supervise(['--workers', '2'])
     const ready = [await readyLine(s.sup), await readyLine(s.sup)]
@@ -573,6 +603,46 @@ describe('fdpass run --health and --probation', { timeout: 90_000 }, () => {
     c.close()
   })
 })
+
+/** `n` connections made at once, then (once the workers have accepted them) a request on each: each answer, and how long it took. */
+async function burstOf(port: number, n: number): Promise<Array<{ body: string; ms: number }>> {
+  const sockets = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Socket>((resolve, reject) =>
+          net
+            .connect(port, '127.0.0.1')
+            .once('connect', function (this: net.Socket) {
+              resolve(this)
+            })
+            .once('error', reject),
+        ),
+    ),
+  )
+  await sleep(200)
+  return Promise.all(
+    sockets.map(
+      (socket) =>
+        new Promise<{ body: string; ms: number }>((resolve, reject) => {
+          const started = Date.now()
+          let reply = ''
+          socket.on('data', (d) => {
+            reply += d
+            const body = reply.split('\r\n\r\n')[1]
+            if (body) {
+              socket.destroy()
+              resolve({ body, ms: Date.now() - started })
+            }
+          })
+          socket.once('error', reject)
+          socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+        }),
+    ),
+  )
+}
+
+const countBy = (values: string[]) => values.reduce<Record<string, number>>((c, v) => ({ ...c, [v]: (c[v] ?? 0) + 1 }), {})
 
 /** `count` keep-alive connections that `pid` answered (the kernel splits the accepts between two generations). */
 async function connectionsTo(port: number, pid: number, count: number): Promise<KeepAlive[]> {

@@ -8,6 +8,7 @@ import * as dns from 'node:dns'
 import * as fs from 'node:fs'
 import type * as http from 'node:http'
 import * as net from 'node:net'
+import { WorkerBalance } from './balance'
 import { Emitter } from './events'
 import { FdpassError, type FdpassErrorCode, type ResolverErrorCode, callNative, fromNative, invalidArgType, invalidArgValue } from './errors'
 import { adoptServer, connect } from './open'
@@ -373,6 +374,8 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
   #state: State = 'starting'
   #drainHooks: Array<() => unknown> = []
   readonly #migration: ConnectionMigration
+  /** Under `fdpass run --workers`: the connections this generation passes to and takes from the other workers. */
+  readonly #balance: WorkerBalance | null
 
   /** @internal Use takeover(). */
   constructor(
@@ -393,6 +396,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     this.inherited = predecessor !== null
     this.previousPid = previousPid
     this.#startedAt = startedAt
+    this.#balance = WorkerBalance.fromEnv(log)
     this.#migration = new ConnectionMigration(
       log,
       (event, ...args) => this.emit(event, ...args),
@@ -490,6 +494,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
       server.once('error', onError)
       server.listen({ fd }, () => {
         server.off('error', onError)
+        if (entry.kind === 'tcp') this.#balance?.attach(name, server)
         resolve(server)
       })
     })
@@ -580,6 +585,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
       this.emit('handoff', record)
       this.#serveControl()
     }
+    this.#balance?.start()
     this.#state = 'serving'
     this.#log(`pid ${process.pid} serving ${this.names.join(', ')}`)
     await this.#storeListeners()
@@ -781,6 +787,7 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
 
   /** Stop accepting everywhere; returns when every server has finished its connections. */
   #stopAccepting(): Promise<void> {
+    this.#balance?.stop()
     this.#control?.close().catch(() => {})
     this.#control = null
     closeQuietly(this.#controlFd)

@@ -23,6 +23,8 @@ export interface RunOptions {
   backoffMax: number
   watch: string[]
   workers: number
+  /** Workers pass accepted connections to the least loaded one (balance.ts); --no-balance turns it off. */
+  balance: boolean
   health: string | null
   probation: number
   quiet: boolean
@@ -76,6 +78,7 @@ const RUN_OPTIONS = {
   'backoff-max': { type: 'string' },
   watch: { type: 'string', multiple: true },
   workers: { type: 'string' },
+  'no-balance': { type: 'boolean' },
   health: { type: 'string' },
   probation: { type: 'string' },
   quiet: { type: 'boolean' },
@@ -105,6 +108,7 @@ export function parseRun(argv: string[]): RunOptions | 'help' {
     health: values.health ?? null,
     probation: values.probation === undefined || values.probation === '0' ? 0 : positiveNumber('probation', values.probation, 0),
     workers: values.workers === 'auto' ? os.availableParallelism() : Math.floor(positiveNumber('workers', values.workers, 1)),
+    balance: !values['no-balance'],
     quiet: values.quiet ?? false,
     command,
   }
@@ -140,6 +144,9 @@ options of run:
   --workers N|auto      N processes serve the same listeners (auto: one per
                         CPU); each worker has its own control path <control>.<n>;
                         a reload replaces them one at a time (1)
+  --no-balance          workers keep every connection they accept; by default
+                        one that holds 2 more open connections than another
+                        passes its next accepted connection to it
   --health URL|COMMAND  on a reload, check the new generation while the old one
                         still serves, before it takes over: a URL must answer
                         2xx from the new generation (told apart by its

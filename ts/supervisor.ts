@@ -10,6 +10,7 @@ import * as http from 'node:http'
 import * as https from 'node:https'
 import * as os from 'node:os'
 import * as path from 'node:path'
+import { BalanceHub } from './balance'
 import type { FdpassError } from './errors'
 import { bind, listen } from './open'
 import { hot } from './native'
@@ -104,6 +105,8 @@ export class Supervisor {
   #stopping = false
   #generation = 0
   #watchers: fs.FSWatcher[] = []
+  /** With several workers: the counters and inboxes that balance connections among them (balance.ts). */
+  #balance: BalanceHub | null = null
 
   constructor(o: RunOptions) {
     this.#o = o
@@ -149,6 +152,7 @@ export class Supervisor {
           ),
         )
       }
+      if (this.#o.workers > 1 && this.#o.balance) this.#balance = new BalanceHub(this.#o.workers)
       this.#server = await listen(this.#o.socket, { allow: { uids: [process.getuid?.() ?? 0] } })
     } catch (e) {
       await this.#cleanup()
@@ -387,6 +391,11 @@ export class Supervisor {
         }
       }
     }
+    // Balancing's descriptors follow the LISTEN_FDS ones, which they are not part of.
+    const balance = this.#balance?.forGeneration(slot.k, fds.length, cause !== 'reload')
+    if (balance) env.FDPASS_BALANCE = balance.env
+    else delete env.FDPASS_BALANCE
+    const extra = balance?.fds ?? []
     let child: ChildProcess
     if (fds.length > 0) {
       // The stored descriptors become the child's 3, 4, ... (sd_listen_fds). LISTEN_PID must be the
@@ -394,11 +403,11 @@ export class Supervisor {
       env.LISTEN_FDS = String(fds.length)
       env.LISTEN_FDNAMES = names.join(':')
       child = spawn('/bin/sh', ['-c', 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"', cmd, ...args], {
-        stdio: ['inherit', 'inherit', 'inherit', ...fds],
+        stdio: ['inherit', 'inherit', 'inherit', ...fds, ...extra],
         env,
       })
     } else {
-      child = spawn(cmd, args, { stdio: 'inherit', env })
+      child = spawn(cmd, args, { stdio: ['inherit', 'inherit', 'inherit', ...extra], env })
     }
     const gen: Gen = {
       n,
@@ -474,6 +483,7 @@ export class Supervisor {
 
   /** Nothing serves a worker: restart from the fd store, at once the first time, later with backoff; give up past the limit. */
   #noServer(slot: Slot): void {
+    this.#balance?.nobodyServes(slot.k)
     const now = Date.now()
     this.#crashes = this.#crashes.filter((t) => now - t < this.#o.restartWindow)
     this.#crashes.push(now)
@@ -647,6 +657,8 @@ export class Supervisor {
     for (const s of this.#slots) s.notifySocket?.close()
     await this.#server?.close().catch(() => {})
     for (const name of this.#store.keys()) this.#unstore(name)
+    this.#balance?.close()
+    this.#balance = null
     const files = [this.#o.socket, this.#o.control, ...this.#slots.flatMap((s) => [s.notifyPath, s.control])]
     for (const p of new Set(files)) await fs.promises.rm(p, { force: true })
   }

@@ -18,6 +18,7 @@ pub mod pidfd;
 pub mod platform;
 pub mod recv;
 pub mod send;
+pub mod shared_counts;
 pub mod socket;
 
 pub use address::SocketAddress;

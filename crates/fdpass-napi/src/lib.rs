@@ -12,6 +12,7 @@
 //!   `hot_args.rs`: how they read and check their arguments.
 //! - `server.rs`: the `NativeServer` class (listening sockets).
 //! - `listeners.rs`: TCP/UDP descriptors for a runtime's own servers.
+//! - `shared_counts.rs`: counters shared between processes (`SharedCounters`).
 //! - `fd_io.rs`: descriptor reads and writes on the thread pool.
 //! - `env_state.rs`: per-environment state, lent buffers and teardown.
 //! - `js.rs`: raw Node-API helpers.
@@ -33,6 +34,7 @@ pub mod listeners;
 mod native_socket;
 mod reactor;
 mod server;
+mod shared_counts;
 mod socket;
 mod watched;
 
