@@ -411,6 +411,23 @@ describe('fdpass run --workers', { timeout: 90_000 }, () => {
       expect(Math.max(...Object.values(byPid))).toBeLessThanOrEqual(9)
       await sleep(300) // their closes reach the counts
     }
+    // fdpass status shows each worker's open connections.
+    const held = await Promise.all(
+      Array.from(
+        { length: 10 },
+        () =>
+          new Promise<net.Socket>((resolve) =>
+            net.connect(port, '127.0.0.1', function (this: net.Socket) {
+              resolve(this)
+            }),
+          ),
+      ),
+    )
+    await sleep(300)
+    const counts = (await status(s.socket)).workers.map((w: any) => w.connections)
+    expect(counts[0] + counts[1]).toBe(10)
+    expect(Math.min(...counts)).toBeGreaterThanOrEqual(4)
+    for (const c of held) c.destroy()
   })
 
   test('a worker whose event loop is blocked is passed at most 8 connections: the others are served at once', async () => {
@@ -457,8 +474,8 @@ describe('fdpass run --workers', { timeout: 90_000 }, () => {
     expect(traffic.failed()).toBeLessThanOrEqual(4)
     const st = await status(s.socket)
     expect(st.workers).toEqual([
-      { worker: 0, control: `${s.control}.0`, serving: survivor.generation },
-      { worker: 1, control: `${s.control}.1`, serving: 3 },
+      { worker: 0, control: `${s.control}.0`, serving: survivor.generation, connections: expect.any(Number) },
+      { worker: 1, control: `${s.control}.1`, serving: 3, connections: expect.any(Number) },
     ])
     expect(alive(survivor.pid)).toBe(true)
     expect(st.restarts).toBe(1)

@@ -91,6 +91,12 @@ export class BalanceHub {
     return { fds, env: JSON.stringify(spec) }
   }
 
+  /** `worker`'s open connections; null while nothing serves it. */
+  connections(worker: number): number | null {
+    const n = this.#counts.connections(worker)
+    return n >= NOBODY_SERVES / 2 ? null : n
+  }
+
   /** Nothing serves `worker` now: pass nothing to it until a generation starts there again. */
   nobodyServes(worker: number): void {
     this.#counts.reset(worker, NOBODY_SERVES)
@@ -136,9 +142,6 @@ export class WorkerBalance {
   readonly #log: (line: string) => void
   #active = false
   #closed = false
-  /** Connections passed to each worker and received from the others, for `stats`. */
-  readonly #passed: number[]
-  #received = 0
 
   static fromEnv(log: (line: string) => void): WorkerBalance | null {
     const spec = specFromEnv(log)
@@ -152,15 +155,9 @@ export class WorkerBalance {
     hot.closeFd(spec.counts) // the mapping outlives it
     this.#inbox = adopt(spec.inbox).unref()
     this.#peers = spec.peers.map((fd) => adopt(fd).unref())
-    this.#passed = spec.peers.map(() => 0)
     this.#inbox.on('message', (m: Message) => this.#onPassed(m))
     this.#inbox.on('error', (e: Error) => this.#log(`balance inbox: ${e.message}`))
     this.#inbox.pause()
-  }
-
-  /** Connections this generation passed to each worker, and received from the others. */
-  get stats(): { passed: number[]; received: number } {
-    return { passed: [...this.#passed], received: this.#received }
   }
 
   /**
@@ -215,7 +212,6 @@ export class WorkerBalance {
       this.#counts.taken(to) // its inbox is full: serve it here
       return false
     }
-    this.#passed[to]++
     client.close()
     return true
   }
@@ -231,7 +227,6 @@ export class WorkerBalance {
         hot.closeFd(fd)
         continue
       }
-      this.#received++
       server.emit('connection', new net.Socket({ fd, readable: true, writable: true }))
     }
   }

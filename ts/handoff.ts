@@ -418,11 +418,14 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
   readonly #onStopBeforeTakeover = (signal: NodeJS.Signals): void => {
     const predecessor = this.#predecessor
     if (this.#state !== 'starting' || !predecessor) return
+    // After a Ctrl-C the supervisor's SIGTERM follows: it must not end this
+    // drain. Listen before #forgetPredecessor() removes the other listener:
+    // with none, Node restores the signal's default action, and a SIGTERM
+    // arriving then would kill.
+    if (signal !== 'SIGTERM') process.once('SIGTERM', () => {})
     this.#forgetPredecessor()
     predecessor.close()
     this.#log(`${signal} before it took over: stopping; draining`)
-    // After a Ctrl-C the supervisor's SIGTERM follows: it must not end this drain.
-    if (signal !== 'SIGTERM') process.once('SIGTERM', () => {})
     this.#state = 'draining'
     void this.#drain(this.#stopAccepting()).then(() => process.exit(0))
   }

@@ -71,7 +71,11 @@ export async function client(cmd: 'status' | 'reload', argv: string[]): Promise<
     if (!values.json) {
       const line =
         answer.outcome === 'committed'
-          ? `reload committed: generation ${answer.generation} (pid ${answer.pid}) serves, ready in ${fmtMs(answer.durationMs)}`
+          ? `reload committed: ${
+              answer.workers
+                ? answer.workers.map((w: any) => `generation ${w.generation} (pid ${w.pid}, worker ${w.worker})`).join(', ') + ' serve'
+                : `generation ${answer.generation} (pid ${answer.pid}) serves`
+            }, ready in ${fmtMs(answer.durationMs)}`
           : answer.outcome === 'rolled-back'
             ? `reload rolled back: ${answer.reason}`
             : `reload failed: ${answer.reason ?? answer.error}`
@@ -84,9 +88,15 @@ export async function client(cmd: 'status' | 'reload', argv: string[]): Promise<
       `supervisor pid ${answer.pid} (fdpass ${answer.version}), up ${fmtMs(answer.uptimeMs)}, ${answer.state}`,
       `  command: ${answer.command.join(' ')}`,
       `  control: ${answer.control}`,
+      ...(answer.workers.length > 1
+        ? answer.workers.map(
+            (w: any) =>
+              `  worker ${w.worker}: ${w.serving === null ? 'nothing serves it' : `generation ${w.serving} serves`}${w.connections === null ? '' : `, ${w.connections} open connections`}`,
+          )
+        : []),
       ...answer.generations.map(
         (g: any) =>
-          `  generation ${g.generation}: pid ${g.pid}, ${g.state}${g.generation === answer.serving ? ' (current)' : ''}, ${g.cause}, up ${fmtMs(g.uptimeMs)}`,
+          `  generation ${g.generation}: pid ${g.pid}${answer.workers.length > 1 ? `, worker ${g.worker}` : ''}, ${g.state}${answer.workers.some((w: any) => w.serving === g.generation) ? ' (current)' : ''}, ${g.cause}, up ${fmtMs(g.uptimeMs)}`,
       ),
       `  stored: ${answer.stored.map((s: any) => (s.count > 1 ? `${s.name} x${s.count}` : s.name)).join(', ') || 'nothing'}`,
       `  restarts after a crash: ${answer.restarts} (${answer.recentCrashes} recent); reloads: ${answer.reloads.committed} committed, ${answer.reloads.rolledBack} rolled back, ${answer.reloads.failed} failed, ${answer.reloads.queued} queued`,

@@ -635,7 +635,13 @@ export class Supervisor {
       socket: this.#o.socket,
       state: this.#stopping ? 'stopping' : allServing ? 'serving' : 'restarting',
       serving: this.#slots[0].serving?.n ?? null,
-      workers: this.#slots.map((s) => ({ worker: s.k, control: s.control, serving: s.serving?.n ?? null })),
+      workers: this.#slots.map((s) => ({
+        worker: s.k,
+        control: s.control,
+        serving: s.serving?.n ?? null,
+        // Balanced workers count their open connections; null without balancing.
+        connections: this.#balance?.connections(s.k) ?? null,
+      })),
       generations: gens.map((g) => ({
         generation: g.n,
         worker: g.slot.k,

@@ -18,7 +18,7 @@
 //
 //   node bench/restarts/supervisor.js [--quick] [--restarts R] [--crashes K]
 //        [--deploys D] [--clients C] [--steady-ms MS] [--rounds N] [--work-us US] [--only workers,crash,rollback]
-//        [--systems fdpass,cluster,pm2]
+//        [--systems fdpass,fdpass-unbalanced,cluster,pm2]
 'use strict'
 const { execFile, spawn } = require('node:child_process')
 const fs = require('node:fs')
@@ -40,7 +40,8 @@ const STEADY_MS = Number(flag('steady-ms', quick ? 2000 : 5000))
 // Interleaved throughput rounds per system (the median is reported).
 const ROUNDS = Number(flag('rounds', quick ? 1 : 3))
 const ONLY = flag('only', 'workers,crash,rollback').split(',')
-const SYSTEMS = flag('systems', 'fdpass,cluster,pm2').split(',')
+// fdpass-unbalanced: `fdpass run --workers 2 --no-balance`, in the workers row only.
+const SYSTEMS = flag('systems', 'fdpass,fdpass-unbalanced,cluster,pm2').split(',')
 const WORKERS = 2
 // CPU time each request of the workers row's second throughput burns in the app:
 // with it, the servers rather than the load generator are what is saturated.
@@ -184,7 +185,7 @@ const supervisedBy = (child, name, reload) => ({
 // ---- the systems under test --------------------------------------------------
 
 /** `fdpass run` with `runArgs`; reload() runs `fdpass reload --json`. */
-async function startFdpass(port, runArgs, env = {}) {
+async function startFdpass(port, runArgs, env = {}, name = 'fdpass run') {
   const socket = path.join(tmp, `fdpass-${port}.supervisor.sock`)
   const control = path.join(tmp, `fdpass-${port}.sock`)
   const sup = spawnJson(
@@ -193,7 +194,7 @@ async function startFdpass(port, runArgs, env = {}) {
   )
   const workers = Number(runArgs[runArgs.indexOf('--workers') + 1])
   for (let i = 0; i < workers; i++) await ready(sup, 'fdpass run')
-  return supervisedBy(sup, 'fdpass run', async () => {
+  return supervisedBy(sup, name, async () => {
     const r = await run(process.execPath, [BIN, 'reload', '--socket', socket, '--json'])
     let answer = null
     try {
@@ -250,6 +251,7 @@ async function startPm2(port, name, pm2Args) {
 /** `system` with WORKERS workers on `port`. */
 function startWorkers(system, port) {
   if (system === 'fdpass') return startFdpass(port, ['--workers', String(WORKERS)])
+  if (system === 'fdpass-unbalanced') return startFdpass(port, ['--workers', String(WORKERS), '--no-balance'], {}, 'fdpass run --no-balance')
   if (system === 'cluster') return startCluster(port)
   return startPm2(port, 'bench', ['-i', String(WORKERS), '--kill-timeout', '5000'])
 }
@@ -443,6 +445,7 @@ async function main() {
     const started = []
     try {
       for (const system of SYSTEMS) {
+        if (system === 'fdpass-unbalanced' && !SYSTEMS.includes('fdpass')) continue
         const port = await freePort()
         started.push({ system, port, sut: await startWorkers(system, port) })
       }
@@ -452,7 +455,7 @@ async function main() {
       for (const load of ['keep-alive', 'new conn'])
         for (const { system, sut } of started)
           console.log(
-            `${load.padEnd(10)}  ${sut.name.padEnd(12)}  GET / ${span(rates[system][load]['/'])} req/s  GET /work ${span(rates[system][load]['/work'])} req/s`,
+            `${load.padEnd(10)}  ${sut.name.padEnd(23)}  GET / ${span(rates[system][load]['/'])} req/s  GET /work ${span(rates[system][load]['/work'])} req/s`,
           )
       for (const { system, port, sut } of started) {
         const leaks = system === 'fdpass' ? leakProbe(sut.pid) : null
@@ -462,10 +465,10 @@ async function main() {
           const workRate = median(rates[system][load]['/work'])
           out.workers.push({ ...r, rate, workRate })
           console.log(
-            `${loadName(r.keepAlive)}  ${r.system.padEnd(12)}  restarts ${r.restarts}: ${String(r.requests).padStart(7)} req  ${count(r)}  restart p50/max ${fmt(r.reloadP50, 0)}/${fmt(r.reloadMax, 0)} ms` +
+            `${loadName(r.keepAlive)}  ${r.system.padEnd(23)}  restarts ${r.restarts}: ${String(r.requests).padStart(7)} req  ${count(r)}  restart p50/max ${fmt(r.reloadP50, 0)}/${fmt(r.reloadMax, 0)} ms` +
               (r.reloadErrors ? `  restart errors ${r.reloadErrors}` : ''),
           )
-          if (system === 'fdpass' && (r.failed > 0 || r.reloadErrors > 0)) failedGoal = true
+          if (system.startsWith('fdpass') && (r.failed > 0 || r.reloadErrors > 0)) failedGoal = true
         }
         if (leaks) {
           out.leaks.workers = leaks.result()
