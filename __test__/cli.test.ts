@@ -343,6 +343,19 @@ describe('fdpass run keeps the sockets', { timeout: 90_000 }, () => {
     expect((await s.sup.exit).code).toBe(0)
   })
 
+  test('a stop closes idle keep-alive connections at once instead of waiting out their keep-alive timeout', async () => {
+    const s = supervise()
+    const first = await readyLine(s.sup, 1)
+    const idle = await Promise.all([keepAlive(first.port), keepAlive(first.port), keepAlive(first.port)])
+    for (const c of idle) expect(await c.get()).toBe(String(first.pid))
+    const started = Date.now()
+    s.sup.proc.kill('SIGTERM')
+    expect((await s.sup.exit).code).toBe(0)
+    // Node's keepAliveTimeout is 5 s: waiting for it took 6 s.
+    expect(Date.now() - started).toBeLessThan(2500)
+    for (const c of idle) c.close()
+  })
+
   test('Ctrl-C (SIGINT to the whole process group, as a terminal sends it) drains: an in-flight 1 s request completes', async () => {
     const s = supervise([], {}, {}, { ownGroup: true })
     const first = await readyLine(s.sup, 1)

@@ -427,7 +427,9 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     predecessor.close()
     this.#log(`${signal} before it took over: stopping; draining`)
     this.#state = 'draining'
-    void this.#drain(this.#stopAccepting()).then(() => process.exit(0))
+    const stopping = this.#stopAccepting()
+    this.#closeIdleConnections()
+    void this.#drain(stopping).then(() => process.exit(0))
   }
 
   /**
@@ -688,11 +690,25 @@ export class Generation<Names extends string = string> extends Emitter<Generatio
     const stop = (signal: NodeJS.Signals) => {
       if (this.#state !== 'serving' && this.#state !== 'handing-off') return
       this.#log(`${signal}: stopping; draining`)
+      const handingOff = this.#state === 'handing-off'
       this.#state = 'draining'
       const stopping = this.#stopAccepting()
+      // Handing off, idle connections are on their way to the successor.
+      if (!handingOff) this.#closeIdleConnections()
       void this.#drain(stopping).then(() => process.exit(0))
     }
     for (const signal of STOP_SIGNALS) process.once(signal, stop)
+  }
+
+  /**
+   * A stop with nobody to hand connections to: close the HTTP connections
+   * with no request in progress now, as Node's own server.close() does,
+   * instead of waiting out their keep-alive timeout (5 s by default, a Ctrl-C
+   * that hangs). A request already under way completes; its response
+   * carries `Connection: close` (stopServer).
+   */
+  #closeIdleConnections(): void {
+    for (const entry of this.#entries.values()) for (const server of entry.servers) (server as Partial<http.Server>).closeIdleConnections?.call(server)
   }
 
   /** The named listener's entry, which must be of one of `kinds` when they are given. */
