@@ -8,7 +8,7 @@ import * as os from 'node:os'
 import * as path from 'node:path'
 import { afterEach, describe, expect, test } from 'vitest'
 import { bind, type FdSocket } from '..'
-import { type Child, cleanup, fixture, nextWhere, root, sleep, tmpPath, until, wrap } from './helpers'
+import { type Child, cleanup, fixture, nextWhere, root, run, sleep, tmpPath, until, wrap } from './helpers'
 
 afterEach(cleanup)
 
@@ -441,6 +441,21 @@ describe('fdpass run --workers', { timeout: 90_000 }, () => {
     expect(counts[0] + counts[1]).toBe(10)
     expect(Math.min(...counts)).toBeGreaterThanOrEqual(4)
     for (const c of held) c.destroy()
+  })
+
+  test('a worker that cannot take part in balancing (its descriptors are not there) serves on its own, saying why', async () => {
+    const child = run('supervised-server.js', [], {
+      env: {
+        ...process.env,
+        FDPASS_CONTROL: tmpPath(),
+        APP_LOG: '1',
+        FDPASS_BALANCE: JSON.stringify({ worker: 0, workers: 2, counts: 900, inbox: 901, peers: [902, 903] }),
+      },
+    })
+    const ready = await nextWhere(child, (l) => l.ready, 'ready')
+    expect(await request(ready.port)).toBe(String(ready.pid))
+    expect(child.stderr()).toMatch(/cannot balance \(.*\): this worker keeps what it accepts/)
+    child.proc.kill('SIGKILL')
   })
 
   test('a worker whose event loop is blocked is passed at most 8 connections: the others are served at once', async () => {

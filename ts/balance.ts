@@ -145,7 +145,21 @@ export class WorkerBalance {
 
   static fromEnv(log: (line: string) => void): WorkerBalance | null {
     const spec = specFromEnv(log)
-    return spec ? new WorkerBalance(spec, log) : null
+    if (!spec) return null
+    try {
+      return new WorkerBalance(spec, log)
+    } catch (e) {
+      // Balancing is an optimisation: a worker that cannot take part serves on its own.
+      log(`cannot balance (${(e as Error).message}): this worker keeps what it accepts`)
+      for (const fd of [spec.counts, spec.inbox, ...spec.peers]) {
+        try {
+          hot.closeFd(fd)
+        } catch {
+          // already closed, or adopted by a socket the error closed
+        }
+      }
+      return null
+    }
   }
 
   private constructor(spec: BalanceSpec, log: (line: string) => void) {
@@ -227,7 +241,15 @@ export class WorkerBalance {
         hot.closeFd(fd)
         continue
       }
-      server.emit('connection', new net.Socket({ fd, readable: true, writable: true }))
+      let socket: net.Socket
+      try {
+        socket = new net.Socket({ fd, readable: true, writable: true })
+      } catch (e) {
+        this.#log(`a connection passed to this worker could not be served (${(e as Error).message}): closing it`)
+        hot.closeFd(fd)
+        continue
+      }
+      server.emit('connection', socket)
     }
   }
 }
