@@ -146,29 +146,42 @@ export class WorkerBalance {
   static fromEnv(log: (line: string) => void): WorkerBalance | null {
     const spec = specFromEnv(log)
     if (!spec) return null
+    // Each inherited descriptor is closed once: as a bare number until a socket owns it, then by that socket.
+    const bare = new Set([spec.counts, spec.inbox, ...spec.peers])
+    const owned: FdSocket[] = []
+    const own = (fd: number) => {
+      const socket = adopt(fd).unref()
+      bare.delete(fd)
+      owned.push(socket)
+      return socket
+    }
     try {
-      return new WorkerBalance(spec, log)
+      const counts = new binding.SharedCounters(spec.counts, spec.workers)
+      const inbox = own(spec.inbox)
+      const peers = spec.peers.map(own)
+      return new WorkerBalance(spec.worker, counts, inbox, peers, log)
     } catch (e) {
       // Balancing is an optimisation: a worker that cannot take part serves on its own.
       log(`cannot balance (${(e as Error).message}): this worker keeps what it accepts`)
-      for (const fd of [spec.counts, spec.inbox, ...spec.peers]) {
+      for (const socket of owned) socket.close()
+      return null
+    } finally {
+      for (const fd of bare) {
         try {
-          hot.closeFd(fd)
+          hot.closeFd(fd) // the counters' mapping outlives its descriptor
         } catch {
-          // already closed, or adopted by a socket the error closed
+          // not open: the supervisor did not give it
         }
       }
-      return null
     }
   }
 
-  private constructor(spec: BalanceSpec, log: (line: string) => void) {
-    this.#me = spec.worker
+  private constructor(me: number, counts: InstanceType<typeof binding.SharedCounters>, inbox: FdSocket, peers: FdSocket[], log: (line: string) => void) {
+    this.#me = me
     this.#log = log
-    this.#counts = new binding.SharedCounters(spec.counts, spec.workers)
-    hot.closeFd(spec.counts) // the mapping outlives it
-    this.#inbox = adopt(spec.inbox).unref()
-    this.#peers = spec.peers.map((fd) => adopt(fd).unref())
+    this.#counts = counts
+    this.#inbox = inbox
+    this.#peers = peers
     this.#inbox.on('message', (m: Message) => this.#onPassed(m))
     this.#inbox.on('error', (e: Error) => this.#log(`balance inbox: ${e.message}`))
     this.#inbox.pause()
